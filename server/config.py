@@ -1,0 +1,108 @@
+"""Settings: one frozen object, built from the environment and command-line options at start-up.
+
+Nothing is read at import time. Every setting has an environment variable `DERFLEX_<NAME>`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class ConfigError(ValueError):
+    """A setting has a value the server cannot run with; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = Path(".")
+    database_url: str = ""  # default: SQLite at <home>/var/derflex.db
+    pki_dir: Path | None = None  # default: <home>/certs
+    bind: str = "127.0.0.1:8443"
+    workers: int = 1
+    threads: int = 8
+    # Server certificate, key and the CA bundle clients are verified against; default: the dev PKI.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    trust_file: Path | None = None
+    # TLS: CCM8 only (strict 2030.5) unless the GCM fallback is asked for explicitly.
+    tls_allow_gcm: bool = False
+    # Behind a TLS-terminating proxy: plain HTTP, the client certificate in a header that is
+    # trusted only from these addresses.
+    proxy_mode: bool = False
+    proxy_cert_header: str = "X-SSL-Client-Cert"
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    timezone: str = "UTC"
+    poll_rate: int = 900
+    allow_inband_registration: bool = True
+    max_body_bytes: int = 256 * 1024
+    demo_devices: int = 0  # pre-registered demo devices created by `derflex serve --demo`
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"unknown time zone {self.timezone!r} (use an IANA name)") from None
+        if not 1 <= self.poll_rate <= 2**32 - 1:
+            raise ConfigError("poll_rate must be a positive number of seconds")
+        if self.workers < 1 or self.threads < 1:
+            raise ConfigError("workers and threads must be at least 1")
+        if self.max_body_bytes < 1024:
+            raise ConfigError("max_body_bytes must be at least 1024")
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'var' / 'derflex.db').resolve()}"
+
+    @property
+    def certs_dir(self) -> Path:
+        return self.pki_dir or self.home / "certs"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.home / "var" / "admin-token"
+
+    def with_(self, **changes: Any) -> "Settings":
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _coerce(name: str, raw: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"DERFLEX_{name.upper()} must be true or false, not {raw!r}")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"DERFLEX_{name.upper()} must be a whole number, not {raw!r}") from None
+    if isinstance(default, tuple):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if isinstance(default, Path) or name in ("pki_dir", "tls_cert_file", "tls_key_file", "trust_file"):
+        return Path(raw)
+    return raw
+
+
+def from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from `DERFLEX_*` variables, then explicit overrides (command-line options)."""
+    environ = os.environ if environ is None else environ
+    base = Settings()
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        if f.name == "extra":
+            continue
+        raw = environ.get(f"DERFLEX_{f.name.upper()}")
+        if raw is not None and raw != "":
+            values[f.name] = _coerce(f.name, raw, getattr(base, f.name))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy 2 models named in domain terms, repositories filtered by scope."""

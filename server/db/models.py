@@ -1,0 +1,63 @@
+"""Tables, named for what they hold in the domain; mapped to 2030.5 objects only in services."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Device(Base):
+    """A registered end device (an EndDevice on the wire), identified by its certificate's LFDI."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lfdi: Mapped[str] = mapped_column(String(40), unique=True)
+    sfdi: Mapped[int] = mapped_column(BigInteger, index=True)
+    device_category: Mapped[str | None] = mapped_column(String(8))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    post_rate: Mapped[int | None] = mapped_column(Integer)
+    changed_time: Mapped[int] = mapped_column(BigInteger)
+    registered_time: Mapped[int] = mapped_column(BigInteger)
+    # Who registered it: its own LFDI (in-band), an aggregator's LFDI, or "operator" (out-of-band).
+    registered_by: Mapped[str] = mapped_column(String(40))
+    # The aggregator that manages it, if any: that aggregator's scope includes this device.
+    aggregator_lfdi: Mapped[str | None] = mapped_column(String(40), index=True)
+    pin: Mapped[int | None] = mapped_column(Integer)
+    pin_time: Mapped[int | None] = mapped_column(BigInteger)
+    label: Mapped[str | None] = mapped_column(String(100))
+
+
+class Aggregator(Base):
+    """A client certificate allowed to register and manage devices other than itself."""
+
+    __tablename__ = "aggregators"
+
+    lfdi: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    created_time: Mapped[int] = mapped_column(BigInteger)
+
+
+class PollRate(Base):
+    """An operator's run-time override of a resource's pollRate (seconds)."""
+
+    __tablename__ = "poll_rates"
+
+    resource: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seconds: Mapped[int] = mapped_column(Integer)
+
+
+class AdminToken(Base):
+    """A bearer token for the admin API; only its SHA-256 is stored."""
+
+    __tablename__ = "admin_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_time: Mapped[int] = mapped_column(BigInteger)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)

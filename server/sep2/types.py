@@ -1,0 +1,151 @@
+"""Simple types of the 2030.5 schema and the field declarations that models are built from.
+
+A model is a keyword-only dataclass whose fields say, in schema order, how they appear on the wire:
+`attr(...)` for XML attributes, `elem(...)` for simple-content child elements, `link(...)` for
+`…Link` elements, `child(...)`/`children(...)` for nested resources. The codec walks these
+declarations, so a new resource is a new dataclass, not new parsing code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+class WireValueError(ValueError):
+    """A value on the wire does not fit its schema type (the codec turns it into reasonCode 1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IntType:
+    name: str
+    lo: int
+    hi: int
+
+    def parse(self, text: str) -> int:
+        text = text.strip()
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise WireValueError(f"{text[:40]!r} is not an integer") from None
+        if not self.lo <= value <= self.hi:
+            raise WireValueError(f"{value} is outside {self.name} ({self.lo}…{self.hi})")
+        return value
+
+    def render(self, value: int) -> str:
+        if not self.lo <= value <= self.hi:
+            raise WireValueError(f"{value} is outside {self.name} ({self.lo}…{self.hi})")
+        return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class HexType:
+    """xs:hexBinary of at most `max_bytes` bytes, rendered upper case (2030.5 convention)."""
+
+    name: str
+    max_bytes: int
+
+    def parse(self, text: str) -> str:
+        text = text.strip()
+        if len(text) % 2 or len(text) > 2 * self.max_bytes:
+            raise WireValueError(f"{self.name} must be at most {self.max_bytes} bytes of hex")
+        try:
+            bytes.fromhex(text)
+        except ValueError:
+            raise WireValueError(f"{text[:40]!r} is not hexadecimal") from None
+        return text.upper()
+
+    def render(self, value: str) -> str:
+        return self.parse(value)
+
+
+@dataclass(frozen=True, slots=True)
+class BoolType:
+    name: str = "xs:boolean"
+
+    def parse(self, text: str) -> bool:
+        text = text.strip()
+        if text in ("true", "1"):
+            return True
+        if text in ("false", "0"):
+            return False
+        raise WireValueError(f"{text[:40]!r} is not a boolean")
+
+    def render(self, value: bool) -> str:
+        return "true" if value else "false"
+
+
+@dataclass(frozen=True, slots=True)
+class StringType:
+    name: str
+    max_len: int
+
+    def parse(self, text: str) -> str:
+        if len(text) > self.max_len:
+            raise WireValueError(f"text longer than {self.max_len} characters for {self.name}")
+        return text
+
+    def render(self, value: str) -> str:
+        return self.parse(value)
+
+
+def _uint(bits: int) -> IntType:
+    return IntType(f"UInt{bits}", 0, 2**bits - 1)
+
+
+def _int(bits: int) -> IntType:
+    return IntType(f"Int{bits}", -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+
+
+UInt8, UInt16, UInt32, UInt40, UInt48, UInt64 = (_uint(b) for b in (8, 16, 32, 40, 48, 64))
+Int8, Int16, Int32, Int48, Int64 = (_int(b) for b in (8, 16, 32, 48, 64))
+TimeType = IntType("TimeType", Int64.lo, Int64.hi)
+TimeOffsetType = IntType("TimeOffsetType", Int32.lo, Int32.hi)
+SFDIType = IntType("SFDIType", 0, 687194767359)
+PINType = UInt32
+VersionType = UInt16
+HexBinary8 = HexType("HexBinary8", 1)
+HexBinary32 = HexType("HexBinary32", 4)
+HexBinary128 = HexType("HexBinary128", 16)
+HexBinary160 = HexType("HexBinary160", 20)
+MRIDType = HexType("mRIDType", 16)
+Boolean = BoolType()
+String32 = StringType("String32", 32)
+AnyURI = StringType("xs:anyURI", 2048)
+
+# Field kinds
+ATTR, ELEM, LINK, LIST_LINK, CHILD, CHILDREN = "attr", "elem", "link", "listlink", "child", "children"
+
+
+def attr(xml: str, xtype: Any, *, default: Any = None) -> Any:
+    return dataclasses.field(default=default, metadata={"xml": xml, "kind": ATTR, "type": xtype})
+
+
+def elem(xml: str, xtype: Any, *, default: Any = None, required: bool = False) -> Any:
+    meta = {"xml": xml, "kind": ELEM, "type": xtype, "required": required}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def link(xml: str, *, list_link: bool = False) -> Any:
+    """A `…Link` element; the value is an href string (or a ListLinkValue for list links)."""
+    kind = LIST_LINK if list_link else LINK
+    return dataclasses.field(default=None, metadata={"xml": xml, "kind": kind, "type": None})
+
+
+def child(xml: str, model: type, *, required: bool = False) -> Any:
+    meta = {"xml": xml, "kind": CHILD, "type": model, "required": required}
+    return dataclasses.field(default=None, metadata=meta)
+
+
+def children(xml: str, model: type) -> Any:
+    meta = {"xml": xml, "kind": CHILDREN, "type": model}
+    return dataclasses.field(default_factory=list, metadata=meta)
+
+
+@dataclass(frozen=True, slots=True)
+class ListLinkValue:
+    """A ListLink: where the list is and, optionally, how many entries it holds (`all`)."""
+
+    href: str
+    all: int | None = None
