@@ -1,0 +1,1 @@
+"""Transport: Flask blueprints (2030.5, admin API). Thin: parse, call a service, render."""

