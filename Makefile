@@ -1,0 +1,33 @@
+# derflex — the commands the README names. Each target sets up the virtual environment first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo serve test test-postgres lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install derflex with its test extras
+
+demo: $(STAMP)  ## the main job on the embedded default (for now: serve with two demo devices)
+	$(BIN)/derflex serve --demo-devices 2
+
+serve: demo
+
+test: $(STAMP)  ## the whole test suite on SQLite, plus the layer contracts
+	$(BIN)/pytest
+
+test-postgres: $(STAMP)  ## the same tests against PostgreSQL (PG_URL)
+	DERFLEX_TEST_DATABASE_URL=$(PG_URL) $(BIN)/pytest -m "not e2e"
+
+bench: $(STAMP)  ## serving benchmark; results in bench/results, figures in docs/benchmarks.md
+	$(BIN)/python bench/bench_serve.py
+
+clean:  ## remove the virtual environment and local state (keeps certs/README.md)
+	rm -rf $(VENV) var .pytest_cache
