@@ -9,6 +9,7 @@ from this server's CA, like every other.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -19,6 +20,8 @@ from server.services import admin
 from server.services.errors import Invalid
 
 bp = Blueprint("admin", __name__, url_prefix="/admin/api/v1")
+_DIGITS = re.compile(r"[0-9]{1,9}")
+MAX_JSON_BYTES = 64 * 1024
 
 
 @bp.before_request
@@ -35,7 +38,12 @@ def _authenticate() -> Response | None:
 
 
 def _json_object() -> dict[str, Any]:
-    body = request.get_json(silent=True)
+    if (request.content_length or 0) > MAX_JSON_BYTES:
+        raise Invalid(f"the body is larger than {MAX_JSON_BYTES} bytes")
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # deeply nested arrays: refuse, do not crash
+        body = None
     if not isinstance(body, dict):
         raise Invalid("the body must be a JSON object (Content-Type: application/json)")
     return body
@@ -45,7 +53,7 @@ def _int_arg(name: str, default: int, hi: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit():
+    if not _DIGITS.fullmatch(raw):
         raise Invalid(f"{name!r} must be a non-negative integer")
     return min(int(raw), hi)
 
@@ -65,13 +73,13 @@ def register_device() -> tuple[Response, int, dict[str, str]]:
     return jsonify(view), 201, {"Location": f"{bp.url_prefix}/devices/{view['id']}"}
 
 
-@bp.get("/devices/<int:device_id>")
+@bp.get("/devices/<int(max=2147483647):device_id>")
 def get_device(device_id: int) -> Response:
     with runtime().db.transaction() as s:
         return jsonify(admin.get_device(s, device_id))
 
 
-@bp.put("/devices/<int:device_id>/post-rate")
+@bp.put("/devices/<int(max=2147483647):device_id>/post-rate")
 def set_post_rate(device_id: int) -> tuple[str, int]:
     body = _json_object()
     with runtime().db.transaction() as s:

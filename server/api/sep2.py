@@ -23,7 +23,8 @@ _ACCEPTED_CONTENT_TYPES = ("application/sep+xml", "application/xml", "text/xml")
 
 
 def rule(template: str) -> str:
-    return re.sub(r"\{(\w+)\}", r"<int:\1>", template)
+    # Ids are bounded like the database's INTEGER: a larger number is simply not found.
+    return re.sub(r"\{(\w+)\}", r"<int(max=2147483647):\1>", template)
 
 
 def xml(model: object, status: int = 200) -> Response:

@@ -5,6 +5,7 @@ A bare GET of a list returns one entry (the standard's default); `l` is capped a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -19,11 +20,14 @@ class Page:
     after: int | None = None
 
 
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
 def _number(args: Mapping[str, str], name: str, lo: int, hi: int) -> int | None:
     raw = args.get(name)
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 19:
+    if not _DIGITS.fullmatch(raw):  # ASCII only: str.isdigit() also accepts "²"
         raise DecodeError(f"query parameter {name!r} must be a non-negative integer", INVALID_VALUES)
     return min(max(int(raw), lo), hi)
 

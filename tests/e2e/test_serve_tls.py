@@ -131,3 +131,16 @@ def test_server_certificate_names_localhost_and_verifies(server) -> None:  # noq
     assert resp.status == 200
     san = dict((k, v) for k, v in conn.sock.getpeercert()["subjectAltName"])
     assert san.get("DNS") == "localhost"
+
+
+@pytest.mark.parametrize("length", [10**7, 2**62])
+def test_huge_declared_body_is_refused_without_being_read(server, length: int) -> None:  # noqa: ANN001
+    demo = server.pki.load("demo-1")
+    conn = connect(server, demo)
+    conn.putrequest("POST", "/edev")
+    conn.putheader("Content-Type", "application/sep+xml")
+    conn.putheader("Content-Length", str(length))
+    conn.endheaders(b"<EndDevice")
+    resp = conn.getresponse()
+    assert resp.status == 413
+    assert b"<reasonCode>" in resp.read()

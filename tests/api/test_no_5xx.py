@@ -1,0 +1,49 @@
+"""No input produces a 5xx: a seeded, bounded probe of every route with odd ids, query strings,
+headers and bodies, as device, aggregator, stranger and operator. Refused requests change nothing."""
+
+from __future__ import annotations
+
+import random
+
+from sqlalchemy import func, select
+
+from server.db.models import Device
+from server.services import admin
+
+IDS = ["1", "0", "-1", "2147483647", "2147483648", "99999999999999999999", "abc", "%00", "1.5", "²", "1/../../etc"]
+QUERIES = ["", "?l=5", "?s=²", "?l=-1", "?a=١", "?s=1&s=2", "?l=" + "9" * 40, "?%ff=%fe", "?l"]
+BODIES = [
+    b"",
+    b"<",
+    b"\xff\xfe\x00<",
+    b'<EndDevice xmlns="urn:ieee:std:2030.5:ns"><sFDI>1</sFDI><changedTime>0</changedTime></EndDevice>',
+    b'<EndDevice xmlns="urn:ieee:std:2030.5:ns"><sFDI>99999999999999999999999</sFDI><changedTime>0</changedTime></EndDevice>',
+    b'<EndDevice xmlns="urn:ieee:std:2030.5:ns"><lFDI>' + b"F" * 40 + b"</lFDI><sFDI>0</sFDI><changedTime>-9223372036854775808</changedTime></EndDevice>",
+    b'<?xml version="1.0" encoding="UTF-16"?><EndDevice/>',
+    b'{"lfdi": null, "pin": 1e400}',
+    b"[" * 5000,
+]
+TEMPLATES = ["/dcap", "/tm", "/edev", "/edev/{id}", "/edev/{id}/rg", "/edev/{id}/x", "/admin/api/v1/devices",
+             "/admin/api/v1/devices/{id}", "/admin/api/v1/devices/{id}/post-rate", "/admin/api/v1/poll-rates/{id}",
+             "/admin/api/v1/aggregators", "//edev", "/edev/"]
+METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+CTYPES = ["application/sep+xml", "application/json", "text/plain", "application/sep+xml; charset=latin-1", ""]
+
+
+def test_random_requests_never_get_5xx(app, database, cast, client_for) -> None:  # noqa: ANN001
+    with database.transaction() as s:
+        token = admin.create_token(s, "probe", 0)
+    rng = random.Random(20305)
+    callers = [client_for(cast[k]) for k in ("owner", "aggregator", "foreign")] + [client_for(None)]
+    failures = []
+    for _ in range(1500):
+        path = rng.choice(TEMPLATES).replace("{id}", rng.choice(IDS)) + rng.choice(QUERIES)
+        method = rng.choice(METHODS)
+        headers = {"Authorization": f"Bearer {token}"} if rng.random() < 0.5 else {}
+        kw = {}
+        if method in ("POST", "PUT", "PATCH"):
+            kw = {"data": rng.choice(BODIES), "content_type": rng.choice(CTYPES)}
+        resp = rng.choice(callers).open(method, path, headers=headers, **kw)
+        if resp.status_code >= 500:
+            failures.append((method, path, kw.get("data", b"")[:60], resp.status_code))
+    assert failures == []
