@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import ColumnElement, false, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from server.db.models import AdminToken, Aggregator, Device, PollRate
@@ -40,9 +41,16 @@ def find_device_by_lfdi(session: Session, lfdi: str) -> Device | None:
     return session.scalars(select(Device).where(Device.lfdi == lfdi)).first()
 
 
+class Duplicate(Exception):
+    """A unique key is taken (e.g. a concurrent registration of the same LFDI won the race)."""
+
+
 def add_device(session: Session, device: Device) -> Device:
     session.add(device)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Duplicate(device.lfdi) from None
     return device
 
 

@@ -34,6 +34,14 @@ def to_wire(device: Device) -> EndDevice:
     )
 
 
+def _add(session: Session, device: Device) -> Device:
+    try:
+        return repo.add_device(session, device)
+    except repo.Duplicate:
+        # Lost a race with a concurrent registration of the same LFDI; the transaction rolls back.
+        raise Conflict("this lFDI is already registered") from None
+
+
 def end_device_list(session: Session, scope: Scope, page: Page, poll_rate: int) -> EndDeviceList:
     total = repo.count_devices(session, scope)
     rows = repo.list_devices(session, scope, page.start, page.limit)
@@ -94,7 +102,7 @@ def register(
             location=uris.edev(existing.id) if visible else None,
         )
     managed_by = scope.lfdi if scope.role is Role.AGGREGATOR and lfdi != scope.lfdi else None
-    device = repo.add_device(
+    device = _add(
         session,
         Device(
             lfdi=lfdi,
@@ -165,7 +173,7 @@ def register_out_of_band(
         aggregator_lfdi = parse_lfdi(aggregator_lfdi)
     if repo.find_device_by_lfdi(session, lfdi) is not None:
         raise Conflict("this lFDI is already registered")
-    return repo.add_device(
+    return _add(
         session,
         Device(
             lfdi=lfdi,

@@ -191,3 +191,23 @@ def test_oversize_body_gets_413(cast, client_for, database) -> None:  # noqa: AN
 def test_wrong_content_type_gets_415(cast, client_for, database) -> None:  # noqa: ANN001
     resp = client_for(cast["owner"]).post("/edev", data=_body(cast["owner"]), content_type="application/json")
     assert resp.status_code == 415 and _count(database) == 0
+
+
+def test_registration_race_is_a_409_not_a_500(cast, client_for, database, monkeypatch) -> None:  # noqa: ANN001
+    """Two registrations of one LFDI both pass the duplicate check; the loser must get 409."""
+    c = client_for(cast["owner"])
+    assert c.post("/edev", data=_body(cast["owner"])).status_code == 201
+    monkeypatch.setattr("server.db.repo.find_device_by_lfdi", lambda session, lfdi: None)
+    resp = c.post("/edev", data=_body(cast["owner"]))
+    assert resp.status_code == 409 and _reason(resp) == 1
+    assert _count(database) == 1
+
+
+def test_concurrent_registrations_of_one_lfdi(cast, client_for, database) -> None:  # noqa: ANN001
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = _body(cast["owner"])
+    with ThreadPoolExecutor(8) as pool:
+        codes = sorted(pool.map(lambda _: client_for(cast["owner"]).post("/edev", data=body).status_code, range(8)))
+    assert codes == [201] + [409] * 7
+    assert _count(database) == 1
