@@ -114,9 +114,13 @@ def settings(tmp_path: Path, pki: DevPKI, database: Database) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings, database: Database):  # noqa: ANN201 (Flask app)
+def app(settings: Settings, database: Database, cast: dict[str, Credential]):  # noqa: ANN201
+    """The app, with the cast's aggregator already named one by the operator."""
     from server.app import create_app
+    from server.db import repo
 
+    with database.transaction() as s:
+        repo.add_aggregator(s, cast["aggregator"].lfdi, "the cast's aggregator", 0)
     return create_app(settings, database)
 
 

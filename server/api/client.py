@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from server.scope import Scope
 from server.services.errors import Forbidden
-from server.services.identity import certificate_identity
+from server.services.identity import CertIdentity, certificate_identity
 from server.services.runtime import Runtime
 from server.tls import ChainVerifier
 
@@ -66,8 +66,13 @@ def _verified_der(header: str, verifier: ChainVerifier) -> bytes | None:
     return cert.public_bytes(Encoding.DER)
 
 
-def client_scope(session: Session) -> Scope:
+def client_identity() -> CertIdentity:
+    """The caller's identity, or Forbidden — checked before a request body is even read."""
     der = client_certificate_der()
     if der is None:
         raise Forbidden("a client certificate issued by this server's CA is required")
-    return runtime().scope(session, certificate_identity(der))
+    return certificate_identity(der)
+
+
+def client_scope(session: Session, ident: CertIdentity | None = None) -> Scope:
+    return runtime().scope(session, ident or client_identity())

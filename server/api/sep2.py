@@ -10,7 +10,7 @@ import re
 
 from flask import Blueprint, Response, request
 
-from server.api.client import client_scope, now, runtime
+from server.api.client import client_identity, client_scope, now, runtime
 from server.sep2 import codec, uris
 from server.sep2.models import MEDIA_TYPE, EndDevice
 from server.sep2.paging import parse_page
@@ -29,6 +29,14 @@ def rule(template: str) -> str:
 
 def xml(model: object, status: int = 200) -> Response:
     return Response(codec.render(model), status=status, content_type=MEDIA_TYPE)
+
+
+def no_content(status: int, location: str | None = None) -> Response:
+    resp = Response(status=status)
+    del resp.headers["Content-Type"]  # no body, so no media type
+    if location:
+        resp.headers["Location"] = location
+    return resp
 
 
 def _body(model: type) -> object:
@@ -67,15 +75,14 @@ def get_edev_list() -> Response:
 @bp.post(rule(uris.EDEV_LIST))
 def post_edev() -> Response:
     rt = runtime()
+    ident = client_identity()
     posted = _body(EndDevice)
     with rt.db.transaction() as s:
-        scope = client_scope(s)
+        scope = client_scope(s, ident)
         new_id = edev.register(
             s, scope, posted, now(), allow_inband=rt.settings.allow_inband_registration
         )
-    resp = Response(status=201)
-    resp.headers["Location"] = uris.edev(new_id)
-    return resp
+    return no_content(201, uris.edev(new_id))
 
 
 @bp.get(rule(uris.EDEV))
@@ -88,10 +95,11 @@ def get_edev(edev_id: int) -> Response:
 @bp.put(rule(uris.EDEV))
 def put_edev(edev_id: int) -> Response:
     rt = runtime()
+    ident = client_identity()
     posted = _body(EndDevice)
     with rt.db.transaction() as s:
-        edev.update(s, client_scope(s), edev_id, posted, now())
-    return Response(status=204)
+        edev.update(s, client_scope(s, ident), edev_id, posted, now())
+    return no_content(204)
 
 
 @bp.delete(rule(uris.EDEV))
@@ -99,7 +107,7 @@ def delete_edev(edev_id: int) -> Response:
     rt = runtime()
     with rt.db.transaction() as s:
         edev.delete(s, client_scope(s), edev_id)
-    return Response(status=204)
+    return no_content(204)
 
 
 @bp.get(rule(uris.EDEV_RG))

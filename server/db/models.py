@@ -20,7 +20,7 @@ class Device(Base):
     sfdi: Mapped[int] = mapped_column(BigInteger, index=True)
     device_category: Mapped[str | None] = mapped_column(String(8))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    post_rate: Mapped[int | None] = mapped_column(Integer)
+    post_rate: Mapped[int | None] = mapped_column(BigInteger)  # UInt32 on the wire
     changed_time: Mapped[int] = mapped_column(BigInteger)
     registered_time: Mapped[int] = mapped_column(BigInteger)
     # Who registered it: its own LFDI (in-band), an aggregator's LFDI, or "operator" (out-of-band).
@@ -48,7 +48,7 @@ class PollRate(Base):
     __tablename__ = "poll_rates"
 
     resource: Mapped[str] = mapped_column(String(32), primary_key=True)
-    seconds: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[int] = mapped_column(BigInteger)  # UInt32 on the wire
 
 
 class AdminToken(Base):

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import ColumnElement, false, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from server.db.models import AdminToken, Aggregator, Device, PollRate
 from server.scope import Role, Scope
+
+
+def _upsert(session: Session, model: Any, key: str, values: dict[str, Any], update: tuple[str, ...]) -> None:
+    """INSERT … ON CONFLICT DO UPDATE: concurrent writers of one key neither fail nor duplicate."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(model).values(**values)
+    session.execute(
+        stmt.on_conflict_do_update(index_elements=[key], set_={k: values[k] for k in update})
+    )
 
 
 def _visible(scope: Scope) -> ColumnElement[bool]:
@@ -62,14 +73,10 @@ def is_aggregator(session: Session, lfdi: str) -> bool:
     return session.get(Aggregator, lfdi) is not None
 
 
-def add_aggregator(session: Session, lfdi: str, name: str, now: int) -> Aggregator:
-    existing = session.get(Aggregator, lfdi)
-    if existing is not None:
-        existing.name = name
-        return existing
-    row = Aggregator(lfdi=lfdi, name=name, created_time=now)
-    session.add(row)
-    return row
+def add_aggregator(session: Session, lfdi: str, name: str, now: int) -> None:
+    """Name (or rename) an aggregator."""
+    values = {"lfdi": lfdi, "name": name, "created_time": now}
+    _upsert(session, Aggregator, "lfdi", values, update=("name",))
 
 
 def list_aggregators(session: Session) -> Sequence[Aggregator]:
@@ -81,11 +88,8 @@ def poll_rates(session: Session) -> dict[str, int]:
 
 
 def set_poll_rate(session: Session, resource: str, seconds: int) -> None:
-    row = session.get(PollRate, resource)
-    if row is None:
-        session.add(PollRate(resource=resource, seconds=seconds))
-    else:
-        row.seconds = seconds
+    values = {"resource": resource, "seconds": seconds}
+    _upsert(session, PollRate, "resource", values, update=("seconds",))
 
 
 def add_admin_token(session: Session, name: str, token_sha256: str, now: int) -> AdminToken:

@@ -50,19 +50,19 @@ POLICY_BULK = x509.ObjectIdentifier("1.3.6.1.4.1.40732.2.4")
 #: X.509 anyPolicy: what the dev SERCA and MICA carry, so they constrain no leaf policy.
 POLICY_ANY = x509.ObjectIdentifier("2.5.29.32.0")
 
-# derflex-private identifiers. 1.3.6.1.4.1.40732.99 is NOT assigned by IEEE 2030.5 or anyone else;
-# derflex uses it only in development material, which never leaves a test bench. A production PKI
-# brings its own hwType (the manufacturer's) and never these.
+# derflex-private identifiers, under a UUID-based arc (ITU-T X.667: 2.25.<UUID as an integer>),
+# which anyone may mint without registration; the UUID is uuid5(URL, "https://derflex.invalid/oid").
+# Used only in development material, which never leaves a test bench. A production PKI brings its
+# own hwType (the manufacturer's) and never these.
 #: hwType of dev device credentials.
-HW_TYPE_DEVICE = x509.ObjectIdentifier("1.3.6.1.4.1.40732.99.1")
+HW_TYPE_DEVICE = x509.ObjectIdentifier("2.25.267779935070374511182968887465307468999.1")
 #: hwType of dev aggregator credentials.
-HW_TYPE_AGGREGATOR = x509.ObjectIdentifier("1.3.6.1.4.1.40732.99.2")
+HW_TYPE_AGGREGATOR = x509.ObjectIdentifier("2.25.267779935070374511182968887465307468999.2")
 #: hwType of dev operator credentials.
-HW_TYPE_OPERATOR = x509.ObjectIdentifier("1.3.6.1.4.1.40732.99.3")
-#: Policy marking an operator credential (a person or tool acting for the utility). An operator
-#: credential does NOT carry POLICY_SERVICE_PROVIDER, so "has POLICY_SERVICE_PROVIDER" alone
-#: identifies an aggregator.
-POLICY_OPERATOR = x509.ObjectIdentifier("1.3.6.1.4.1.40732.99.10")
+HW_TYPE_OPERATOR = x509.ObjectIdentifier("2.25.267779935070374511182968887465307468999.3")
+#: Policy marking a dev operator credential. Informational: the server grants the aggregator role
+#: only to LFDIs an operator named (never from a policy), and operators use the admin API's tokens.
+POLICY_OPERATOR = x509.ObjectIdentifier("2.25.267779935070374511182968887465307468999.10")
 
 DEVICE_NOT_AFTER = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
 

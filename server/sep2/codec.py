@@ -149,6 +149,8 @@ def parse(body: bytes, model: type[T], *, max_bytes: int = DEFAULT_MAX_BYTES) ->
         root = etree.fromstring(body, _parser())
     except etree.XMLSyntaxError as exc:
         raise DecodeError(f"malformed XML: {exc.msg}") from None
+    if root.getroottree().docinfo.doctype:  # one that the byte check missed (e.g. UTF-16)
+        raise DecodeError("document type declarations are not allowed")
     ns, tag = _split(root.tag)
     if ns not in _ACCEPTED_NS:
         raise DecodeError(f"root element is not in the 2030.5 namespace ({ns or 'no namespace'})")

@@ -9,8 +9,13 @@ declarations, so a new resource is a new dataclass, not new parsing code.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]{1,40}")  # xs:integer's lexical space (int() also takes "1_0", "١٠")
+_HEX = re.compile(r"(?:[0-9A-Fa-f]{2})*")  # xs:hexBinary (bytes.fromhex also takes spaces)
 
 
 class WireValueError(ValueError):
@@ -25,10 +30,9 @@ class IntType:
 
     def parse(self, text: str) -> int:
         text = text.strip()
-        try:
-            value = int(text, 10)
-        except ValueError:
-            raise WireValueError(f"{text[:40]!r} is not an integer") from None
+        if not _INTEGER.fullmatch(text):
+            raise WireValueError(f"{text[:40]!r} is not an integer")
+        value = int(text, 10)
         if not self.lo <= value <= self.hi:
             raise WireValueError(f"{value} is outside {self.name} ({self.lo}…{self.hi})")
         return value
@@ -48,12 +52,10 @@ class HexType:
 
     def parse(self, text: str) -> str:
         text = text.strip()
-        if len(text) % 2 or len(text) > 2 * self.max_bytes:
+        if len(text) > 2 * self.max_bytes:
             raise WireValueError(f"{self.name} must be at most {self.max_bytes} bytes of hex")
-        try:
-            bytes.fromhex(text)
-        except ValueError:
-            raise WireValueError(f"{text[:40]!r} is not hexadecimal") from None
+        if not _HEX.fullmatch(text):
+            raise WireValueError(f"{text[:40]!r} is not hexadecimal")
         return text.upper()
 
     def render(self, value: str) -> str:

@@ -102,8 +102,8 @@ def poll_rates(session: Session, default: int) -> dict[str, int]:
 
 def add_aggregator(session: Session, lfdi: str, name: str, now: int) -> dict[str, Any]:
     lfdi = edev.parse_lfdi(lfdi)
-    row = repo.add_aggregator(session, lfdi, name, now)
-    return {"lfdi": row.lfdi, "name": row.name}
+    repo.add_aggregator(session, lfdi, name, now)
+    return {"lfdi": lfdi, "name": name}
 
 
 def _digest(token: str) -> str:

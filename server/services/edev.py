@@ -90,7 +90,8 @@ def _checked_identity(scope: Scope, posted: EndDevice) -> tuple[str, int]:
 def register(
     session: Session, scope: Scope, posted: EndDevice, now: int, *, allow_inband: bool
 ) -> int:
-    """In-band registration (POST /edev). Returns the new EndDevice id."""
+    """In-band registration (POST /edev). Returns the new EndDevice id. As with PUT, postRate and
+    enabled are the server's: a posted value for them is ignored."""
     if scope.role is Role.DEVICE and not allow_inband:
         raise Forbidden("in-band registration is disabled on this server; ask the operator")
     lfdi, sfdi = _checked_identity(scope, posted)
@@ -108,8 +109,7 @@ def register(
             lfdi=lfdi,
             sfdi=sfdi,
             device_category=posted.device_category,
-            enabled=True if posted.enabled is None else posted.enabled,
-            post_rate=posted.post_rate,
+            enabled=True,
             changed_time=now,
             registered_time=now,
             registered_by=scope.lfdi or OPERATOR,
@@ -120,17 +120,17 @@ def register(
 
 
 def update(session: Session, scope: Scope, device_id: int, posted: EndDevice, now: int) -> None:
-    """PUT /edev/{id}: identity is immutable; category, enabled and postRate may change."""
+    """PUT /edev/{id}: identity is immutable and postRate/enabled are the server's (operators set
+    them through the admin API), so a client's PUT changes deviceCategory only; the rest of an
+    echoed-back EndDevice is ignored."""
     device = _visible(session, scope, device_id)
     if posted.lfdi is not None and posted.lfdi.upper() != device.lfdi:
         raise Invalid("lFDI of an EndDevice cannot change")
     if posted.sfdi != device.sfdi:
         raise Invalid("sFDI of an EndDevice cannot change")
-    device.device_category = posted.device_category
-    if posted.enabled is not None:
-        device.enabled = posted.enabled
-    device.post_rate = posted.post_rate
-    device.changed_time = now
+    if posted.device_category != device.device_category:
+        device.device_category = posted.device_category
+        device.changed_time = now
 
 
 def delete(session: Session, scope: Scope, device_id: int) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -13,20 +13,18 @@ from server.sep2.models import Time
 QUALITY = 4
 
 
-def _offset(zone: ZoneInfo, t: int) -> tuple[int, int]:
-    """(standard offset, DST amount) in seconds at UTC second t."""
+def _utc_offset(zone: ZoneInfo, t: int) -> int:
+    """Seconds the zone's wall clock is ahead of UTC at UTC second t."""
     local = datetime.fromtimestamp(t, timezone.utc).astimezone(zone)
-    total = int(local.utcoffset().total_seconds())  # type: ignore[union-attr]
-    dst = int((local.dst() or timedelta(0)).total_seconds())
-    return total - dst, dst
+    return int(local.utcoffset().total_seconds())  # type: ignore[union-attr]
 
 
 def _find_change(zone: ZoneInfo, lo: int, hi: int) -> int:
-    """The first second in (lo, hi] whose DST amount differs from lo's."""
-    before = _offset(zone, lo)[1]
+    """The first second in (lo, hi] whose offset differs from lo's."""
+    before = _utc_offset(zone, lo)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if _offset(zone, mid)[1] == before:
+        if _utc_offset(zone, mid) == before:
             lo = mid
         else:
             hi = mid
@@ -34,37 +32,38 @@ def _find_change(zone: ZoneInfo, lo: int, hi: int) -> int:
 
 
 @lru_cache(maxsize=64)
-def dst_rule(zone: ZoneInfo, year: int) -> tuple[int, int, int]:
-    """(dstOffset, dstStartTime, dstEndTime) for a calendar year, in UTC seconds.
+def year_rule(zone: ZoneInfo, year: int) -> tuple[int, int, int, int]:
+    """(tzOffset, dstOffset, dstStartTime, dstEndTime) for a calendar year, in seconds.
 
-    A zone without DST that year answers (0, t, t) with t the start of the year, as the standard
-    asks start and end to be equal when DST does not apply.
+    2030.5 wants the standard offset plus a non-negative DST amount. Python's zoneinfo reports
+    some zones' winter as *negative* DST (Europe/Dublin), so both are derived from the offsets
+    themselves: the smaller one of the year is standard time, the larger one daylight time, and
+    DST starts and ends at the switches into and out of the larger. A zone without a switch that
+    year answers (offset, 0, t, t), t the start of the year: start equal to end means no DST.
     """
     start_of_year = int(datetime(year, 1, 1, tzinfo=timezone.utc).timestamp())
     end_of_year = int(datetime(year + 1, 1, 1, tzinfo=timezone.utc).timestamp())
-    day = 86_400
-    dst_amount = 0
-    start = end = None
-    t = start_of_year
-    previous = _offset(zone, t)[1]
+    changes: list[tuple[int, int]] = []  # (when, offset from then on)
+    t, previous = start_of_year, _utc_offset(zone, start_of_year)
+    offsets = {previous}
     while t < end_of_year:
-        nxt = min(t + day, end_of_year)
-        current = _offset(zone, nxt)[1]
+        nxt = min(t + 86_400, end_of_year)
+        current = _utc_offset(zone, nxt)
         if current != previous:
-            change = _find_change(zone, t, nxt)
-            if current > previous:
-                start, dst_amount = change, current
-            else:
-                end = change
+            changes.append((_find_change(zone, t, nxt), current))
+            offsets.add(current)
         previous, t = current, nxt
-    if start is None or end is None:
-        return 0, start_of_year, start_of_year
-    return dst_amount, start, end
+    standard, daylight = min(offsets), max(offsets)
+    if standard == daylight:
+        return standard, 0, start_of_year, start_of_year
+    start = next((when for when, off in changes if off == daylight), start_of_year)
+    end = next((when for when, off in changes if off != daylight), start_of_year)
+    return standard, daylight - standard, start, end
 
 
 def time_resource(now: int, zone: ZoneInfo, poll_rate: int) -> Time:
-    standard, dst_now = _offset(zone, now)
-    dst_amount, start, end = dst_rule(zone, datetime.fromtimestamp(now, timezone.utc).year)
+    year = datetime.fromtimestamp(now, timezone.utc).year
+    standard, dst_amount, start, end = year_rule(zone, year)
     return Time(
         href=uris.TM,
         poll_rate=poll_rate,
@@ -72,7 +71,7 @@ def time_resource(now: int, zone: ZoneInfo, poll_rate: int) -> Time:
         dst_end_time=end,
         dst_offset=dst_amount,
         dst_start_time=start,
-        local_time=now + standard + dst_now,
+        local_time=now + _utc_offset(zone, now),
         quality=QUALITY,
         tz_offset=standard,
     )

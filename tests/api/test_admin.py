@@ -116,3 +116,36 @@ def test_named_aggregator_gets_aggregator_scope(operator, cast, client_for) -> N
 def test_unknown_admin_path_answers_json(operator) -> None:  # noqa: ANN001
     resp = operator("GET", "/nothing-here")
     assert resp.status_code == 404 and resp.content_type == "application/problem+json"
+
+
+def test_service_provider_policy_alone_grants_nothing(app, pki, client_for) -> None:  # noqa: ANN001
+    """Any service provider's certificate under the same SERCA may carry the policy; only the
+    operator's list makes an aggregator."""
+    from server.sep2.models import EndDevice
+
+    unnamed = pki.issue("unnamed-sp", kind="aggregator")
+    victim = pki.issue("victim-device")
+    body = codec.render(EndDevice(lfdi=victim.lfdi, sfdi=victim.sfdi, changed_time=0))
+    assert client_for(unnamed).post("/edev", data=body).status_code == 400
+
+
+def test_concurrent_admin_upserts_neither_fail_nor_duplicate(operator, database) -> None:  # noqa: ANN001
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import func, select
+
+    from server.db.models import Aggregator
+
+    def name_it(i: int) -> int:
+        return operator("POST", "/aggregators", json={"lfdi": "EF" * 20, "name": f"co {i}"}).status_code
+
+    def rate(i: int) -> int:
+        return operator("PUT", "/poll-rates/edev", json={"seconds": 60 + i}).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(name_it, range(16))) == {201}
+        assert set(pool.map(rate, range(16))) == {204}
+    with database.transaction() as s:
+        count = select(func.count()).select_from(Aggregator).where(Aggregator.lfdi == "EF" * 20)
+        assert s.scalar(count) == 1
+    assert 60 <= operator("GET", "/poll-rates").get_json()["edev"] < 76

@@ -86,15 +86,19 @@ def test_inband_registration_can_be_switched_off(app, cast, client_for, database
     assert resp.status_code == 403 and _count(database) == 0
 
 
-def test_put_changes_what_may_change_and_nothing_else(cast, client_for, database) -> None:  # noqa: ANN001
+def test_put_changes_the_category_and_never_server_owned_fields(cast, client_for, database) -> None:  # noqa: ANN001
+    """postRate and enabled are the server's: the operator set postRate 300; a device echoing its
+    EndDevice without postRate and with enabled=false changes neither."""
     c = client_for(cast["owner"])
     loc = c.post("/edev", data=_body(cast["owner"])).headers["Location"]
-    assert c.put(loc, data=_body(cast["owner"], post_rate=60, device_category="04")).status_code == 204
+    with database.transaction() as s:
+        s.get(Device, int(loc.rsplit("/", 1)[1])).post_rate = 300
+    assert c.put(loc, data=_body(cast["owner"], device_category="04", enabled=False)).status_code == 204
     got = codec.parse(c.get(loc).data, EndDevice)
-    assert (got.post_rate, got.device_category) == (60, "04")
-    bad = c.put(loc, data=_body(cast["owner"], sfdi=cast["other"].sfdi, post_rate=5))
+    assert (got.post_rate, got.enabled, got.device_category) == (300, True, "04")
+    bad = c.put(loc, data=_body(cast["owner"], sfdi=cast["other"].sfdi, device_category="08"))
     assert bad.status_code == 400
-    assert codec.parse(c.get(loc).data, EndDevice).post_rate == 60
+    assert codec.parse(c.get(loc).data, EndDevice).device_category == "04"
 
 
 def test_registration_pin(cast, client_for, database) -> None:  # noqa: ANN001
@@ -211,3 +215,29 @@ def test_concurrent_registrations_of_one_lfdi(cast, client_for, database) -> Non
         codes = sorted(pool.map(lambda _: client_for(cast["owner"]).post("/edev", data=body).status_code, range(8)))
     assert codes == [201] + [409] * 7
     assert _count(database) == 1
+
+
+def test_stranger_gets_403_before_its_body_is_read(client_for, database) -> None:  # noqa: ANN001
+    assert client_for(None).post("/edev", data=b"<not xml", content_type="text/plain").status_code == 403
+
+
+def test_201_and_204_carry_no_media_type(cast, client_for) -> None:  # noqa: ANN001
+    c = client_for(cast["owner"])
+    created = c.post("/edev", data=_body(cast["owner"]))
+    assert created.status_code == 201 and "Content-Type" not in created.headers and created.data == b""
+    updated = c.put(created.headers["Location"], data=_body(cast["owner"]))
+    assert updated.status_code == 204 and "Content-Type" not in updated.headers
+
+
+def test_largest_uint32_post_rate_is_served_on_every_database(cast, client_for, database) -> None:  # noqa: ANN001
+    """UInt32 does not fit PostgreSQL's INTEGER; the column is BIGINT. A postRate the device posts
+    itself is ignored: it is the server's to set."""
+    c = client_for(cast["owner"])
+    loc = c.post("/edev", data=_body(cast["owner"], post_rate=5)).headers["Location"]
+    assert codec.parse(c.get(loc).data, EndDevice).post_rate is None
+    from server.services import admin
+
+    with database.transaction() as s:
+        admin.set_post_rate(s, int(loc.rsplit("/", 1)[1]), 2**32 - 1, 0)
+        admin.set_poll_rate(s, "edev", 2**32 - 1)
+    assert codec.parse(c.get(loc).data, EndDevice).post_rate == 2**32 - 1

@@ -118,3 +118,23 @@ def test_deep_nesting_is_refused() -> None:
     body = b'<EndDevice xmlns="urn:ieee:std:2030.5:ns">' + b"<a>" * 10_000 + b"</a>" * 10_000 + b"</EndDevice>"
     with pytest.raises(DecodeError):
         codec.parse(body, EndDevice, max_bytes=10**6)
+
+
+def test_doctype_in_another_encoding_is_refused_too() -> None:
+    body = '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE EndDevice><EndDevice xmlns="urn:ieee:std:2030.5:ns"><sFDI>1</sFDI><changedTime>0</changedTime></EndDevice>'
+    with pytest.raises(DecodeError, match="document type"):
+        codec.parse(body.encode("utf-16"), EndDevice)
+
+
+@pytest.mark.parametrize("text", ["1_0", "١٠", "0x10", "1e3", ""])
+def test_integers_take_only_the_xsd_lexical_form(text: str) -> None:
+    body = f'<EndDevice xmlns="urn:ieee:std:2030.5:ns"><sFDI>{text}</sFDI><changedTime>0</changedTime></EndDevice>'
+    with pytest.raises(DecodeError):
+        codec.parse(body.encode(), EndDevice)
+
+
+@pytest.mark.parametrize("text", ["00 00 01", "0x0A", "0", "ABC"])
+def test_hex_takes_only_the_xsd_lexical_form(text: str) -> None:
+    body = f'<EndDevice xmlns="urn:ieee:std:2030.5:ns"><deviceCategory>{text}</deviceCategory><sFDI>1</sFDI><changedTime>0</changedTime></EndDevice>'
+    with pytest.raises(DecodeError):
+        codec.parse(body.encode(), EndDevice)

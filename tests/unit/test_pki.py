@@ -338,7 +338,7 @@ def test_checker_reports_expiry(bench: Bench) -> None:
 
 def test_oid_encoding_known_vectors() -> None:
     assert encode_oid("1.3.6.1.5.5.7.8.4") == bytes.fromhex("06082B06010505070804")
-    assert encode_oid(HW_TYPE_DEVICE) == bytes.fromhex("060A2B0601040182BE1C6301")
+    assert encode_oid(HW_TYPE_DEVICE) == bytes.fromhex("0615698392F4C587F5C9D2F6F1A59C90E6AFABCBE94701")  # openssl asn1parse -genstr
     assert encode_oid("2.999.3") == bytes.fromhex("0603883703")
 
 
@@ -356,7 +356,7 @@ def test_hardware_module_name_round_trip() -> None:
         assert decode_hardware_module_name(encoded) == (HW_TYPE_AGGREGATOR, serial)
     assert (
         encode_hardware_module_name(HW_TYPE_DEVICE, b"ab")
-        == bytes.fromhex("3010060A2B0601040182BE1C63010402") + b"ab"
+        == bytes.fromhex("301B0615698392F4C587F5C9D2F6F1A59C90E6AFABCBE947010402") + b"ab"
     )
 
 
@@ -364,8 +364,8 @@ def test_hardware_module_name_round_trip() -> None:
     "blob",
     [
         b"",
-        bytes.fromhex("3010060A2B0601040182BE1C63010402") + b"ab" + b"\x00",  # trailing byte
-        bytes.fromhex("3110060A2B0601040182BE1C63010402") + b"ab",  # SET, not SEQUENCE
+        bytes.fromhex("301B0615698392F4C587F5C9D2F6F1A59C90E6AFABCBE947010402") + b"ab" + b"\x00",  # trailing byte
+        bytes.fromhex("311B0615698392F4C587F5C9D2F6F1A59C90E6AFABCBE947010402") + b"ab",  # SET, not SEQUENCE
         bytes.fromhex("3010040A2B0601040182BE1C63010402") + b"ab",  # hwType not an OID
         bytes.fromhex("3010060A2B0601040182BE1C63010C02") + b"ab",  # serial a UTF8String
         bytes.fromhex("3081100 60A2B0601040182BE1C63010402".replace(" ", ""))

@@ -43,3 +43,28 @@ def test_zone_without_dst(zone: str) -> None:
     t = time_resource(ts(2026, 5, 5), ZoneInfo(zone), 900)
     assert t.dst_offset == 0 and t.dst_start_time == t.dst_end_time
     assert t.tz_offset == (0 if zone == "UTC" else 19800)
+
+
+@pytest.mark.parametrize("month", [1, 7])
+def test_negative_dst_zone_is_served_as_standard_plus_positive_dst(month: int) -> None:
+    """zoneinfo calls Dublin's winter a DST of -1 h; 2030.5 wants GMT standard + 1 h in summer."""
+    now = ts(2026, month, 15)
+    t = time_resource(now, ZoneInfo("Europe/Dublin"), 900)
+    assert (t.tz_offset, t.dst_offset) == (0, 3600)
+    assert t.dst_start_time == ts(2026, 3, 29, 1) and t.dst_end_time == ts(2026, 10, 25, 1)
+    summer = t.dst_start_time <= now < t.dst_end_time
+    # what a client computes from the rule equals what the server says the local time is
+    assert t.local_time == now + t.tz_offset + (t.dst_offset if summer else 0)
+    assert t.local_time == now + (3600 if month == 7 else 0)
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Australia/Sydney", "Europe/Dublin", "Asia/Kolkata"])
+def test_client_rule_reproduces_local_time_all_year(zone: str) -> None:
+    for day in range(0, 365, 7):
+        now = ts(2026, 1, 1) + day * 86_400 + 43_200
+        t = time_resource(now, ZoneInfo(zone), 900)
+        if t.dst_start_time <= t.dst_end_time:
+            summer = t.dst_start_time <= now < t.dst_end_time
+        else:  # southern hemisphere: DST spans the new year
+            summer = not (t.dst_end_time <= now < t.dst_start_time)
+        assert t.local_time == now + t.tz_offset + (t.dst_offset if summer else 0), (zone, day)

@@ -22,7 +22,7 @@ def upgrade() -> None:
         sa.Column("sfdi", sa.BigInteger(), nullable=False),
         sa.Column("device_category", sa.String(8)),
         sa.Column("enabled", sa.Boolean(), nullable=False),
-        sa.Column("post_rate", sa.Integer()),
+        sa.Column("post_rate", sa.BigInteger()),
         sa.Column("changed_time", sa.BigInteger(), nullable=False),
         sa.Column("registered_time", sa.BigInteger(), nullable=False),
         sa.Column("registered_by", sa.String(40), nullable=False),
@@ -42,7 +42,7 @@ def upgrade() -> None:
     op.create_table(
         "poll_rates",
         sa.Column("resource", sa.String(32), primary_key=True),
-        sa.Column("seconds", sa.Integer(), nullable=False),
+        sa.Column("seconds", sa.BigInteger(), nullable=False),
     )
     op.create_table(
         "admin_tokens",
