@@ -39,6 +39,10 @@ class Settings:
     poll_rate: int = 900
     allow_inband_registration: bool = True
     max_body_bytes: int = 256 * 1024
+    # Rendered device-scoped GET bodies are reused for at most this long (0: never cache). Any
+    # write through derflex, in any process, invalidates them within a quarter second; this
+    # bound is only for changes that bypass derflex (hand-made SQL).
+    response_cache_seconds: int = 300
     demo_devices: int = 0  # pre-registered demo devices created by `derflex serve --demo`
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -51,6 +55,8 @@ class Settings:
             raise ConfigError("poll_rate must be a positive number of seconds")
         if self.workers < 1 or self.threads < 1:
             raise ConfigError("workers and threads must be at least 1")
+        if not 0 <= self.response_cache_seconds <= 3600:
+            raise ConfigError("response_cache_seconds must be between 0 and 3600")
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes must be at least 1024")
 

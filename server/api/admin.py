@@ -37,6 +37,13 @@ def _authenticate() -> Response | None:
     return None
 
 
+@bp.after_request
+def _forget_cached_answers(resp: Response) -> Response:
+    if request.method not in ("GET", "HEAD") and resp.status_code < 400:
+        runtime().changed()
+    return resp
+
+
 def _json_object() -> dict[str, Any]:
     if (request.content_length or 0) > MAX_JSON_BYTES:
         raise Invalid(f"the body is larger than {MAX_JSON_BYTES} bytes")
@@ -100,7 +107,6 @@ def set_poll_rate(resource: str) -> tuple[str, int]:
     rt = runtime()
     with rt.db.transaction() as s:
         admin.set_poll_rate(s, resource, body.get("seconds"))
-    rt.forget_poll_rates()
     return "", 204
 
 
@@ -113,5 +119,4 @@ def add_aggregator() -> tuple[Response, int]:
     rt = runtime()
     with rt.db.transaction() as s:
         view = admin.add_aggregator(s, lfdi, name.strip()[:100], now())
-    rt.forget_scopes()
     return jsonify(view), 201

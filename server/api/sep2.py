@@ -1,16 +1,23 @@
 """The 2030.5 blueprint: DeviceCapability, Time, EndDevice, Registration.
 
 Routes are generated from server.sep2.uris; HEAD is answered wherever GET is (Flask does it);
-a method the resource does not support gets 405 with an Allow header.
+a method the resource does not support gets 405 with an Allow header. GET views are functions of
+(session, scope, url arguments) returning a model; `resource` does identity, caching, the
+transaction and rendering for all of them.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
 
 from flask import Blueprint, Response, request
+from sqlalchemy.orm import Session
 
 from server.api.client import client_identity, client_scope, now, runtime
+from server.scope import Scope
 from server.sep2 import codec, uris
 from server.sep2.models import MEDIA_TYPE, EndDevice
 from server.sep2.paging import parse_page
@@ -25,10 +32,6 @@ _ACCEPTED_CONTENT_TYPES = ("application/sep+xml", "application/xml", "text/xml")
 def rule(template: str) -> str:
     # Ids are bounded like the database's INTEGER: a larger number is simply not found.
     return re.sub(r"\{(\w+)\}", r"<int(max=2147483647):\1>", template)
-
-
-def xml(model: object, status: int = 200) -> Response:
-    return Response(codec.render(model), status=status, content_type=MEDIA_TYPE)
 
 
 def no_content(status: int, location: str | None = None) -> Response:
@@ -47,29 +50,64 @@ def _body(model: type) -> object:
     return codec.parse(request.get_data(cache=False), model, max_bytes=max_bytes)
 
 
+def resource(*, cache: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
+    """Wrap a GET view `(session, scope, **url_args) -> model`.
+
+    With `cache`, the rendered body is reused per (certificate, URL) for the configured seconds:
+    these are the documents devices poll. Only successful answers are kept (errors are raised).
+    """
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Response]:
+        @wraps(view)
+        def wrapper(**kwargs: Any) -> Response:
+            rt = runtime()
+            ident = client_identity()
+
+            def load() -> bytes:
+                with rt.db.transaction() as s:
+                    return codec.render(view(s, client_scope(s, ident), **kwargs))
+
+            if cache and rt.settings.response_cache_seconds > 0:
+                body = rt.responses.get((ident.lfdi, request.full_path), load)
+            else:
+                body = load()
+            return Response(body, content_type=MEDIA_TYPE)
+
+        return wrapper
+
+    return decorate
+
+
+@bp.before_request
+def _sync_caches() -> None:
+    runtime().sync()
+
+
+@bp.after_request
+def _forget_cached_answers(resp: Response) -> Response:
+    if request.method not in ("GET", "HEAD") and resp.status_code < 400:
+        runtime().changed()
+    return resp
+
+
 @bp.get(rule(uris.DCAP))
-def get_dcap() -> Response:
-    rt = runtime()
-    with rt.db.transaction() as s:
-        scope = client_scope(s)
-        return xml(dcap.device_capability(s, scope, rt.poll_rate(s, "dcap")))
+@resource()
+def get_dcap(s: Session, scope: Scope) -> object:
+    return dcap.device_capability(s, scope, runtime().poll_rate(s, "dcap"))
 
 
 @bp.get(rule(uris.TM))
-def get_tm() -> Response:
+@resource(cache=False)  # currentTime moves
+def get_tm(s: Session, scope: Scope) -> object:
     rt = runtime()
-    with rt.db.transaction() as s:
-        client_scope(s)
-        return xml(tm.time_resource(now(), rt.settings.zone, rt.poll_rate(s, "tm")))
+    return tm.time_resource(now(), rt.settings.zone, rt.poll_rate(s, "tm"))
 
 
 @bp.get(rule(uris.EDEV_LIST))
-def get_edev_list() -> Response:
-    rt = runtime()
+@resource()
+def get_edev_list(s: Session, scope: Scope) -> object:
     page = parse_page(request.args)
-    with rt.db.transaction() as s:
-        scope = client_scope(s)
-        return xml(edev.end_device_list(s, scope, page, rt.poll_rate(s, "edev")))
+    return edev.end_device_list(s, scope, page, runtime().poll_rate(s, "edev"))
 
 
 @bp.post(rule(uris.EDEV_LIST))
@@ -86,10 +124,9 @@ def post_edev() -> Response:
 
 
 @bp.get(rule(uris.EDEV))
-def get_edev(edev_id: int) -> Response:
-    rt = runtime()
-    with rt.db.transaction() as s:
-        return xml(edev.end_device(s, client_scope(s), edev_id))
+@resource()
+def get_edev(s: Session, scope: Scope, edev_id: int) -> object:
+    return edev.end_device(s, scope, edev_id)
 
 
 @bp.put(rule(uris.EDEV))
@@ -111,7 +148,6 @@ def delete_edev(edev_id: int) -> Response:
 
 
 @bp.get(rule(uris.EDEV_RG))
-def get_rg(edev_id: int) -> Response:
-    rt = runtime()
-    with rt.db.transaction() as s:
-        return xml(edev.registration(s, client_scope(s), edev_id, rt.poll_rate(s, "rg")))
+@resource()
+def get_rg(s: Session, scope: Scope, edev_id: int) -> object:
+    return edev.registration(s, scope, edev_id, runtime().poll_rate(s, "rg"))

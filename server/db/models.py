@@ -51,6 +51,16 @@ class PollRate(Base):
     seconds: Mapped[int] = mapped_column(BigInteger)  # UInt32 on the wire
 
 
+class ChangeCounter(Base):
+    """Bumped by every commit that changes what a family of cached documents shows, so each
+    server process can tell cheaply that its cached answers are stale (see db.changes)."""
+
+    __tablename__ = "change_counters"
+
+    family: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
 class AdminToken(Base):
     """A bearer token for the admin API; only its SHA-256 is stored."""
 

@@ -10,6 +10,8 @@ from typing import Iterator
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from server.db import changes
+
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
@@ -48,6 +50,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        changes.install(self._sessions)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -1,7 +1,8 @@
-"""A small time-bounded cache, for values several processes may change (roles, poll rates).
+"""A small time-bounded cache for answers several processes may change (roles, poll rates,
+rendered documents).
 
-Each process re-reads within `ttl` seconds of a change made elsewhere; changes made in this
-process invalidate at once.
+Entries live at most `ttl` seconds and are dropped at once by `invalidate()`. A value computed
+while an invalidation happened is returned but not kept: it may predate the change.
 """
 
 from __future__ import annotations
@@ -15,28 +16,33 @@ V = TypeVar("V")
 
 
 class TTLCache(Generic[V]):
-    def __init__(self, ttl: float, max_entries: int = 100_000, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, ttl: float, max_entries: int = 200_000, clock: Callable[[], float] = time.monotonic):
         self.ttl = ttl
         self.max_entries = max_entries
         self._clock = clock
         self._data: dict[Hashable, tuple[float, V]] = {}
         self._lock = threading.Lock()
+        self._epoch = 0
 
     def get(self, key: Hashable, load: Callable[[], V]) -> V:
         now = self._clock()
         hit = self._data.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
+        epoch = self._epoch
         value = load()
         with self._lock:
+            if epoch != self._epoch:
+                return value  # invalidated while loading: the value may be older than the change
             if len(self._data) >= self.max_entries:
                 self._data.clear()
             self._data[key] = (now + self.ttl, value)
         return value
 
-    def invalidate(self, key: Hashable | None = None) -> None:
+    def invalidate(self) -> None:
         with self._lock:
-            if key is None:
-                self._data.clear()
-            else:
-                self._data.pop(key, None)
+            self._epoch += 1
+            self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)

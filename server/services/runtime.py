@@ -1,18 +1,29 @@
-"""What the services share for the life of a process: settings, the database, short-lived caches."""
+"""What the services share for the life of a process: settings, the database, short-lived caches.
+
+Caches are per process: roles, poll rates, and rendered GET bodies per (certificate, URL) — the
+documents devices poll over and over. They are dropped when anything they show changes: at once
+for a write through this process (`changed`), and within CHECK_EVERY seconds for a write through
+any other process or the CLI, which every process learns from the database's change counters
+(`sync`, see server.db.changes). Their lifetimes only bound what bypasses derflex (hand-made SQL).
+"""
 
 from __future__ import annotations
+
+import threading
+import time
 
 from sqlalchemy.orm import Session
 
 from server.config import Settings
-from server.db import repo
+from server.db import changes, repo
 from server.db.session import Database
 from server.scope import Scope
 from server.services.cache import TTLCache
 from server.services.identity import CertIdentity, scope_for
 
-# How long a process may serve a role or pollRate another process has changed.
-CACHE_SECONDS = 5.0
+# Lifetime of cached roles and poll rates, and how often a process reads the change counters.
+CACHE_SECONDS = 60.0
+CHECK_EVERY = 0.25
 
 
 class Runtime:
@@ -21,6 +32,25 @@ class Runtime:
         self.db = db
         self._scopes: TTLCache[Scope] = TTLCache(CACHE_SECONDS)
         self._rates: TTLCache[dict[str, int]] = TTLCache(CACHE_SECONDS)
+        self.responses: TTLCache[bytes] = TTLCache(settings.response_cache_seconds)
+        self._seen: dict[str, int] | None = None
+        self._next_check = 0.0
+        self._sync_lock = threading.Lock()
+
+    def sync(self, clock: float | None = None) -> None:
+        """Drop every cache if another process changed something (checked at most every
+        CHECK_EVERY seconds; one primary-key read)."""
+        now = time.monotonic() if clock is None else clock
+        if now < self._next_check:
+            return
+        with self._sync_lock:
+            if now < self._next_check:
+                return
+            self._next_check = now + CHECK_EVERY
+        seen = changes.read(self.db.engine)
+        if seen != self._seen:
+            self._seen = seen
+            self.changed()
 
     def scope(self, session: Session, ident: CertIdentity) -> Scope:
         return self._scopes.get(ident, lambda: scope_for(session, ident))
@@ -29,8 +59,8 @@ class Runtime:
         rates = self._rates.get("all", lambda: repo.poll_rates(session))
         return rates.get(resource, self.settings.poll_rate)
 
-    def forget_scopes(self) -> None:
+    def changed(self) -> None:
+        """Something was written: forget every cached answer of this process."""
         self._scopes.invalidate()
-
-    def forget_poll_rates(self) -> None:
         self._rates.invalidate()
+        self.responses.invalidate()

@@ -144,3 +144,27 @@ def test_huge_declared_body_is_refused_without_being_read(server, length: int) -
     resp = conn.getresponse()
     assert resp.status == 413
     assert b"<reasonCode>" in resp.read()
+
+
+def test_a_change_made_by_another_process_reaches_the_server(server) -> None:  # noqa: ANN001
+    """The CLI is another process writing the same database; the server's cached /dcap must
+    follow within a moment, not after the cache's lifetime."""
+    import subprocess
+    import sys
+    import time
+
+    demo = server.pki.load("demo-1")
+    conn = connect(server, demo)
+    _, body = request(conn, "GET", "/dcap")
+    before = codec.parse(body, DeviceCapability).poll_rate
+    subprocess.run(
+        [sys.executable, "-m", "server.cli", "--home", str(server.home), "admin", "poll-rate", "dcap", str(before + 7)],
+        check=True, capture_output=True, timeout=60,
+    )
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        _, body = request(conn, "GET", "/dcap")
+        if codec.parse(body, DeviceCapability).poll_rate == before + 7:
+            break
+        time.sleep(0.05)
+    assert codec.parse(body, DeviceCapability).poll_rate == before + 7

@@ -1,4 +1,4 @@
-"""Foundation: devices, aggregators, poll-rate overrides, admin tokens.
+"""Foundation: devices, aggregators, poll-rate overrides, change counters, admin tokens.
 
 Revision ID: 0001
 Revises:
@@ -45,6 +45,11 @@ def upgrade() -> None:
         sa.Column("seconds", sa.BigInteger(), nullable=False),
     )
     op.create_table(
+        "change_counters",
+        sa.Column("family", sa.String(32), primary_key=True),
+        sa.Column("value", sa.BigInteger(), nullable=False),
+    )
+    op.create_table(
         "admin_tokens",
         sa.Column("id", sa.Integer(), primary_key=True),
         sa.Column("name", sa.String(100), nullable=False),
@@ -56,6 +61,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("admin_tokens")
+    op.drop_table("change_counters")
     op.drop_table("poll_rates")
     op.drop_table("aggregators")
     op.drop_index("ix_devices_aggregator_lfdi", "devices")
