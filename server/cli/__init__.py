@@ -252,7 +252,7 @@ def admin_aggregator(ctx: Context, lfdi: str, name: str) -> None:
 @click.argument("seconds", type=click.IntRange(1), required=False)
 @pass_ctx
 def admin_poll_rate(ctx: Context, resource: str | None, seconds: int | None) -> None:
-    """Show poll rates, or set RESOURCE's pollRate to SECONDS (servers pick it up within 5 s)."""
+    """Show poll rates, or set RESOURCE's pollRate to SECONDS (running servers follow at once)."""
     from server.services import admin
 
     if resource is not None and seconds is None:

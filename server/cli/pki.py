@@ -12,7 +12,6 @@ from pathlib import Path
 
 import click
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from server.pki import (
@@ -25,7 +24,7 @@ from server.pki import (
     hardware_module_name,
     validate_name,
 )
-from server.pki.devpki import DEFAULT_HOSTNAMES
+from server.pki.devpki import DEFAULT_HOSTNAMES, issued_by
 from server.pki.profile import policy_name
 from server.sep2.identity import lfdi_from_cert_der, sfdi_from_lfdi
 
@@ -316,7 +315,7 @@ def show_cmd(file: Path, pki_dir: Path | None) -> None:
             anchors = [
                 x509.load_pem_x509_certificate(p.read_bytes()) for p in (pki_.mica_path, pki_.serca_path)
             ]
-            issued = any(_issued_by(cert, ca) for ca in anchors)
+            issued = any(issued_by(cert, ca) for ca in anchors)
             click.echo(
                 f"Dev PKI:    {'issued by' if issued else 'NOT issued by'} the dev CA in {pki_.root}"
             )
@@ -338,11 +337,3 @@ def show_cmd(file: Path, pki_dir: Path | None) -> None:
             click.echo(f"  - {problem}")
     else:
         click.echo(f"Profile:    conforms to the 2030.5 {label} certificate profile")
-
-
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True

@@ -231,7 +231,8 @@ def _same_key(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> bool:
     return cert.public_key() == key.public_key()
 
 
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """True when `issuer` signed `cert` (signature checked, not just names compared)."""
     try:
         cert.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature):
@@ -376,7 +377,7 @@ class DevPKI:
                     stale.unlink(missing_ok=True)
 
             mica = self._load_pair(self.mica_path, self.mica_key_path, "MICA")
-            if mica is not None and not _issued_by(mica.cert, serca.cert):
+            if mica is not None and not issued_by(mica.cert, serca.cert):
                 raise ValueError(
                     f"{self.mica_path} was not issued by {self.serca_path}: the dev CA is inconsistent; "
                     f"delete {self.root} to start a new one"
@@ -402,7 +403,7 @@ class DevPKI:
         if self.server_cert_path.is_file() and self.server_key_path.is_file():
             try:
                 cert = _read_certs(self.server_cert_path)[0]
-                usable = _same_key(cert, _read_key(self.server_key_path)) and _issued_by(cert, mica.cert)
+                usable = _same_key(cert, _read_key(self.server_key_path)) and issued_by(cert, mica.cert)
             except ValueError:
                 usable = False
             if usable:
@@ -548,7 +549,7 @@ class DevPKI:
         if self.mica_path.is_file():
             if self._mica_cert is None:
                 self._mica_cert = self._mica.cert if self._mica else _read_certs(self.mica_path)[0]
-            if not _issued_by(leaf, self._mica_cert):
+            if not issued_by(leaf, self._mica_cert):
                 raise ValueError(
                     f"{cert_path} was issued by another CA than {self.mica_path} (the dev CA was "
                     "re-created); issue it again with overwrite"

@@ -306,6 +306,17 @@ def _check_validity_now(cert: x509.Certificate, problems: list[str], now: dt.dat
         problems.append(f"expired on {cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}")
 
 
+# The extensions a 2030.5 leaf (device or server) marks critical; any other must not be.
+_LEAF_CRITICAL = frozenset(
+    {
+        ExtensionOID.SUBJECT_ALTERNATIVE_NAME.dotted_string,
+        ExtensionOID.CERTIFICATE_POLICIES.dotted_string,
+        ExtensionOID.KEY_USAGE.dotted_string,
+        ExtensionOID.BASIC_CONSTRAINTS.dotted_string,
+    }
+)
+
+
 def check_device_certificate(cert: x509.Certificate, *, now: dt.datetime | None = None) -> list[str]:
     """Problems of a 2030.5 device/aggregator/operator (client) certificate; [] = conforms."""
     problems: list[str] = []
@@ -348,16 +359,7 @@ def check_device_certificate(cert: x509.Certificate, *, now: dt.datetime | None 
     except x509.ExtensionNotFound:
         pass
 
-    _check_other_critical(
-        cert,
-        {
-            ExtensionOID.SUBJECT_ALTERNATIVE_NAME.dotted_string,
-            ExtensionOID.CERTIFICATE_POLICIES.dotted_string,
-            ExtensionOID.KEY_USAGE.dotted_string,
-            ExtensionOID.BASIC_CONSTRAINTS.dotted_string,
-        },
-        problems,
-    )
+    _check_other_critical(cert, _LEAF_CRITICAL, problems)
     return problems
 
 
@@ -391,16 +393,7 @@ def check_server_certificate(cert: x509.Certificate, *, now: dt.datetime | None 
     except x509.ExtensionNotFound:
         pass
 
-    _check_other_critical(
-        cert,
-        {
-            ExtensionOID.SUBJECT_ALTERNATIVE_NAME.dotted_string,
-            ExtensionOID.CERTIFICATE_POLICIES.dotted_string,
-            ExtensionOID.KEY_USAGE.dotted_string,
-            ExtensionOID.BASIC_CONSTRAINTS.dotted_string,
-        },
-        problems,
-    )
+    _check_other_critical(cert, _LEAF_CRITICAL, problems)
     return problems
 
 

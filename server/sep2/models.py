@@ -22,7 +22,6 @@ from server.sep2.types import (
     UInt16,
     UInt32,
     attr,
-    child,
     children,
     elem,
     link,
