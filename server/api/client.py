@@ -15,7 +15,7 @@ from urllib.parse import unquote
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from flask import current_app, request
-from sqlalchemy.orm import Session
+from server.db.repo import Reader
 
 from server.scope import Scope
 from server.services.errors import Forbidden
@@ -74,5 +74,5 @@ def client_identity() -> CertIdentity:
     return certificate_identity(der)
 
 
-def client_scope(session: Session, ident: CertIdentity | None = None) -> Scope:
-    return runtime().scope(session, ident or client_identity())
+def client_scope(db: Reader, ident: CertIdentity | None = None) -> Scope:
+    return runtime().scope(db, ident or client_identity())

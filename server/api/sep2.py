@@ -14,7 +14,7 @@ from functools import wraps
 from typing import Any
 
 from flask import Blueprint, Response, request
-from sqlalchemy.orm import Session
+from server.db.repo import Reader
 
 from server.api.client import client_identity, client_scope, now, runtime
 from server.scope import Scope
@@ -51,7 +51,7 @@ def _body(model: type) -> object:
 
 
 def resource(*, cache: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
-    """Wrap a GET view `(session, scope, **url_args) -> model`.
+    """Wrap a GET view `(reader, scope, **url_args) -> model` (reader: a plain connection).
 
     With `cache`, the rendered body is reused per (certificate, URL) for the configured seconds:
     these are the documents devices poll. Only successful answers are kept (errors are raised).
@@ -64,8 +64,8 @@ def resource(*, cache: bool = True) -> Callable[[Callable[..., Any]], Callable[.
             ident = client_identity()
 
             def load() -> bytes:
-                with rt.db.transaction() as s:
-                    return codec.render(view(s, client_scope(s, ident), **kwargs))
+                with rt.db.read() as conn:
+                    return codec.render(view(conn, client_scope(conn, ident), **kwargs))
 
             if cache and rt.settings.response_cache_seconds > 0:
                 body = rt.responses.get((ident.lfdi, request.full_path), load)
@@ -92,20 +92,20 @@ def _forget_cached_answers(resp: Response) -> Response:
 
 @bp.get(rule(uris.DCAP))
 @resource()
-def get_dcap(s: Session, scope: Scope) -> object:
+def get_dcap(s: Reader, scope: Scope) -> object:
     return dcap.device_capability(s, scope, runtime().poll_rate(s, "dcap"))
 
 
 @bp.get(rule(uris.TM))
 @resource(cache=False)  # currentTime moves
-def get_tm(s: Session, scope: Scope) -> object:
+def get_tm(s: Reader, scope: Scope) -> object:
     rt = runtime()
     return tm.time_resource(now(), rt.settings.zone, rt.poll_rate(s, "tm"))
 
 
 @bp.get(rule(uris.EDEV_LIST))
 @resource()
-def get_edev_list(s: Session, scope: Scope) -> object:
+def get_edev_list(s: Reader, scope: Scope) -> object:
     page = parse_page(request.args)
     return edev.end_device_list(s, scope, page, runtime().poll_rate(s, "edev"))
 
@@ -125,7 +125,7 @@ def post_edev() -> Response:
 
 @bp.get(rule(uris.EDEV))
 @resource()
-def get_edev(s: Session, scope: Scope, edev_id: int) -> object:
+def get_edev(s: Reader, scope: Scope, edev_id: int) -> object:
     return edev.end_device(s, scope, edev_id)
 
 
@@ -149,5 +149,5 @@ def delete_edev(edev_id: int) -> Response:
 
 @bp.get(rule(uris.EDEV_RG))
 @resource()
-def get_rg(s: Session, scope: Scope, edev_id: int) -> object:
+def get_rg(s: Reader, scope: Scope, edev_id: int) -> object:
     return edev.registration(s, scope, edev_id, runtime().poll_rate(s, "rg"))

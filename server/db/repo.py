@@ -1,11 +1,17 @@
-"""Repository functions. Every function that serves a client takes its Scope and filters in SQL."""
+"""Repository functions. Every function that serves a client takes its Scope and filters in SQL.
+
+Reads that devices trigger on every poll take a `Reader` — an ORM Session or a plain Core
+Connection (`Database.read()`) — run statements built once per shape with bound parameters, and
+return Rows (attribute access by column name). Writes take a Session and ORM objects.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from functools import cache
+from typing import Any, TypeAlias
 
-from sqlalchemy import ColumnElement, false, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Row, Select, bindparam, func, or_, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -23,28 +29,68 @@ def _upsert(session: Session, model: Any, key: str, values: dict[str, Any], upda
     )
 
 
-def _visible(scope: Scope) -> ColumnElement[bool]:
-    """The devices a scope may see: its own; an aggregator's also those it manages; all for operators."""
-    if scope.role is Role.OPERATOR:
-        return Device.id.is_not(None)
-    if scope.lfdi is None:
-        return false()
-    if scope.role is Role.AGGREGATOR:
-        return or_(Device.lfdi == scope.lfdi, Device.aggregator_lfdi == scope.lfdi)
-    return Device.lfdi == scope.lfdi
+Reader: TypeAlias = Session | Connection
+_DEVICE = Device.__table__
 
 
-def count_devices(session: Session, scope: Scope) -> int:
-    return session.scalar(select(func.count()).select_from(Device).where(_visible(scope))) or 0
+def _visible(role: Role) -> ColumnElement[bool]:
+    """The devices a scope may see: its own; an aggregator's also those it manages; all for
+    operators. The caller's LFDI is the bound parameter `lfdi`."""
+    if role is Role.OPERATOR:
+        return true()
+    if role is Role.AGGREGATOR:
+        return or_(Device.lfdi == bindparam("lfdi"), Device.aggregator_lfdi == bindparam("lfdi"))
+    return Device.lfdi == bindparam("lfdi")
 
 
-def list_devices(session: Session, scope: Scope, start: int, limit: int) -> Sequence[Device]:
-    stmt = select(Device).where(_visible(scope)).order_by(Device.sfdi, Device.id)
-    return session.scalars(stmt.offset(start).limit(limit)).all()
+def _params(scope: Scope, **more: Any) -> dict[str, Any] | None:
+    """Bound parameters for a scoped statement, or None when the scope can see nothing."""
+    if scope.role is not Role.OPERATOR and scope.lfdi is None:
+        return None
+    return {"lfdi": scope.lfdi, **more}
+
+
+@cache
+def _count_stmt(role: Role) -> Select[Any]:
+    return select(func.count()).select_from(_DEVICE).where(_visible(role))
+
+
+@cache
+def _page_stmt(role: Role) -> Select[Any]:
+    return (
+        select(_DEVICE)
+        .where(_visible(role))
+        .order_by(Device.sfdi, Device.id)
+        .offset(bindparam("start"))
+        .limit(bindparam("limit"))
+    )
+
+
+@cache
+def _one_stmt(role: Role) -> Select[Any]:
+    return select(_DEVICE).where(Device.id == bindparam("id"), _visible(role))
+
+
+def count_devices(db: Reader, scope: Scope) -> int:
+    params = _params(scope)
+    return 0 if params is None else db.execute(_count_stmt(scope.role), params).scalar_one()
+
+
+def list_devices(db: Reader, scope: Scope, start: int, limit: int) -> Sequence[Row[Any]]:
+    params = _params(scope, start=start, limit=limit)
+    return [] if params is None else db.execute(_page_stmt(scope.role), params).all()
+
+
+def device_row(db: Reader, scope: Scope, device_id: int) -> Row[Any] | None:
+    params = _params(scope, id=device_id)
+    return None if params is None else db.execute(_one_stmt(scope.role), params).first()
 
 
 def get_device(session: Session, scope: Scope, device_id: int) -> Device | None:
-    return session.scalars(select(Device).where(Device.id == device_id, _visible(scope))).first()
+    """The ORM object, for changing it; None outside the scope."""
+    if device_row(session, scope, device_id) is None:
+        return None
+    return session.get(Device, device_id)
 
 
 def find_device_by_lfdi(session: Session, lfdi: str) -> Device | None:
@@ -69,8 +115,12 @@ def delete_device(session: Session, device: Device) -> None:
     session.delete(device)
 
 
-def is_aggregator(session: Session, lfdi: str) -> bool:
-    return session.get(Aggregator, lfdi) is not None
+_IS_AGGREGATOR = select(Aggregator.lfdi).where(Aggregator.lfdi == bindparam("lfdi"))
+_POLL_RATES = select(PollRate.resource, PollRate.seconds)
+
+
+def is_aggregator(db: Reader, lfdi: str) -> bool:
+    return db.execute(_IS_AGGREGATOR, {"lfdi": lfdi}).first() is not None
 
 
 def add_aggregator(session: Session, lfdi: str, name: str, now: int) -> None:
@@ -83,8 +133,8 @@ def list_aggregators(session: Session) -> Sequence[Aggregator]:
     return session.scalars(select(Aggregator).order_by(Aggregator.name)).all()
 
 
-def poll_rates(session: Session) -> dict[str, int]:
-    return {row.resource: row.seconds for row in session.scalars(select(PollRate))}
+def poll_rates(db: Reader) -> dict[str, int]:
+    return {row.resource: row.seconds for row in db.execute(_POLL_RATES)}
 
 
 def set_poll_rate(session: Session, resource: str, seconds: int) -> None:

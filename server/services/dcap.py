@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
-
 from server.db import repo
 from server.scope import Scope
 from server.sep2 import uris
 from server.sep2.models import DeviceCapability, ListLinkValue
 
 
-def device_capability(session: Session, scope: Scope, poll_rate: int) -> DeviceCapability:
+def device_capability(db: repo.Reader, scope: Scope, poll_rate: int) -> DeviceCapability:
     return DeviceCapability(
         href=uris.DCAP,
         poll_rate=poll_rate,
         time_link=uris.TM,
-        end_device_list_link=ListLinkValue(uris.EDEV_LIST, repo.count_devices(session, scope)),
+        end_device_list_link=ListLinkValue(uris.EDEV_LIST, repo.count_devices(db, scope)),
     )

@@ -7,6 +7,8 @@ LFDI is registered once; a device sees only its own EndDevice.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
 from server.db import repo
@@ -21,7 +23,8 @@ from server.services.errors import Conflict, Forbidden, Invalid, NotFound
 OPERATOR = "operator"
 
 
-def to_wire(device: Device) -> EndDevice:
+def to_wire(device: Any) -> EndDevice:
+    """A Device (ORM object or Row) as the 2030.5 EndDevice."""
     return EndDevice(
         href=uris.edev(device.id),
         device_category=device.device_category,
@@ -42,9 +45,9 @@ def _add(session: Session, device: Device) -> Device:
         raise Conflict("this lFDI is already registered") from None
 
 
-def end_device_list(session: Session, scope: Scope, page: Page, poll_rate: int) -> EndDeviceList:
-    total = repo.count_devices(session, scope)
-    rows = repo.list_devices(session, scope, page.start, page.limit)
+def end_device_list(db: repo.Reader, scope: Scope, page: Page, poll_rate: int) -> EndDeviceList:
+    total = repo.count_devices(db, scope)
+    rows = repo.list_devices(db, scope, page.start, page.limit)
     return EndDeviceList(
         href=uris.EDEV_LIST,
         all=total,
@@ -54,15 +57,22 @@ def end_device_list(session: Session, scope: Scope, page: Page, poll_rate: int) 
     )
 
 
-def _visible(session: Session, scope: Scope, device_id: int) -> Device:
+def _row(db: repo.Reader, scope: Scope, device_id: int) -> Any:
+    device = repo.device_row(db, scope, device_id)
+    if device is None:
+        raise NotFound("no such EndDevice")
+    return device
+
+
+def _for_update(session: Session, scope: Scope, device_id: int) -> Device:
     device = repo.get_device(session, scope, device_id)
     if device is None:
         raise NotFound("no such EndDevice")
     return device
 
 
-def end_device(session: Session, scope: Scope, device_id: int) -> EndDevice:
-    return to_wire(_visible(session, scope, device_id))
+def end_device(db: repo.Reader, scope: Scope, device_id: int) -> EndDevice:
+    return to_wire(_row(db, scope, device_id))
 
 
 def parse_lfdi(text: str) -> str:
@@ -97,7 +107,7 @@ def register(
     lfdi, sfdi = _checked_identity(scope, posted)
     existing = repo.find_device_by_lfdi(session, lfdi)
     if existing is not None:
-        visible = repo.get_device(session, scope, existing.id) is not None
+        visible = repo.device_row(session, scope, existing.id) is not None
         raise Conflict(
             "this lFDI is already registered",
             location=uris.edev(existing.id) if visible else None,
@@ -123,7 +133,7 @@ def update(session: Session, scope: Scope, device_id: int, posted: EndDevice, no
     """PUT /edev/{id}: identity is immutable and postRate/enabled are the server's (operators set
     them through the admin API), so a client's PUT changes deviceCategory only; the rest of an
     echoed-back EndDevice is ignored."""
-    device = _visible(session, scope, device_id)
+    device = _for_update(session, scope, device_id)
     if posted.lfdi is not None and posted.lfdi.upper() != device.lfdi:
         raise Invalid("lFDI of an EndDevice cannot change")
     if posted.sfdi != device.sfdi:
@@ -135,7 +145,7 @@ def update(session: Session, scope: Scope, device_id: int, posted: EndDevice, no
 
 def delete(session: Session, scope: Scope, device_id: int) -> None:
     """DELETE /edev/{id}: an aggregator for the devices it manages, or an operator; never a device."""
-    device = _visible(session, scope, device_id)
+    device = _for_update(session, scope, device_id)
     if scope.role is Role.DEVICE or (
         scope.role is Role.AGGREGATOR and device.aggregator_lfdi != scope.lfdi
     ):
@@ -143,8 +153,8 @@ def delete(session: Session, scope: Scope, device_id: int) -> None:
     repo.delete_device(session, device)
 
 
-def registration(session: Session, scope: Scope, device_id: int, poll_rate: int) -> Registration:
-    device = _visible(session, scope, device_id)
+def registration(db: repo.Reader, scope: Scope, device_id: int, poll_rate: int) -> Registration:
+    device = _row(db, scope, device_id)
     if device.pin is None or device.pin_time is None:
         raise NotFound("no Registration for this EndDevice")
     return Registration(

@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from sqlalchemy.orm import Session
-
 from server.db import repo
 from server.scope import Role, Scope
 from server.sep2.identity import lfdi_from_cert_der, sfdi_from_lfdi
@@ -30,6 +28,6 @@ def certificate_identity(cert_der: bytes) -> CertIdentity:
     return CertIdentity(lfdi, sfdi_from_lfdi(lfdi))
 
 
-def scope_for(session: Session, ident: CertIdentity) -> Scope:
-    role = Role.AGGREGATOR if repo.is_aggregator(session, ident.lfdi) else Role.DEVICE
+def scope_for(db: repo.Reader, ident: CertIdentity) -> Scope:
+    role = Role.AGGREGATOR if repo.is_aggregator(db, ident.lfdi) else Role.DEVICE
     return Scope(role, ident.lfdi, ident.sfdi)

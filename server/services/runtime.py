@@ -12,8 +12,6 @@ from __future__ import annotations
 import threading
 import time
 
-from sqlalchemy.orm import Session
-
 from server.config import Settings
 from server.db import changes, repo
 from server.db.session import Database
@@ -52,11 +50,11 @@ class Runtime:
             self._seen = seen
             self.changed()
 
-    def scope(self, session: Session, ident: CertIdentity) -> Scope:
-        return self._scopes.get(ident, lambda: scope_for(session, ident))
+    def scope(self, db: repo.Reader, ident: CertIdentity) -> Scope:
+        return self._scopes.get(ident, lambda: scope_for(db, ident))
 
-    def poll_rate(self, session: Session, resource: str) -> int:
-        rates = self._rates.get("all", lambda: repo.poll_rates(session))
+    def poll_rate(self, db: repo.Reader, resource: str) -> int:
+        rates = self._rates.get("all", lambda: repo.poll_rates(db))
         return rates.get(resource, self.settings.poll_rate)
 
     def changed(self) -> None:
