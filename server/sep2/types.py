@@ -114,6 +114,16 @@ HexBinary160 = HexType("HexBinary160", 20)
 MRIDType = HexType("mRIDType", 16)
 Boolean = BoolType()
 String32 = StringType("String32", 32)
+String6 = StringType("String6", 6)
+String192 = StringType("String192", 192)
+# Hundredths of a percent. The schema declares a bare UInt16; the 0…10000 range is in its
+# annotation ("10000 = 100%"), and more than 100 % is meaningless, so it is enforced.
+PerCent = IntType("PerCent", 0, 10_000)
+SignedPerCent = IntType("SignedPerCent", -10_000, 10_000)
+OneHourRangeType = IntType("OneHourRangeType", -3600, 3600)
+PrimacyType = UInt8
+# Int8 in the schema; its annotation requires at least −9…9 to be supported.
+PowerOfTenMultiplierType = IntType("PowerOfTenMultiplierType", Int8.lo, Int8.hi)
 AnyURI = StringType("xs:anyURI", 2048)
 
 # Field kinds
