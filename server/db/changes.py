@@ -17,9 +17,9 @@ from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from server.db.models import ChangeCounter
 
-# Which tables feed which family of cached documents.
+# A table that feeds cached documents says which family in its info: {"cache_family": SEP2}.
 SEP2 = "sep2"
-FAMILY_OF_TABLE = {"devices": SEP2, "aggregators": SEP2, "poll_rates": SEP2}
+FAMILY = "cache_family"
 
 _PENDING = "derflex.changed_families"
 _BUMPING = "derflex.bumping"
@@ -33,14 +33,14 @@ def install(session_factory: Any) -> None:
 
 
 def _note(session: Session, tables: Any) -> None:
-    families = {FAMILY_OF_TABLE[t] for t in tables if t in FAMILY_OF_TABLE}
+    families = {t.info[FAMILY] for t in tables if FAMILY in t.info}
     if families:
         session.info.setdefault(_PENDING, set()).update(families)
 
 
 def _after_flush(session: Session, _flush: UOWTransaction) -> None:
     touched = (session.new, session.dirty, session.deleted)
-    _note(session, {obj.__table__.name for group in touched for obj in group})
+    _note(session, {obj.__table__ for group in touched for obj in group})
 
 
 def _on_execute(state: ORMExecuteState) -> None:
@@ -48,7 +48,7 @@ def _on_execute(state: ORMExecuteState) -> None:
         return
     table = getattr(state.statement, "table", None)
     if table is not None:
-        _note(state.session, {table.name})
+        _note(state.session, {table})
 
 
 def _before_commit(session: Session) -> None:

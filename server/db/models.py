@@ -14,6 +14,7 @@ class Device(Base):
     """A registered end device (an EndDevice on the wire), identified by its certificate's LFDI."""
 
     __tablename__ = "devices"
+    __table_args__ = {"info": {"cache_family": "sep2"}}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     lfdi: Mapped[str] = mapped_column(String(40), unique=True)
@@ -36,6 +37,7 @@ class Aggregator(Base):
     """A client certificate allowed to register and manage devices other than itself."""
 
     __tablename__ = "aggregators"
+    __table_args__ = {"info": {"cache_family": "sep2"}}
 
     lfdi: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
@@ -46,6 +48,7 @@ class PollRate(Base):
     """An operator's run-time override of a resource's pollRate (seconds)."""
 
     __tablename__ = "poll_rates"
+    __table_args__ = {"info": {"cache_family": "sep2"}}
 
     resource: Mapped[str] = mapped_column(String(32), primary_key=True)
     seconds: Mapped[int] = mapped_column(BigInteger)  # UInt32 on the wire

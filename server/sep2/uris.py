@@ -19,3 +19,32 @@ def edev(edev_id: int) -> str:
 
 def edev_rg(edev_id: int) -> str:
     return EDEV_RG.format(edev_id=edev_id)
+
+# DER function set (`der`): one DER per EndDevice today (id 1), its four documents.
+DER_LIST = "/edev/{edev_id}/der"
+DER = "/edev/{edev_id}/der/{der_id}"
+DERCAP = "/edev/{edev_id}/der/{der_id}/dercap"
+DERG = "/edev/{edev_id}/der/{der_id}/derg"
+DERS = "/edev/{edev_id}/der/{der_id}/ders"
+DERA = "/edev/{edev_id}/der/{der_id}/dera"
+
+# Function set assignments (`fsa`) and DER programs (`derp`), seen through one EndDevice so that
+# every list is that device's own (and cacheable per device).
+FSA_LIST = "/edev/{edev_id}/fsa"
+FSA = "/edev/{edev_id}/fsa/{fsa_id}"
+DERP_LIST = "/edev/{edev_id}/fsa/{fsa_id}/derp"
+DERP = "/edev/{edev_id}/derp/{derp_id}"
+DERC_LIST = "/edev/{edev_id}/derp/{derp_id}/derc"
+DERC = "/edev/{edev_id}/derp/{derp_id}/derc/{derc_id}"
+ACTDERC = "/edev/{edev_id}/derp/{derp_id}/actderc"
+DDERC = "/edev/{edev_id}/derp/{derp_id}/dderc"
+
+# Responses (`rsps`): one ResponseSet per program; replyTo of its events.
+RSPS_LIST = "/rsps"
+RSPS = "/rsps/{rsps_id}"
+RSP_LIST = "/rsps/{rsps_id}/rsp"
+RSP = "/rsps/{rsps_id}/rsp/{rsp_id}"
+
+
+def href(template: str, **ids: int) -> str:
+    return template.format(**ids)
