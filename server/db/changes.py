@@ -52,6 +52,9 @@ def _on_execute(state: ORMExecuteState) -> None:
 
 
 def _before_commit(session: Session) -> None:
+    # before_commit runs before the commit's own autoflush: flush now, so that changes made to
+    # loaded objects without an explicit flush are noted too.
+    session.flush()
     families = session.info.pop(_PENDING, None)
     if not families:
         return

@@ -32,3 +32,15 @@ def test_counters_follow_writes_only(database) -> None:  # noqa: ANN001
         edev.register_out_of_band(s, "CD" * 20, 0)
         edev.register_out_of_band(s, "CD" * 20, 0)
     assert sep2(database) == start + 2
+
+
+def test_a_change_to_a_loaded_object_without_an_explicit_flush_counts(database) -> None:  # noqa: ANN001
+    """The commit's own autoflush comes after before_commit; the hook must flush first."""
+    from server.db.models import Device
+
+    with database.transaction() as s:
+        dev_id = edev.register_out_of_band(s, "AB" * 20, 0).id
+    start = sep2(database)
+    with database.transaction() as s:
+        s.get(Device, dev_id).post_rate = 5  # no flush, no DML statement: only the commit flushes
+    assert sep2(database) == start + 1
