@@ -13,15 +13,15 @@ from sqlalchemy import Engine
 _SCRIPTS = Path(__file__).with_name("migrations")
 
 
-def _config(engine: Engine) -> Config:
+def _config(engine: Engine, scripts: Path = _SCRIPTS) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(_SCRIPTS))
+    cfg.set_main_option("script_location", str(scripts))
     cfg.attributes["engine"] = engine
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    command.upgrade(_config(engine), revision)
+def upgrade(engine: Engine, revision: str = "head", *, scripts: Path = _SCRIPTS) -> None:
+    command.upgrade(_config(engine, scripts), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
