@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from server.api import admin, errors, sep2
+from server.api import admin, caching, der, errors, sep2
 from server.bootstrap import tls_files
 from server.config import Settings
 from server.db.session import Database
@@ -22,6 +22,8 @@ def create_app(settings: Settings, db: Database | None = None) -> Flask:
     if settings.proxy_mode:
         app.extensions["derflex.chain"] = ChainVerifier(tls_files(settings).trust)
     app.register_blueprint(sep2.bp)
+    app.register_blueprint(der.bp)
     app.register_blueprint(admin.bp)
+    caching.register(app)
     errors.register(app)
     return app

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 
 from server.config import Settings
 from server.db import migrate
-from server.db.models import Base
+from server.db.tables import metadata as all_tables
 from server.db.session import Database
 from server.pki import Credential, DevPKI
 
@@ -92,7 +92,7 @@ def database(tmp_path: Path, pg_database: Database | None) -> Iterator[Database]
     """A migrated, empty database for one test."""
     if pg_database is not None:
         with pg_database.engine.begin() as conn:
-            names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+            names = ", ".join(t.name for t in all_tables.sorted_tables)
             conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         yield pg_database
         return

@@ -37,12 +37,6 @@ def _authenticate() -> Response | None:
     return None
 
 
-@bp.after_request
-def _forget_cached_answers(resp: Response) -> Response:
-    if request.method not in ("GET", "HEAD") and resp.status_code < 400:
-        runtime().changed()
-    return resp
-
 
 def _json_object() -> dict[str, Any]:
     if (request.content_length or 0) > MAX_JSON_BYTES:

@@ -21,8 +21,8 @@ from server.scope import Scope
 from server.sep2 import codec, uris
 from server.sep2.models import MEDIA_TYPE, EndDevice
 from server.sep2.paging import parse_page
-from server.services import dcap, edev, tm
-from server.services.errors import UnsupportedMediaType
+from server.services import dcap, derp, edev, fsa, tm
+from server.services.errors import NotFound, UnsupportedMediaType
 
 bp = Blueprint("sep2", __name__)
 
@@ -63,14 +63,18 @@ def resource(*, cache: bool = True) -> Callable[[Callable[..., Any]], Callable[.
             rt = runtime()
             ident = client_identity()
 
-            def load() -> bytes:
+            def load() -> tuple[bytes, float | None]:
                 with rt.db.read() as conn:
-                    return codec.render(view(conn, client_scope(conn, ident), **kwargs))
+                    result = view(conn, client_scope(conn, ident), **kwargs)
+                if isinstance(result, derp.Expiring):  # true only until its next transition
+                    lifetime = None if result.until is None else result.until - now()
+                    return codec.render(result.model), lifetime
+                return codec.render(result), None
 
             if cache and rt.settings.response_cache_seconds > 0:
-                body = rt.responses.get((ident.lfdi, request.full_path), load)
+                body = rt.responses.get_until((ident.lfdi, request.full_path), load)
             else:
-                body = load()
+                body = load()[0]
             return Response(body, content_type=MEDIA_TYPE)
 
         return wrapper
@@ -78,16 +82,6 @@ def resource(*, cache: bool = True) -> Callable[[Callable[..., Any]], Callable[.
     return decorate
 
 
-@bp.before_request
-def _sync_caches() -> None:
-    runtime().sync()
-
-
-@bp.after_request
-def _forget_cached_answers(resp: Response) -> Response:
-    if request.method not in ("GET", "HEAD") and resp.status_code < 400:
-        runtime().changed()
-    return resp
 
 
 @bp.get(rule(uris.DCAP))
@@ -151,3 +145,54 @@ def delete_edev(edev_id: int) -> Response:
 @resource()
 def get_rg(s: Reader, scope: Scope, edev_id: int) -> object:
     return edev.registration(s, scope, edev_id, runtime().poll_rate(s, "rg"))
+
+
+@bp.get(rule(uris.FSA_LIST))
+@resource()
+def get_fsa_list(s: Reader, scope: Scope, edev_id: int) -> object:
+    return fsa.fsa_list(s, scope, edev_id, parse_page(request.args), runtime().poll_rate(s, "fsa"))
+
+
+@bp.get(rule(uris.FSA))
+@resource()
+def get_fsa(s: Reader, scope: Scope, edev_id: int, fsa_id: int) -> object:
+    return fsa.fsa(s, scope, edev_id, fsa_id)
+
+
+@bp.get(rule(uris.DERP_LIST))
+@resource()
+def get_derp_list(s: Reader, scope: Scope, edev_id: int, fsa_id: int) -> object:
+    if fsa_id != fsa.FSA_ID:
+        raise NotFound("no such FunctionSetAssignments")
+    return derp.program_list(s, scope, edev_id, parse_page(request.args), runtime().poll_rate(s, "derp"))
+
+
+@bp.get(rule(uris.DERP))
+@resource()
+def get_derp(s: Reader, scope: Scope, edev_id: int, derp_id: int) -> object:
+    return derp.program(s, scope, edev_id, derp_id)
+
+
+@bp.get(rule(uris.DERC_LIST))
+@resource()
+def get_derc_list(s: Reader, scope: Scope, edev_id: int, derp_id: int) -> object:
+    return derp.control_list(s, scope, edev_id, derp_id, parse_page(request.args), now())
+
+
+@bp.get(rule(uris.ACTDERC))
+@resource()
+def get_actderc(s: Reader, scope: Scope, edev_id: int, derp_id: int) -> object:
+    page = parse_page(request.args)
+    return derp.control_list(s, scope, edev_id, derp_id, page, now(), active_only=True)
+
+
+@bp.get(rule(uris.DERC))
+@resource()
+def get_derc(s: Reader, scope: Scope, edev_id: int, derp_id: int, derc_id: int) -> object:
+    return derp.control(s, scope, edev_id, derp_id, derc_id, now())
+
+
+@bp.get(rule(uris.DDERC))
+@resource()
+def get_dderc(s: Reader, scope: Scope, edev_id: int, derp_id: int) -> object:
+    return derp.default_control(s, scope, edev_id, derp_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 
 _LFDI_RE = re.compile(r"^[0-9A-F]{40}$")
 
@@ -52,3 +53,10 @@ def is_valid_pin(pin: int) -> bool:
 POLICY_DEVICE_PREFIX = "1.3.6.1.4.1.40732.1."
 POLICY_TEST = "1.3.6.1.4.1.40732.2.1"
 POLICY_SERVICE_PROVIDER = "1.3.6.1.4.1.40732.2.3"
+
+
+def new_mrid(pen: int = 0) -> str:
+    """A fresh mRID: 96 random bits, then the creator's IANA Private Enterprise Number (32 bits)."""
+    if not 0 <= pen < 2**32:
+        raise ValueError("a PEN is a 32-bit number")
+    return secrets.token_hex(12).upper() + f"{pen:08X}"

@@ -72,11 +72,15 @@ class Time(Resource):
 class EndDevice(SubscribableResource):
     """An EndDevice as the server serves it and as a client posts it to register."""
 
+    der_list_link: ListLinkValue | None = link("DERListLink", list_link=True)
     device_category: str | None = elem("deviceCategory", HexBinary32)
     lfdi: str | None = elem("lFDI", HexBinary160)
     sfdi: int = elem("sFDI", SFDIType, required=True, default=0)
     changed_time: int = elem("changedTime", TimeType, required=True, default=0)
     enabled: bool | None = elem("enabled", Boolean)
+    function_set_assignments_list_link: ListLinkValue | None = link(
+        "FunctionSetAssignmentsListLink", list_link=True
+    )
     post_rate: int | None = elem("postRate", UInt32)
     registration_link: str | None = link("RegistrationLink")
 

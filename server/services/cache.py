@@ -25,18 +25,25 @@ class TTLCache(Generic[V]):
         self._epoch = 0
 
     def get(self, key: Hashable, load: Callable[[], V]) -> V:
+        return self.get_until(key, lambda: (load(), None))
+
+    def get_until(self, key: Hashable, load: Callable[[], tuple[V, float | None]]) -> V:
+        """Like get, for values that know how long they stay true: `load` returns (value,
+        seconds it stays true or None); the entry lives the shorter of that and `ttl`."""
         now = self._clock()
         hit = self._data.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
         epoch = self._epoch
-        value = load()
+        value, lifetime = load()
         with self._lock:
             if epoch != self._epoch:
                 return value  # invalidated while loading: the value may be older than the change
             if len(self._data) >= self.max_entries:
                 self._data.clear()
-            self._data[key] = (now + self.ttl, value)
+            ttl = self.ttl if lifetime is None else min(self.ttl, lifetime)
+            if ttl > 0:
+                self._data[key] = (now + ttl, value)
         return value
 
     def invalidate(self) -> None:

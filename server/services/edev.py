@@ -18,6 +18,7 @@ from server.sep2 import uris
 from server.sep2.identity import is_valid_pin, normalize_lfdi, sfdi_from_lfdi
 from server.sep2.models import EndDevice, EndDeviceList, Registration
 from server.sep2.paging import Page
+from server.sep2.types import ListLinkValue
 from server.services.errors import Conflict, Forbidden, Invalid, NotFound
 
 OPERATOR = "operator"
@@ -25,13 +26,16 @@ OPERATOR = "operator"
 
 def to_wire(device: Any) -> EndDevice:
     """A Device (ORM object or Row) as the 2030.5 EndDevice."""
+    ids = {"edev_id": device.id}
     return EndDevice(
         href=uris.edev(device.id),
+        der_list_link=ListLinkValue(uris.href(uris.DER_LIST, **ids), 1),
         device_category=device.device_category,
         lfdi=device.lfdi,
         sfdi=device.sfdi,
         changed_time=device.changed_time,
         enabled=device.enabled,
+        function_set_assignments_list_link=ListLinkValue(uris.href(uris.FSA_LIST, **ids), 1),
         post_rate=device.post_rate,
         registration_link=uris.edev_rg(device.id) if device.pin is not None else None,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from server.config import Settings
 from server.db import changes, repo
@@ -25,20 +26,22 @@ CHECK_EVERY = 0.25
 
 
 class Runtime:
-    def __init__(self, settings: Settings, db: Database):
+    def __init__(self, settings: Settings, db: Database, clock: Callable[[], float] = time.monotonic):
         self.settings = settings
         self.db = db
-        self._scopes: TTLCache[Scope] = TTLCache(CACHE_SECONDS)
-        self._rates: TTLCache[dict[str, int]] = TTLCache(CACHE_SECONDS)
-        self.responses: TTLCache[bytes] = TTLCache(settings.response_cache_seconds)
+        self.clock = clock
+        ticks = lambda: self.clock()  # noqa: E731 (late-bound: tests may swap the clock)
+        self._scopes: TTLCache[Scope] = TTLCache(CACHE_SECONDS, clock=ticks)
+        self._rates: TTLCache[dict[str, int]] = TTLCache(CACHE_SECONDS, clock=ticks)
+        self.responses: TTLCache[bytes] = TTLCache(settings.response_cache_seconds, clock=ticks)
         self._seen: dict[str, int] | None = None
         self._next_check = 0.0
         self._sync_lock = threading.Lock()
 
-    def sync(self, clock: float | None = None) -> None:
+    def sync(self) -> None:
         """Drop every cache if another process changed something (checked at most every
         CHECK_EVERY seconds; one primary-key read)."""
-        now = time.monotonic() if clock is None else clock
+        now = self.clock()
         if now < self._next_check:
             return
         with self._sync_lock:

@@ -1,0 +1,221 @@
+"""DER programs, their member devices, and their events (DERControls), in domain terms.
+
+An event targets one member device or, with no device, every member of its program. Events are
+never deleted or edited: a cancellation is recorded beside them, supersession is computed when
+read (server/sep2/events.py). The control itself is kept as its rendered DERControlBase element,
+with the set of modes it sets for supersession checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    Row,
+    Select,
+    String,
+    Text,
+    bindparam,
+    exists,
+    or_,
+    select,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from server.db.models import Base, Device
+from server.db.repo import Reader, _params, _visible
+from server.scope import Role, Scope
+
+SEP2_FAMILY = {"info": {"cache_family": "sep2"}}
+
+
+class DerProgram(Base):
+    """A DERProgram: primacy (lower wins across programs) and its default control."""
+
+    __tablename__ = "der_programs"
+    __table_args__ = SEP2_FAMILY
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mrid: Mapped[str] = mapped_column(String(32), unique=True)
+    description: Mapped[str | None] = mapped_column(String(32))
+    primacy: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    created_time: Mapped[int] = mapped_column(BigInteger)
+    # DefaultDERControl: its own mRID and version; the control as a rendered DERControlBase.
+    default_mrid: Mapped[str | None] = mapped_column(String(32))
+    default_version: Mapped[int] = mapped_column(Integer, default=0)
+    default_base: Mapped[str | None] = mapped_column(Text)
+
+
+class ProgramMember(Base):
+    """A device's membership of a program: what its FunctionSetAssignments lead it to."""
+
+    __tablename__ = "der_program_members"
+    __table_args__ = SEP2_FAMILY
+
+    program_id: Mapped[int] = mapped_column(
+        ForeignKey("der_programs.id", ondelete="CASCADE"), primary_key=True
+    )
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class DerEvent(Base):
+    """A DERControl: when, what, for whom; cancelled or not. Never deleted or changed otherwise."""
+
+    __tablename__ = "der_events"
+    __table_args__ = (
+        Index("ix_der_events_program_device_start", "program_id", "device_id", "start"),
+        SEP2_FAMILY,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mrid: Mapped[str] = mapped_column(String(32), unique=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("der_programs.id", ondelete="CASCADE"))
+    # None: every member of the program.
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    description: Mapped[str | None] = mapped_column(String(32))
+    creation_time: Mapped[int] = mapped_column(BigInteger)
+    start: Mapped[int] = mapped_column(BigInteger)
+    duration: Mapped[int] = mapped_column(BigInteger)
+    randomize_start: Mapped[int | None] = mapped_column(Integer)
+    randomize_duration: Mapped[int | None] = mapped_column(Integer)
+    response_required: Mapped[str] = mapped_column(String(2), default="03")
+    base: Mapped[str] = mapped_column(Text)  # rendered DERControlBase element
+    controls: Mapped[str] = mapped_column(String(400))  # space-separated mode names it sets
+    cancelled_at: Mapped[int | None] = mapped_column(BigInteger)
+    cancel_randomized: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+_PROGRAM = DerProgram.__table__
+_EVENT = DerEvent.__table__
+
+
+def _device_visible(role: Role) -> Any:
+    """`device_id` (bound) names a device the caller may see."""
+    return exists(
+        select(Device.id).where(Device.id == bindparam("device_id"), _visible(role))
+    )
+
+
+@cache
+def _programs_of_device_stmt(role: Role) -> Select[Any]:
+    member = ProgramMember.__table__
+    return (
+        select(_PROGRAM)
+        .join(member, member.c.program_id == _PROGRAM.c.id)
+        .where(member.c.device_id == bindparam("device_id"), _device_visible(role))
+        .order_by(_PROGRAM.c.primacy, _PROGRAM.c.id)
+    )
+
+
+@cache
+def _program_of_device_stmt(role: Role) -> Select[Any]:
+    return _programs_of_device_stmt(role).where(_PROGRAM.c.id == bindparam("program_id"))
+
+
+@cache
+def _events_for_device_stmt() -> Select[Any]:
+    # Called only after the caller's right to see the device and program was checked.
+    return select(_EVENT).where(
+        _EVENT.c.program_id == bindparam("program_id"),
+        or_(_EVENT.c.device_id.is_(None), _EVENT.c.device_id == bindparam("device_id")),
+        _EVENT.c.creation_time <= bindparam("now"),
+        _EVENT.c.start + _EVENT.c.duration > bindparam("since"),
+    )
+
+
+def programs_of_device(db: Reader, scope: Scope, device_id: int) -> Sequence[Row[Any]]:
+    """The programs a visible device belongs to, by primacy; [] for a device out of scope."""
+    params = _params(scope, device_id=device_id)
+    return [] if params is None else db.execute(_programs_of_device_stmt(scope.role), params).all()
+
+
+def program_of_device(db: Reader, scope: Scope, device_id: int, program_id: int) -> Row[Any] | None:
+    params = _params(scope, device_id=device_id, program_id=program_id)
+    if params is None:
+        return None
+    return db.execute(_program_of_device_stmt(scope.role), params).first()
+
+
+def current_events(db: Reader, program_id: int, device_id: int, *, since: int, now: int) -> Sequence[Row[Any]]:
+    """Events of a program that apply to a device, exist at `now` and had not ended at `since`."""
+    params = {"program_id": program_id, "device_id": device_id, "since": since, "now": now}
+    return db.execute(_events_for_device_stmt(), params).all()
+
+
+# ----------------------------------------------------------------------------- operator writes
+
+
+def add_program(session: Session, program: DerProgram) -> DerProgram:
+    session.add(program)
+    session.flush()
+    return program
+
+
+def get_program(session: Session, program_id: int) -> DerProgram | None:
+    return session.get(DerProgram, program_id)
+
+
+def list_programs(session: Session) -> Sequence[DerProgram]:
+    return session.scalars(select(DerProgram).order_by(DerProgram.primacy, DerProgram.id)).all()
+
+
+def add_members(session: Session, program_id: int, device_ids: Sequence[int]) -> int:
+    """Add devices to a program (already members are left as they are); returns how many were new."""
+    existing = set(
+        session.scalars(
+            select(ProgramMember.device_id).where(ProgramMember.program_id == program_id)
+        )
+    )
+    new = [d for d in dict.fromkeys(device_ids) if d not in existing]
+    session.add_all(ProgramMember(program_id=program_id, device_id=d) for d in new)
+    session.flush()
+    return len(new)
+
+
+def remove_members(session: Session, program_id: int, device_ids: Sequence[int]) -> int:
+    rows = session.scalars(
+        select(ProgramMember).where(
+            ProgramMember.program_id == program_id, ProgramMember.device_id.in_(device_ids)
+        )
+    ).all()
+    for row in rows:
+        session.delete(row)
+    return len(rows)
+
+
+def member_ids(session: Session, program_id: int) -> list[int]:
+    stmt = select(ProgramMember.device_id).where(ProgramMember.program_id == program_id)
+    return sorted(session.scalars(stmt))
+
+
+def existing_device_ids(session: Session, device_ids: Sequence[int]) -> set[int]:
+    return set(session.scalars(select(Device.id).where(Device.id.in_(device_ids))))
+
+
+def add_events(session: Session, events: Sequence[DerEvent]) -> None:
+    session.add_all(events)
+    session.flush()
+
+
+def get_event_by_mrid(session: Session, mrid: str) -> DerEvent | None:
+    return session.scalars(select(DerEvent).where(DerEvent.mrid == mrid)).first()
+
+
+def program_events(session: Session, program_id: int, since_end: int) -> Sequence[DerEvent]:
+    """A program's events that had not ended at `since_end`, by start."""
+    stmt = (
+        select(DerEvent)
+        .where(DerEvent.program_id == program_id, DerEvent.start + DerEvent.duration > since_end)
+        .order_by(DerEvent.start, DerEvent.id)
+    )
+    return session.scalars(stmt).all()

@@ -1,0 +1,380 @@
+"""DER program function set (`derp`), as a device sees it, and the operator's side of it.
+
+A device reaches its programs through its FunctionSetAssignments. Each program's DERControlList
+holds the events that apply to that device (program-wide or its own), each with the EventStatus
+computed at `now` by server/sep2/events.py; the ActiveDERControlList holds those active at `now`.
+Documents that depend on `now` say until when they stay true (`Expiring`), so a cache can keep
+them exactly that long.
+
+Operators create programs, set their members and default control, create events for all members
+or for some, and cancel events. Nothing is ever deleted or edited in place: a newer overlapping
+event supersedes, a cancellation is recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from server.db import derp as store
+from server.db import repo
+from server.db.repo import Reader
+from server.scope import Scope
+from server.sep2 import codec, events, uris
+from server.sep2.codec import DecodeError
+from server.sep2.der import ActivePower
+from server.sep2.derp import (
+    DateTimeInterval,
+    DefaultDERControl,
+    DERControl,
+    DERControlBase,
+    DERControlList,
+    DERProgram,
+    DERProgramList,
+    EventStatus,
+)
+from server.sep2.identity import new_mrid
+from server.sep2.paging import Page
+from server.sep2.types import ListLinkValue
+from server.services.errors import Invalid, NotFound
+
+# CSIP: devices answer received (01) and specific responses (02).
+RESPONSE_REQUIRED = "03"
+MAX_EVENT_SECONDS = 7 * 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class Expiring:
+    """A document that is only true until `until` (UTC seconds), e.g. an event's status."""
+
+    model: Any
+    until: int | None
+
+
+# --------------------------------------------------------------------------------- device side
+
+
+def _program(db: Reader, scope: Scope, edev_id: int, derp_id: int) -> Any:
+    row = store.program_of_device(db, scope, edev_id, derp_id)
+    if row is None:
+        raise NotFound("no such DERProgram for this EndDevice")
+    return row
+
+
+def program_list(db: Reader, scope: Scope, edev_id: int, page: Page, poll_rate: int) -> DERProgramList:
+    if repo.device_row(db, scope, edev_id) is None:
+        raise NotFound("no such EndDevice")
+    rows = store.programs_of_device(db, scope, edev_id)
+    shown = rows[page.start : page.start + page.limit]
+    return DERProgramList(
+        href=uris.href(uris.DERP_LIST, edev_id=edev_id, fsa_id=1),
+        all=len(rows),
+        results=len(shown),
+        poll_rate=poll_rate,
+        der_programs=[_program_to_wire(edev_id, r) for r in shown],
+    )
+
+
+def _program_to_wire(edev_id: int, row: Any) -> DERProgram:
+    ids = {"edev_id": edev_id, "derp_id": row.id}
+    return DERProgram(
+        href=uris.href(uris.DERP, **ids),
+        mrid=row.mrid,
+        description=row.description,
+        version=row.version,
+        active_der_control_list_link=ListLinkValue(uris.href(uris.ACTDERC, **ids)),
+        default_der_control_link=uris.href(uris.DDERC, **ids) if row.default_base else None,
+        der_control_list_link=ListLinkValue(uris.href(uris.DERC_LIST, **ids)),
+        primacy=row.primacy,
+    )
+
+
+def program(db: Reader, scope: Scope, edev_id: int, derp_id: int) -> DERProgram:
+    return _program_to_wire(edev_id, _program(db, scope, edev_id, derp_id))
+
+
+@lru_cache(maxsize=4096)
+def _base(xml: str) -> DERControlBase:
+    # Stored events never change, so a parsed control base can be shared by every read.
+    return codec.parse(xml.encode(), DERControlBase)
+
+
+def _evaluated(db: Reader, program_id: int, edev_id: int, now: int) -> tuple[list[tuple[Any, events.EventState]], int | None]:
+    """The listed events at `now` with their states, in list order, and when that next changes."""
+    rows = list(store.current_events(db, program_id, edev_id, since=now, now=now))
+    if rows:
+        # A newer event that has already ended may still have superseded a listed one.
+        earliest = min(r.start for r in rows)
+        if earliest < now:
+            rows = list(store.current_events(db, program_id, edev_id, since=earliest, now=now))
+    target = frozenset({str(edev_id)})
+    evs = {
+        r.mrid: events.Event(
+            mrid=r.mrid,
+            program=str(program_id),
+            creation_time=r.creation_time,
+            start=r.start,
+            duration=r.duration,
+            controls=frozenset(r.controls.split()),
+            targets=target,
+            cancelled_at=r.cancelled_at,
+            cancel_randomized=r.cancel_randomized,
+        )
+        for r in rows
+    }
+    states = events.states(list(evs.values()), now)
+    listed = [(r, states[r.mrid]) for r in rows if r.mrid in states and states[r.mrid].listed]
+    listed.sort(key=lambda pair: events.list_order(evs[pair[0].mrid]))
+    moments = [
+        t
+        for r in rows
+        for t in (r.start, r.start + r.duration, max(r.start, r.creation_time), r.cancelled_at or 0)
+        if t > now
+    ]
+    return listed, min(moments) if moments else None
+
+
+def _control_to_wire(edev_id: int, program_id: int, row: Any, state: events.EventState) -> DERControl:
+    return DERControl(
+        href=uris.href(uris.DERC, edev_id=edev_id, derp_id=program_id, derc_id=row.id),
+        reply_to=uris.href(uris.RSP_LIST, rsps_id=program_id),
+        response_required=row.response_required,
+        mrid=row.mrid,
+        description=row.description,
+        version=0,
+        creation_time=row.creation_time,
+        event_status=EventStatus(
+            current_status=int(state.status),
+            date_time=state.date_time,
+            potentially_superseded=state.potentially_superseded,
+            potentially_superseded_time=state.potentially_superseded_time,
+        ),
+        interval=DateTimeInterval(duration=row.duration, start=row.start),
+        randomize_duration=row.randomize_duration,
+        randomize_start=row.randomize_start,
+        der_control_base=_base(row.base),
+    )
+
+
+def control_list(db: Reader, scope: Scope, edev_id: int, derp_id: int, page: Page, now: int, *, active_only: bool = False) -> Expiring:
+    _program(db, scope, edev_id, derp_id)
+    listed, until = _evaluated(db, derp_id, edev_id, now)
+    if active_only:
+        listed = [(r, s) for r, s in listed if s.status is events.Status.ACTIVE]
+    shown = listed[page.start : page.start + page.limit]
+    template = uris.ACTDERC if active_only else uris.DERC_LIST
+    return Expiring(
+        DERControlList(
+            href=uris.href(template, edev_id=edev_id, derp_id=derp_id),
+            all=len(listed),
+            results=len(shown),
+            der_controls=[_control_to_wire(edev_id, derp_id, r, s) for r, s in shown],
+        ),
+        until,
+    )
+
+
+def control(db: Reader, scope: Scope, edev_id: int, derp_id: int, derc_id: int, now: int) -> Expiring:
+    _program(db, scope, edev_id, derp_id)
+    listed, until = _evaluated(db, derp_id, edev_id, now)
+    for row, state in listed:
+        if row.id == derc_id:
+            return Expiring(_control_to_wire(edev_id, derp_id, row, state), until)
+    raise NotFound("no such DERControl (or it has ended)")
+
+
+def default_control(db: Reader, scope: Scope, edev_id: int, derp_id: int) -> DefaultDERControl:
+    row = _program(db, scope, edev_id, derp_id)
+    if not row.default_base:
+        raise NotFound("this DERProgram has no DefaultDERControl")
+    return DefaultDERControl(
+        href=uris.href(uris.DDERC, edev_id=edev_id, derp_id=derp_id),
+        mrid=row.default_mrid,
+        version=row.default_version,
+        der_control_base=_base(row.default_base),
+    )
+
+
+# ------------------------------------------------------------------------------- operator side
+
+# Control modes an operator may set through the admin API, by their 2030.5 names.
+_SIMPLE_MODES = ("opModConnect", "opModEnergize", "opModFixedW", "opModMaxLimW", "rampTms")
+
+
+def control_base(spec: Any) -> DERControlBase:
+    """A DERControlBase from an operator's JSON object, checked by the wire types themselves.
+
+    Keys: opModFixedW (SignedPerCent, hundredths of a percent), opModMaxLimW (PerCent),
+    opModTargetW ({"value", "multiplier"}: value × 10^multiplier W), opModConnect,
+    opModEnergize (booleans), rampTms (hundredths of a second)."""
+    if not isinstance(spec, dict) or not spec:
+        raise Invalid("'control' must be an object with at least one mode, e.g. {\"opModFixedW\": 5000}")
+    unknown = set(spec) - set(_SIMPLE_MODES) - {"opModTargetW"}
+    if unknown:
+        raise Invalid(f"unsupported control modes: {', '.join(sorted(unknown))}")
+    fields: dict[str, Any] = {}
+    names = {"opModConnect": "op_mod_connect", "opModEnergize": "op_mod_energize",
+             "opModFixedW": "op_mod_fixed_w", "opModMaxLimW": "op_mod_max_lim_w", "rampTms": "ramp_tms"}
+    for key, name in names.items():
+        if key in spec:
+            value = spec[key]
+            boolean = key in ("opModConnect", "opModEnergize")
+            if boolean != isinstance(value, bool) or not isinstance(value, (bool, int)):
+                raise Invalid(f"{key} must be {'true or false' if boolean else 'an integer'}")
+            fields[name] = value
+    if "opModTargetW" in spec:
+        target = spec["opModTargetW"]
+        if not isinstance(target, dict) or set(target) != {"value", "multiplier"}:
+            raise Invalid("opModTargetW must be {\"value\": …, \"multiplier\": …}")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in target.values()):
+            raise Invalid("opModTargetW value and multiplier must be integers")
+        fields["op_mod_target_w"] = ActivePower(value=target["value"], multiplier=target["multiplier"])
+    base = DERControlBase(**fields)
+    try:  # the wire types are the judges of ranges (SignedPerCent, PerCent, Int16, UInt16…)
+        return codec.parse(codec.render(base), DERControlBase)
+    except (DecodeError, ValueError) as exc:
+        raise Invalid(f"control out of range: {exc}") from None
+
+
+def _modes(base: DERControlBase) -> str:
+    return " ".join(
+        f.metadata["xml"] for f in dataclasses.fields(base) if getattr(base, f.name) is not None
+    )
+
+
+def create_program(session: Session, *, description: str | None, primacy: int, now: int, pen: int = 0) -> store.DerProgram:
+    if isinstance(primacy, bool) or not isinstance(primacy, int) or not 0 <= primacy <= 255:
+        raise Invalid("primacy must be 0…255 (lower wins across programs)")
+    if description is not None and (not isinstance(description, str) or len(description) > 32):
+        raise Invalid("description must be at most 32 characters (String32)")
+    return store.add_program(
+        session,
+        store.DerProgram(mrid=new_mrid(pen), description=description, primacy=primacy, version=0,
+                         created_time=now, default_version=0),
+    )
+
+
+def _program_for_update(session: Session, program_id: int) -> store.DerProgram:
+    row = store.get_program(session, program_id)
+    if row is None:
+        raise NotFound(f"no DER program {program_id}")
+    return row
+
+
+def set_default_control(session: Session, program_id: int, spec: Any, *, pen: int = 0) -> None:
+    """Set or change a program's DefaultDERControl: same mRID, version bumped on every change."""
+    row = _program_for_update(session, program_id)
+    xml = codec.render(control_base(spec)).decode()
+    if xml == row.default_base:
+        return
+    if row.default_mrid is None:
+        row.default_mrid = new_mrid(pen)
+    else:
+        row.default_version = (row.default_version + 1) % 65536
+    row.default_base = xml
+
+
+def add_members(session: Session, program_id: int, device_ids: Sequence[int]) -> int:
+    _program_for_update(session, program_id)
+    _check_devices(session, device_ids)
+    return store.add_members(session, program_id, device_ids)
+
+
+def remove_members(session: Session, program_id: int, device_ids: Sequence[int]) -> int:
+    _program_for_update(session, program_id)
+    return store.remove_members(session, program_id, device_ids)
+
+
+def _check_devices(session: Session, device_ids: Sequence[int]) -> None:
+    if not isinstance(device_ids, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and 0 < d < 2**31 for d in device_ids
+    ):
+        raise Invalid("device ids must be a list of EndDevice ids")
+    missing = set(device_ids) - store.existing_device_ids(session, device_ids)
+    if missing:
+        raise NotFound(f"no EndDevice {', '.join(str(d) for d in sorted(missing))}")
+
+
+def create_events(
+    session: Session,
+    program_id: int,
+    *,
+    start: int,
+    duration: int,
+    controls: Sequence[tuple[int | None, DERControlBase]],
+    now: int,
+    description: str | None = None,
+    randomize_start: int | None = None,
+    randomize_duration: int | None = None,
+    pen: int = 0,
+) -> list[store.DerEvent]:
+    """New events of one program and interval: one per (device or None = every member, control).
+
+    The scheduler publishes one per device with its own setpoint; an operator may publish one for
+    all members. Devices must be members of the program."""
+    _program_for_update(session, program_id)
+    for name, value in (("start", start), ("duration", duration)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value >= 2**62:
+            raise Invalid(f"{name} must be a non-negative number of seconds")
+    if not 0 < duration <= MAX_EVENT_SECONDS:
+        raise Invalid(f"duration must be 1…{MAX_EVENT_SECONDS} seconds")
+    if start + duration <= now:
+        raise Invalid("the event would already be over")
+    for name, value in (("randomizeStart", randomize_start), ("randomizeDuration", randomize_duration)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not -3600 <= value <= 3600):
+            raise Invalid(f"{name} must be -3600…3600 seconds")
+    if description is not None and (not isinstance(description, str) or len(description) > 32):
+        raise Invalid("description must be at most 32 characters (String32)")
+    targeted = [d for d, _ in controls if d is not None]
+    if targeted:
+        members = set(store.member_ids(session, program_id))
+        outside = sorted(set(targeted) - members)
+        if outside:
+            raise Invalid(f"devices {outside[:5]} are not members of program {program_id}")
+    rows = [
+        store.DerEvent(
+            mrid=new_mrid(pen), program_id=program_id, device_id=device_id, description=description,
+            creation_time=now, start=start, duration=duration, randomize_start=randomize_start,
+            randomize_duration=randomize_duration, response_required=RESPONSE_REQUIRED,
+            base=codec.render(base).decode(), controls=_modes(base), cancelled_at=None,
+            cancel_randomized=False,
+        )
+        for device_id, base in controls
+    ]
+    store.add_events(session, rows)
+    return rows
+
+
+def cancel_event(session: Session, mrid: str, now: int, *, randomized: bool = False) -> store.DerEvent:
+    """Cancel an event (status 2, or 3 with randomization); it stays listed until its end."""
+    row = store.get_event_by_mrid(session, mrid.upper())
+    if row is None:
+        raise NotFound(f"no event {mrid}")
+    if row.cancelled_at is not None:
+        return row  # cancelling twice changes nothing
+    if row.start + row.duration <= now:
+        raise Invalid("the event is already over")
+    row.cancelled_at = now
+    row.cancel_randomized = randomized
+    return row
+
+
+def event_view(row: store.DerEvent, now: int) -> dict[str, Any]:
+    """An event for operators: what, when, for whom, cancelled or not (status is per device)."""
+    return {
+        "mrid": row.mrid,
+        "program_id": row.program_id,
+        "device_id": row.device_id,
+        "description": row.description,
+        "creation_time": row.creation_time,
+        "start": row.start,
+        "duration": row.duration,
+        "controls": row.controls.split(),
+        "cancelled_at": row.cancelled_at,
+        "ended": row.start + row.duration <= now,
+    }
