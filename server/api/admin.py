@@ -24,8 +24,8 @@ _DIGITS = re.compile(r"[0-9]{1,9}")
 MAX_JSON_BYTES = 64 * 1024
 
 
-@bp.before_request
-def _authenticate() -> Response | None:
+def require_token() -> Response | None:
+    """before_request hook of every admin blueprint: a valid bearer token or 401."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     challenge = {"WWW-Authenticate": 'Bearer realm="derflex-admin"'}
@@ -38,7 +38,10 @@ def _authenticate() -> Response | None:
 
 
 
-def _json_object() -> dict[str, Any]:
+bp.before_request(require_token)
+
+
+def json_object() -> dict[str, Any]:
     if (request.content_length or 0) > MAX_JSON_BYTES:
         raise Invalid(f"the body is larger than {MAX_JSON_BYTES} bytes")
     try:
@@ -50,7 +53,7 @@ def _json_object() -> dict[str, Any]:
     return body
 
 
-def _int_arg(name: str, default: int, hi: int) -> int:
+def int_arg(name: str, default: int, hi: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
@@ -61,14 +64,14 @@ def _int_arg(name: str, default: int, hi: int) -> int:
 
 @bp.get("/devices")
 def list_devices() -> Response:
-    start, limit = _int_arg("start", 0, 2**31), _int_arg("limit", 100, 1000)
+    start, limit = int_arg("start", 0, 2**31), int_arg("limit", 100, 1000)
     with runtime().db.transaction() as s:
         return jsonify(admin.list_devices(s, start, limit))
 
 
 @bp.post("/devices")
 def register_device() -> tuple[Response, int, dict[str, str]]:
-    body = _json_object()
+    body = json_object()
     with runtime().db.transaction() as s:
         view = admin.register_device(s, body, now())
     return jsonify(view), 201, {"Location": f"{bp.url_prefix}/devices/{view['id']}"}
@@ -82,7 +85,7 @@ def get_device(device_id: int) -> Response:
 
 @bp.put("/devices/<int(max=2147483647):device_id>/post-rate")
 def set_post_rate(device_id: int) -> tuple[str, int]:
-    body = _json_object()
+    body = json_object()
     with runtime().db.transaction() as s:
         admin.set_post_rate(s, device_id, body.get("seconds"), now())
     return "", 204
@@ -97,7 +100,7 @@ def get_poll_rates() -> Response:
 
 @bp.put("/poll-rates/<resource>")
 def set_poll_rate(resource: str) -> tuple[str, int]:
-    body = _json_object()
+    body = json_object()
     rt = runtime()
     with rt.db.transaction() as s:
         admin.set_poll_rate(s, resource, body.get("seconds"))
@@ -106,7 +109,7 @@ def set_poll_rate(resource: str) -> tuple[str, int]:
 
 @bp.post("/aggregators")
 def add_aggregator() -> tuple[Response, int]:
-    body = _json_object()
+    body = json_object()
     lfdi, name = body.get("lfdi"), body.get("name")
     if not isinstance(lfdi, str) or not isinstance(name, str) or not name.strip():
         raise Invalid("'lfdi' and 'name' are required strings")

@@ -48,3 +48,17 @@ RSP = "/rsps/{rsps_id}/rsp/{rsp_id}"
 
 def href(template: str, **ids: int) -> str:
     return template.format(**ids)
+
+# Metering mirror (`mup`): devices post their meter readings here...
+MUP_LIST = "/mup"
+MUP = "/mup/{mup_id}"
+# ...and read them back as usage points (`upt`).
+UPT_LIST = "/upt"
+UPT = "/upt/{upt_id}"
+MR_LIST = "/upt/{upt_id}/mr"
+MR = "/upt/{upt_id}/mr/{mr_id}"
+RT = "/upt/{upt_id}/mr/{mr_id}/rt"
+RS_LIST = "/upt/{upt_id}/mr/{mr_id}/rs"
+RS = "/upt/{upt_id}/mr/{mr_id}/rs/{rs_id}"
+R_LIST = "/upt/{upt_id}/mr/{mr_id}/rs/{rs_id}/r"
+R = "/upt/{upt_id}/mr/{mr_id}/rs/{rs_id}/r/{r_id}"
