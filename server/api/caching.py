@@ -1,6 +1,6 @@
 """The request hooks that keep every process's caches true (see services/runtime.py): before a
-request, notice changes other processes made; after a successful write, drop what this process
-had cached. One place for every blueprint."""
+request, notice changes other processes made; after a successful write, notice at once what it
+changed (the counters say which families). One place for every blueprint."""
 
 from __future__ import annotations
 
@@ -17,5 +17,5 @@ def register(app: Flask) -> None:
     @app.after_request
     def _forget_cached_answers(resp: Response) -> Response:
         if request.method not in ("GET", "HEAD") and resp.status_code < 400:
-            runtime().changed()
+            runtime().sync(force=True)
         return resp

@@ -14,6 +14,7 @@ from functools import wraps
 from typing import Any
 
 from flask import Blueprint, Response, request
+from server.db.changes import SEP2
 from server.db.repo import Reader
 
 from server.api.client import client_identity, client_scope, now, runtime
@@ -50,11 +51,12 @@ def _body(model: type) -> object:
     return codec.parse(request.get_data(cache=False), model, max_bytes=max_bytes)
 
 
-def resource(*, cache: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
+def resource(*, cache: bool = True, family: str = SEP2) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
     """Wrap a GET view `(reader, scope, **url_args) -> model` (reader: a plain connection).
 
-    With `cache`, the rendered body is reused per (certificate, URL) for the configured seconds:
-    these are the documents devices poll. Only successful answers are kept (errors are raised).
+    With `cache`, the rendered body is reused per (certificate, URL) until something of its
+    `family` changes (server.db.changes): these are the documents devices poll. Only successful
+    answers are kept (errors are raised).
     """
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Response]:
@@ -72,7 +74,7 @@ def resource(*, cache: bool = True) -> Callable[[Callable[..., Any]], Callable[.
                 return codec.render(result), None
 
             if cache and rt.settings.response_cache_seconds > 0:
-                body = rt.responses.get_until((ident.lfdi, request.full_path), load)
+                body = rt.responses(family).get_until((ident.lfdi, request.full_path), load)
             else:
                 body = load()[0]
             return Response(body, content_type=MEDIA_TYPE)

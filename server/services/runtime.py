@@ -1,10 +1,11 @@
 """What the services share for the life of a process: settings, the database, short-lived caches.
 
 Caches are per process: roles, poll rates, and rendered GET bodies per (certificate, URL) — the
-documents devices poll over and over. They are dropped when anything they show changes: at once
-for a write through this process (`changed`), and within CHECK_EVERY seconds for a write through
-any other process or the CLI, which every process learns from the database's change counters
-(`sync`, see server.db.changes). Their lifetimes only bound what bypasses derflex (hand-made SQL).
+documents devices poll over and over — kept per *family* of documents. A family's caches are
+dropped when its change counter in the database moves (server.db.changes): at once after a write
+through this process, within CHECK_EVERY seconds after one through any other process or the CLI.
+So reading ingest (family "metering") never empties the program documents ("sep2"). Lifetimes
+only bound what bypasses derflex (hand-made SQL).
 """
 
 from __future__ import annotations
@@ -30,28 +31,41 @@ class Runtime:
         self.settings = settings
         self.db = db
         self.clock = clock
-        ticks = lambda: self.clock()  # noqa: E731 (late-bound: tests may swap the clock)
-        self._scopes: TTLCache[Scope] = TTLCache(CACHE_SECONDS, clock=ticks)
-        self._rates: TTLCache[dict[str, int]] = TTLCache(CACHE_SECONDS, clock=ticks)
-        self.responses: TTLCache[bytes] = TTLCache(settings.response_cache_seconds, clock=ticks)
+        self._ticks = lambda: self.clock()  # late-bound: tests may swap the clock
+        # Roles and poll rates are shown by "sep2" documents and change with them.
+        self._scopes: TTLCache[Scope] = TTLCache(CACHE_SECONDS, clock=self._ticks)
+        self._rates: TTLCache[dict[str, int]] = TTLCache(CACHE_SECONDS, clock=self._ticks)
+        self._responses: dict[str, TTLCache[bytes]] = {}
         self._seen: dict[str, int] | None = None
         self._next_check = 0.0
         self._sync_lock = threading.Lock()
 
-    def sync(self) -> None:
-        """Drop every cache if another process changed something (checked at most every
-        CHECK_EVERY seconds; one primary-key read)."""
+    def responses(self, family: str) -> TTLCache[bytes]:
+        """The cache of rendered documents of one family (see server.db.changes)."""
+        cache = self._responses.get(family)
+        if cache is None:
+            cache = self._responses.setdefault(
+                family, TTLCache(self.settings.response_cache_seconds, clock=self._ticks)
+            )
+        return cache
+
+    def sync(self, *, force: bool = False) -> None:
+        """Drop the caches of every family whose change counter moved. Checked at most every
+        CHECK_EVERY seconds (one primary-key read), or now with `force` — after a write of this
+        process, so exactly what it changed is dropped and nothing else."""
         now = self.clock()
-        if now < self._next_check:
-            return
         with self._sync_lock:
-            if now < self._next_check:
+            if not force and now < self._next_check:
                 return
             self._next_check = now + CHECK_EVERY
         seen = changes.read(self.db.engine)
-        if seen != self._seen:
-            self._seen = seen
+        previous, self._seen = self._seen, seen
+        if previous is None:
             self.changed()
+            return
+        for family in set(seen) | set(previous):
+            if seen.get(family) != previous.get(family):
+                self.changed(family)
 
     def scope(self, db: repo.Reader, ident: CertIdentity) -> Scope:
         return self._scopes.get(ident, lambda: scope_for(db, ident))
@@ -60,8 +74,11 @@ class Runtime:
         rates = self._rates.get("all", lambda: repo.poll_rates(db))
         return rates.get(resource, self.settings.poll_rate)
 
-    def changed(self) -> None:
-        """Something was written: forget every cached answer of this process."""
-        self._scopes.invalidate()
-        self._rates.invalidate()
-        self.responses.invalidate()
+    def changed(self, family: str | None = None) -> None:
+        """Forget what this process cached of one family, or of all."""
+        if family in (None, changes.SEP2):
+            self._scopes.invalidate()
+            self._rates.invalidate()
+        for name, cache in list(self._responses.items()):
+            if family is None or name == family:
+                cache.invalidate()

@@ -49,7 +49,7 @@ def test_a_write_by_another_process_is_seen_within_a_quarter_second(app, cast, c
 
 def test_polls_reuse_the_body_and_hand_made_sql_waits_for_its_lifetime(app, cast, client_for, database, monkeypatch) -> None:  # noqa: ANN001
     clock = [1000.0]
-    monkeypatch.setattr(app.extensions["derflex"].responses, "_clock", lambda: clock[0])
+    monkeypatch.setattr(app.extensions["derflex"], "clock", lambda: clock[0])
     dev = _registered(database, cast)
     c = client_for(cast["owner"])
     assert _category(c, f"/edev/{dev}") is None
@@ -58,6 +58,23 @@ def test_polls_reuse_the_body_and_hand_made_sql_waits_for_its_lifetime(app, cast
     assert _category(c, f"/edev/{dev}") is None  # still the cached body: nothing told derflex
     clock[0] += app.extensions["derflex"].settings.response_cache_seconds + 0.1
     assert _category(c, f"/edev/{dev}") == "0F"
+
+
+def test_a_write_of_another_family_keeps_the_cached_documents(app, cast, client_for, database) -> None:  # noqa: ANN001
+    """Only what a write changes is dropped: a counter of another family moving (as reading ingest
+    does) leaves program and device documents cached."""
+    from sqlalchemy import text
+
+    from server.services.runtime import CHECK_EVERY
+
+    dev = _registered(database, cast)
+    c = client_for(cast["owner"])
+    assert _category(c, f"/edev/{dev}") is None
+    _write_by_hand(database, dev, "0F")  # invisible to derflex: the cached body stays as it was
+    with database.engine.begin() as conn:  # some other family moves
+        conn.execute(text("INSERT INTO change_counters (family, value) VALUES ('elsewhere', 1)"))
+    time.sleep(CHECK_EVERY + 0.05)
+    assert _category(c, f"/edev/{dev}") is None  # still cached: the sep2 family did not move
 
 
 def test_a_write_through_this_process_is_seen_at_once(app, cast, client_for, database) -> None:  # noqa: ANN001
