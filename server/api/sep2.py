@@ -21,8 +21,9 @@ from server.api.client import client_identity, client_scope, now, runtime
 from server.scope import Scope
 from server.sep2 import codec, uris
 from server.sep2.models import MEDIA_TYPE, EndDevice
+from server.sep2.rsps import DERControlResponse, Response as ResponseDoc
 from server.sep2.paging import parse_page
-from server.services import dcap, derp, edev, fsa, tm
+from server.services import dcap, derp, edev, fsa, rsps, tm
 from server.services.errors import NotFound, UnsupportedMediaType
 
 bp = Blueprint("sep2", __name__)
@@ -43,7 +44,7 @@ def no_content(status: int, location: str | None = None) -> Response:
     return resp
 
 
-def _body(model: type) -> object:
+def _body(model: type | tuple[type, ...]) -> Any:
     ctype = (request.mimetype or "").lower()
     if ctype not in _ACCEPTED_CONTENT_TYPES:
         raise UnsupportedMediaType(f"Content-Type must be {MEDIA_TYPE}")
@@ -198,3 +199,37 @@ def get_derc(s: Reader, scope: Scope, edev_id: int, derp_id: int, derc_id: int) 
 @resource()
 def get_dderc(s: Reader, scope: Scope, edev_id: int, derp_id: int) -> object:
     return derp.default_control(s, scope, edev_id, derp_id)
+
+
+@bp.get(rule(uris.RSPS_LIST))
+@resource(cache=False)  # responses change with every post; they are not polled
+def get_rsps_list(s: Reader, scope: Scope) -> object:
+    return rsps.response_set_list(s, scope, parse_page(request.args), runtime().poll_rate(s, "rsps"))
+
+
+@bp.get(rule(uris.RSPS))
+@resource(cache=False)
+def get_rsps(s: Reader, scope: Scope, rsps_id: int) -> object:
+    return rsps.response_set(s, scope, rsps_id)
+
+
+@bp.get(rule(uris.RSP_LIST))
+@resource(cache=False)
+def get_rsp_list(s: Reader, scope: Scope, rsps_id: int) -> object:
+    return rsps.response_list(s, scope, rsps_id, parse_page(request.args))
+
+
+@bp.post(rule(uris.RSP_LIST))
+def post_rsp(rsps_id: int) -> Response:
+    rt = runtime()
+    ident = client_identity()
+    posted = _body((ResponseDoc, DERControlResponse))
+    with rt.db.transaction() as s:
+        new_id = rsps.post_response(s, client_scope(s, ident), rsps_id, posted, now())
+    return no_content(201, uris.href(uris.RSP, rsps_id=rsps_id, rsp_id=new_id))
+
+
+@bp.get(rule(uris.RSP))
+@resource(cache=False)
+def get_rsp(s: Reader, scope: Scope, rsps_id: int, rsp_id: int) -> object:
+    return rsps.response(s, scope, rsps_id, rsp_id)

@@ -135,8 +135,8 @@ def _parser() -> etree.XMLParser:
     )
 
 
-def parse(body: bytes, model: type[T], *, max_bytes: int = DEFAULT_MAX_BYTES) -> T:
-    """Parse a document whose root must be `model`; raise DecodeError for anything else."""
+def parse(body: bytes, model: type[T] | tuple[type[T], ...], *, max_bytes: int = DEFAULT_MAX_BYTES) -> T:
+    """Parse a document whose root must be `model` (or one of several); DecodeError otherwise."""
     if len(body) > max_bytes:
         raise DecodeError(f"body larger than {max_bytes} bytes")
     if not body.strip():
@@ -154,9 +154,12 @@ def parse(body: bytes, model: type[T], *, max_bytes: int = DEFAULT_MAX_BYTES) ->
     ns, tag = _split(root.tag)
     if ns not in _ACCEPTED_NS:
         raise DecodeError(f"root element is not in the 2030.5 namespace ({ns or 'no namespace'})")
-    if tag != model.__name__:
-        raise DecodeError(f"expected a {model.__name__} document, got {tag}")
-    return _from_element(root, model, ns)
+    candidates = model if isinstance(model, tuple) else (model,)
+    chosen = next((m for m in candidates if m.__name__ == tag), None)
+    if chosen is None:
+        expected = " or ".join(m.__name__ for m in candidates)
+        raise DecodeError(f"expected a {expected} document, got {tag}")
+    return _from_element(root, chosen, ns)
 
 
 def _split(qname: Any) -> tuple[str, str]:

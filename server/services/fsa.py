@@ -24,6 +24,7 @@ def _fsa(db: Reader, scope: Scope, edev_id: int) -> FunctionSetAssignments:
     return FunctionSetAssignments(
         href=uris.href(uris.FSA, **ids),
         der_program_list_link=ListLinkValue(uris.href(uris.DERP_LIST, **ids), len(programs)),
+        response_set_list_link=ListLinkValue(uris.RSPS_LIST),
         time_link=uris.TM,
         # Stable per device: "F5A" marks it, then the device id, then PEN 0 (no registered PEN).
         mrid=f"00000F5A{edev_id:016X}00000000",
