@@ -22,8 +22,14 @@ BODIES = [
     b"[" * 5000,
     b'<EndDevice xmlns="urn:ieee:std:2030.5:ns"><sFDI>1</sFDI><changedTime>0</changedTime><postRate>4294967295</postRate></EndDevice>',
     b'{"lfdi": "' + b"AB" * 20 + b'", "post_rate": 4294967295, "seconds": 4294967295}',
+    b'<Response xmlns="urn:ieee:std:2030.5:ns"><endDeviceLFDI>' + b"AB" * 20 + b"</endDeviceLFDI><status>1</status><subject>" + b"00" * 16 + b"</subject></Response>",
+    b'<DERSettings xmlns="urn:ieee:std:2030.5:ns"><setGradW>0</setGradW><setMaxW><multiplier>0</multiplier><value>-5</value></setMaxW><updatedTime>0</updatedTime></DERSettings>',
 ]
-TEMPLATES = ["/dcap", "/tm", "/edev", "/edev/{id}", "/edev/{id}/rg", "/edev/{id}/x", "/admin/api/v1/devices",
+TEMPLATES = ["/dcap", "/tm", "/edev", "/edev/{id}", "/edev/{id}/rg", "/edev/{id}/x", "/edev/{id}/fsa",
+             "/edev/{id}/fsa/{id}", "/edev/{id}/fsa/{id}/derp", "/edev/{id}/derp/{id}", "/edev/{id}/derp/{id}/derc",
+             "/edev/{id}/derp/{id}/derc/{id}", "/edev/{id}/derp/{id}/actderc", "/edev/{id}/derp/{id}/dderc",
+             "/edev/{id}/der", "/edev/{id}/der/{id}", "/edev/{id}/der/{id}/derg", "/rsps", "/rsps/{id}",
+             "/rsps/{id}/rsp", "/rsps/{id}/rsp/{id}", "/admin/api/v1/devices",
              "/admin/api/v1/devices/{id}", "/admin/api/v1/devices/{id}/post-rate", "/admin/api/v1/poll-rates/{id}",
              "/admin/api/v1/aggregators", "/admin/api/v1/poll-rates/dcap", "//edev", "/edev/"]
 METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
@@ -31,12 +37,19 @@ CTYPES = ["application/sep+xml", "application/json", "text/plain", "application/
 
 
 def test_random_requests_never_get_5xx(app, database, cast, client_for) -> None:  # noqa: ANN001
+    from server.services import derp, edev
+
     with database.transaction() as s:
         token = admin.create_token(s, "probe", 0)
+        dev = edev.register_out_of_band(s, cast["owner"].lfdi, 0).id
+        prog = derp.create_program(s, description=None, primacy=0, now=0).id
+        derp.add_members(s, prog, [dev])
+        derp.create_events(s, prog, start=2_000_000_000, duration=60,
+                           controls=[(None, derp.control_base({"opModFixedW": 1}))], now=0)
     rng = random.Random(20305)
     callers = [client_for(cast[k]) for k in ("owner", "aggregator", "foreign")] + [client_for(None)]
     failures = []
-    for _ in range(1500):
+    for _ in range(3000):
         path = rng.choice(TEMPLATES).replace("{id}", rng.choice(IDS)) + rng.choice(QUERIES)
         method = rng.choice(METHODS)
         headers = {"Authorization": f"Bearer {token}"} if rng.random() < 0.5 else {}
