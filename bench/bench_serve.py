@@ -382,7 +382,7 @@ class Bench:
         from server.bootstrap import prepare, tls_files
         from server.config import Settings
         from server.pki import DevPKI
-        from server.services import edev
+        from server.services import derp, edev
 
         a = self.args
         self.tmp = Path(tempfile.mkdtemp(prefix="derflex-bench-"))
@@ -399,6 +399,15 @@ class Bench:
             ids = [
                 edev.register_out_of_band(s, c.lfdi, now, label=c.name).id for c in creds
             ]
+        self.program_id = 0
+        if a.resource == "derc":
+            # One program, every device a member, one scheduled DERControl per device with its own
+            # setpoint: the document each device polls most.
+            with db.transaction() as s:
+                self.program_id = derp.create_program(s, description="bench", primacy=1, now=now).id
+                derp.add_members(s, self.program_id, ids)
+                controls = [(d, derp.control_base({"opModFixedW": (d * 37) % 10001})) for d in ids]
+                derp.create_events(s, self.program_id, start=now + 3600, duration=3600, controls=controls, now=now)
         db.dispose()
         trust = str(tls_files(self.settings).trust)
         self.setup_seconds = time.perf_counter() - t0
@@ -509,7 +518,7 @@ class Bench:
                 statuses[k] = statuses.get(k, 0) + v
         return {
             "scenario": kind,
-            "paths": sorted(set(paths)) if kind != REAL else f"/edev/{{own id}} x{len(paths)}",
+            "paths": sorted(set(paths)) if kind != REAL else f"{self.real_label} x{len(paths)}",
             "seconds": elapsed,
             "ok": ok,
             "errors": errors,
@@ -666,6 +675,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1, help="gunicorn worker processes of the server")
     p.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
     p.add_argument(
+        "--resource",
+        choices=("edev", "derc"),
+        default="edev",
+        help="the real request: the device's EndDevice, or its DERControlList in a program where "
+        "every device has its own scheduled control (use with --devices 10000)",
+    )
+    p.add_argument(
         "--response-cache",
         type=int,
         default=5,
@@ -712,7 +728,12 @@ def main(argv: list[str] | None = None) -> int:
         bench.start_clients(creds)
         n = args.clients
         ping_paths = [PING_PATH] * n
-        edev_paths = [f"/edev/{creds[i][3]}" for i in range(n)]
+        if args.resource == "derc":
+            bench.real_label = "/edev/{own id}/derp/{p}/derc?l=10"
+            edev_paths = [f"/edev/{creds[i][3]}/derp/{bench.program_id}/derc?l=10" for i in range(n)]
+        else:
+            bench.real_label = "/edev/{own id}"
+            edev_paths = [f"/edev/{creds[i][3]}" for i in range(n)]
         _say(
             f"server pid {bench.server.pid if bench.server else '?'} on {HOST}:{bench.port}: "
             f"{args.workers} worker(s) x {args.threads} threads; {n} clients"
@@ -798,6 +819,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": args.seconds,
             "rounds": args.rounds,
             "response_cache_seconds": args.response_cache,
+            "resource": args.resource,
             "workers": args.workers,
             "threads": args.threads,
             "profile": args.profile,

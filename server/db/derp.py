@@ -24,8 +24,8 @@ from sqlalchemy import (
     Text,
     bindparam,
     exists,
-    or_,
     select,
+    union_all,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -123,14 +123,19 @@ def _program_of_device_stmt(role: Role) -> Select[Any]:
 
 
 @cache
-def _events_for_device_stmt() -> Select[Any]:
-    # Called only after the caller's right to see the device and program was checked.
-    return select(_EVENT).where(
-        _EVENT.c.program_id == bindparam("program_id"),
-        or_(_EVENT.c.device_id.is_(None), _EVENT.c.device_id == bindparam("device_id")),
-        _EVENT.c.creation_time <= bindparam("now"),
-        _EVENT.c.start + _EVENT.c.duration > bindparam("since"),
-    )
+def _events_for_device_stmt() -> Any:
+    # Called only after the caller's right to see the device and program was checked. Two index
+    # seeks (program-wide events, this device's) rather than one OR, which made SQLite read every
+    # event of the program: with one event per device that was 300 µs per poll at 3,000 devices.
+    def part(device: Any) -> Select[Any]:
+        return select(_EVENT).where(
+            _EVENT.c.program_id == bindparam("program_id"),
+            device,
+            _EVENT.c.creation_time <= bindparam("now"),
+            _EVENT.c.start + _EVENT.c.duration > bindparam("since"),
+        )
+
+    return union_all(part(_EVENT.c.device_id.is_(None)), part(_EVENT.c.device_id == bindparam("device_id")))
 
 
 def programs_of_device(db: Reader, scope: Scope, device_id: int) -> Sequence[Row[Any]]:
