@@ -1,0 +1,136 @@
+"""The admin API for DER programs and their events (JSON, under /admin/api/v1).
+
+Operators create programs, choose their members and DefaultDERControl, publish events to every
+member or to some devices, cancel events, and follow the devices' responses. Same bearer-token
+authentication and problem+json errors as the rest of the admin API (server/api/admin.py); the
+rules live in server.services.operations and server.services.derp. Every request is one
+transaction: a refused request stores nothing.
+
+    POST   /der-programs                     {description?, primacy, default_control?} → 201
+    GET    /der-programs                     every program with its member count
+    GET    /der-programs/{id}                one, with its members and default control
+    PUT    /der-programs/{id}/default-control   {control…} → 204
+    GET    /der-programs/{id}/members        ?start&limit
+    POST   /der-programs/{id}/members        {device_ids: […]} → {added: n}
+    DELETE /der-programs/{id}/members        {device_ids: […]} → {removed: n}
+    POST   /der-programs/{id}/events         {start, duration, control, device_ids?, …} → 201
+    GET    /der-programs/{id}/events         ?include_ended=false&start&limit, with response summaries
+    GET    /events/{mrid}                    one event with its response summary
+    POST   /events/{mrid}/cancel             {randomized?: bool}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from server.api.admin import int_arg, json_object, require_token
+from server.api.client import now, runtime
+from server.services import operations
+from server.services.errors import Invalid
+
+bp = Blueprint("admin_programs", __name__, url_prefix="/admin/api/v1")
+bp.before_request(require_token)
+
+_PROGRAM = "/der-programs/<int(max=2147483647):program_id>"
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def _bool_arg(name: str, default: bool) -> bool:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise Invalid(f"{name!r} must be true or false")
+
+
+def _optional_object() -> dict[str, Any]:
+    """The JSON object body, or {} when there is no body at all."""
+    if not request.content_length and not request.get_data(cache=True):
+        return {}
+    return json_object()
+
+
+@bp.post("/der-programs")
+def create_program() -> tuple[Response, int, dict[str, str]]:
+    body = json_object()
+    with runtime().db.transaction() as s:
+        view = operations.create_program(s, body, now())
+    return jsonify(view), 201, {"Location": f"{bp.url_prefix}/der-programs/{view['id']}"}
+
+
+@bp.get("/der-programs")
+def list_programs() -> Response:
+    with runtime().db.transaction() as s:
+        return jsonify({"programs": operations.list_programs(s)})
+
+
+@bp.get(_PROGRAM)
+def get_program(program_id: int) -> Response:
+    with runtime().db.transaction() as s:
+        return jsonify(operations.get_program(s, program_id))
+
+
+@bp.put(f"{_PROGRAM}/default-control")
+def set_default_control(program_id: int) -> tuple[str, int]:
+    body = json_object()
+    with runtime().db.transaction() as s:
+        operations.set_default_control(s, program_id, body)
+    return "", 204
+
+
+@bp.get(f"{_PROGRAM}/members")
+def list_members(program_id: int) -> Response:
+    start, limit = int_arg("start", 0, 2**31), int_arg("limit", 100, 1000)
+    with runtime().db.transaction() as s:
+        return jsonify(operations.list_members(s, program_id, start, limit))
+
+
+@bp.post(f"{_PROGRAM}/members")
+def add_members(program_id: int) -> Response:
+    body = json_object()
+    with runtime().db.transaction() as s:
+        return jsonify({"added": operations.add_members(s, program_id, body.get("device_ids"))})
+
+
+@bp.delete(f"{_PROGRAM}/members")
+def remove_members(program_id: int) -> Response:
+    body = json_object()
+    with runtime().db.transaction() as s:
+        return jsonify({"removed": operations.remove_members(s, program_id, body.get("device_ids"))})
+
+
+@bp.post(f"{_PROGRAM}/events")
+def create_events(program_id: int) -> tuple[Response, int, dict[str, str]]:
+    body = json_object()
+    with runtime().db.transaction() as s:
+        views = operations.create_events(s, program_id, body, now())
+    headers = {"Location": f"{bp.url_prefix}/events/{views[0]['mrid']}"} if len(views) == 1 else {}
+    return jsonify({"events": views}), 201, headers
+
+
+@bp.get(f"{_PROGRAM}/events")
+def list_events(program_id: int) -> Response:
+    include_ended = _bool_arg("include_ended", False)
+    start, limit = int_arg("start", 0, 2**31), int_arg("limit", 100, 1000)
+    with runtime().db.transaction() as s:
+        return jsonify(
+            operations.list_events(s, program_id, now(), include_ended=include_ended, start=start, limit=limit)
+        )
+
+
+@bp.get("/events/<mrid>")
+def get_event(mrid: str) -> Response:
+    with runtime().db.transaction() as s:
+        return jsonify(operations.get_event(s, mrid, now()))
+
+
+@bp.post("/events/<mrid>/cancel")
+def cancel_event(mrid: str) -> Response:
+    body = _optional_object()
+    with runtime().db.transaction() as s:
+        return jsonify(operations.cancel_event(s, mrid, now(), body))

@@ -1,0 +1,454 @@
+"""`derflex program …` and `derflex event …`: DER programs, their members, default controls and
+events, for utility operators. The same services as the admin API (server.services.operations),
+straight on the database: running servers follow within a quarter of a second."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+import click
+
+from server.cli import Context, _run, pass_ctx
+
+_EPILOG_CONTROL = (
+    "Control modes (IEEE 2030.5 DERControlBase): --fixed-w and --max-w are in HUNDREDTHS OF A "
+    "PERCENT of the device's rated maximum power (setMaxW): 10000 = 100 %, 5000 = 50 %, 100 = 1 %."
+)
+
+
+# ---------------------------------------------------------------------------------- formatting
+
+
+def _when(seconds: int | None) -> str:
+    """'2026-11-23T00:00:00Z (1795392000)': ISO-8601 UTC and epoch seconds."""
+    from server.services.operations import iso_utc
+
+    return "-" if seconds is None else f"{iso_utc(seconds)} ({seconds})"
+
+
+def _control_text(control: dict[str, Any] | None) -> str:
+    if not control:
+        return "-"
+    parts = []
+    for key, value in control.items():
+        if key == "opModTargetW" and isinstance(value, dict):
+            parts.append(f"{key}={value.get('value', 0) * 10 ** value.get('multiplier', 0)} W")
+        elif key in ("opModFixedW", "opModMaxLimW") and isinstance(value, int):
+            parts.append(f"{key}={value} ({value / 100:g} %)")
+        elif isinstance(value, bool):
+            parts.append(f"{key}={'true' if value else 'false'}")
+        else:
+            parts.append(f"{key}={json.dumps(value) if isinstance(value, dict) else value}")
+    return ", ".join(parts)
+
+
+def _duration_text(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = "".join(f"{n}{u}" for n, u in ((hours, "h"), (minutes, "m"), (secs, "s")) if n)
+    return text or "0s"
+
+
+def _responses_text(summary: dict[str, int]) -> str:
+    counts = [f"{k.replace('_', ' ')} {v}" for k, v in summary.items()
+              if k not in ("devices_targeted", "responded", "rejected") and v]
+    if summary.get("rejected") and not any(c.startswith("rejected") for c in counts):
+        counts.append(f"rejected {summary['rejected']}")
+    head = f"{summary['devices_targeted']} targeted, {summary['responded']} answered"
+    return head + (": " + ", ".join(counts) if counts else "")
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2))
+
+
+def _echo_program(view: dict[str, Any]) -> None:
+    click.echo(f"program {view['id']}  {view['description'] or '(no description)'}")
+    click.echo(f"  mRID             {view['mrid']}")
+    click.echo(f"  primacy          {view['primacy']}  (lower wins over the device's other programs)")
+    click.echo(f"  created          {_when(view['created_time'])}")
+    default = _control_text(view["default_control"])
+    if view["default_control"]:
+        default += f"  (version {view['default_control_version']})"
+    click.echo(f"  default control  {default}")
+    members = view.get("members")
+    shown = "" if members is None else ": " + (" ".join(str(m) for m in members[:50]) or "none")
+    more = " …" if members is not None and len(members) > 50 else ""
+    click.echo(f"  members          {view['member_count']}{shown}{more}")
+
+
+def _echo_events(events: list[dict[str, Any]]) -> None:
+    if not events:
+        click.echo("  (none)")
+        return
+    for e in events:
+        target = "all members" if e["device_id"] is None else f"device {e['device_id']}"
+        click.echo(f"  {e['mrid']}  {e['state']:<9}  program {e['program_id']}, {target}"
+                   + (f"  \"{e['description']}\"" if e["description"] else ""))
+        click.echo(f"      start    {_when(e['start'])}   duration {_duration_text(e['duration'])}"
+                   f" ({e['duration']} s)   end {_when(e['end'])}")
+        click.echo(f"      control  {_control_text(e['control'])}")
+        if e["cancelled_at"] is not None:
+            how = "with randomization" if e["cancel_randomized"] else "at once"
+            click.echo(f"      cancelled {_when(e['cancelled_at'])} ({how})")
+        click.echo(f"      devices  {_responses_text(e['responses'])}")
+
+
+# ------------------------------------------------------------------------------ control options
+
+
+class _Duration(click.ParamType):
+    name = "SECONDS"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        if isinstance(value, int):
+            return value
+        match = re.fullmatch(r"\s*(\d+)\s*([smh]?)\s*", str(value))
+        if not match:
+            self.fail(f"{value!r} is not a duration: seconds, or e.g. 90m, 2h", param, ctx)
+        return int(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
+
+
+def _watts(watts: int) -> dict[str, int]:
+    """W as opModTargetW's value × 10^multiplier, exactly (value is an Int16)."""
+    value, multiplier = watts, 0
+    while not -32768 <= value <= 32767:
+        if value % 10:
+            raise click.BadParameter(
+                f"{watts} W cannot be sent exactly (2030.5 carries a 16-bit value × a power of ten); "
+                f"round it, e.g. to {round(watts, -len(str(abs(watts))) + 4)}",
+                param_hint="--target-w",
+            )
+        value, multiplier = value // 10, multiplier + 1
+    return {"value": value, "multiplier": multiplier}
+
+
+def control_options(fn: Any) -> Any:
+    """The DERControlBase modes as options (shared by events and default controls)."""
+    options = [
+        click.option("--fixed-w", "fixed_w", type=int, metavar="1/100 %",
+                     help="opModFixedW: hold active power at this share of the device's maximum, in "
+                     "hundredths of a percent (5000 = discharge/generate at 50 %; negative = charge, "
+                     "-2500 = charge at 25 % of the maximum charge rate). -10000…10000."),
+        click.option("--max-w", "max_w", type=int, metavar="1/100 %",
+                     help="opModMaxLimW: cap active power output at this share of the device's maximum, "
+                     "in hundredths of a percent (6000 = at most 60 %). 0…10000."),
+        click.option("--target-w", "target_w", type=int, metavar="WATTS",
+                     help="opModTargetW: hold active power at this many watts (negative = absorb)."),
+        click.option("--connect/--disconnect", "connect", default=None,
+                     help="opModConnect: connect to, or disconnect from, the grid."),
+        click.option("--energize/--de-energize", "energize", default=None,
+                     help="opModEnergize: energize, or cease to energize, the grid."),
+        click.option("--ramp-tms", "ramp_tms", type=click.IntRange(0, 65535), metavar="1/100 s",
+                     help="rampTms: ramp to the new setting over this time, in hundredths of a second "
+                     "(6000 = one minute)."),
+        click.option("--control", "control_json", metavar="JSON",
+                     help='The whole control as JSON instead, e.g. \'{"opModFixedW": 5000, "rampTms": 3000}\'.'),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _control(options: dict[str, Any], *, required: bool = True) -> dict[str, Any] | None:
+    spec: dict[str, Any] = {}
+    for key, name in (("fixed_w", "opModFixedW"), ("max_w", "opModMaxLimW"), ("connect", "opModConnect"),
+                      ("energize", "opModEnergize"), ("ramp_tms", "rampTms")):
+        if options.get(key) is not None:
+            spec[name] = options[key]
+    if options.get("target_w") is not None:
+        spec["opModTargetW"] = _watts(options["target_w"])
+    raw = options.get("control_json")
+    if raw is not None:
+        if spec:
+            raise click.UsageError("give either --control JSON or the mode options (--fixed-w …), not both")
+        try:
+            spec = json.loads(raw)
+        except ValueError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--control") from None
+    if not spec and required:
+        raise click.UsageError("say what devices should do: --fixed-w, --max-w, --target-w, --connect, "
+                               "--energize, --ramp-tms or --control JSON")
+    return spec or None
+
+
+_CONTROL_KEYS = ("fixed_w", "max_w", "target_w", "connect", "energize", "ramp_tms", "control_json")
+
+
+def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    control = {k: options.pop(k) for k in _CONTROL_KEYS}
+    return control, options
+
+
+# ------------------------------------------------------------------------------------ programs
+
+
+@click.group("program")
+def program() -> None:
+    """DER programs: who follows them (members), their default control, their priority.
+
+    A DER program is what a device finds under its FunctionSetAssignments: a priority (primacy),
+    a default control it falls back to when no event is active, and the events (DERControls)
+    operators and the scheduler publish. Events: `derflex event --help`.
+    """
+
+
+@program.command("create", epilog=_EPILOG_CONTROL)
+@click.option("--primacy", type=click.IntRange(0, 255), required=True,
+              help="Priority against the device's other programs, 0…255: when two programs' controls "
+              "conflict, the LOWER number wins (0 = first).")
+@click.option("--description", help="A name devices and people see (at most 32 characters).")
+@control_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def program_create(ctx: Context, primacy: int, description: str | None, as_json: bool, **options: Any) -> None:
+    """Create a DER program, optionally with its default control (the mode options).
+
+    \b
+    Example:
+      derflex program create --primacy 2 --description "Peak Saver" --max-w 10000
+    """
+    from server.services import operations
+
+    control, _ = _split(options)
+    body: dict[str, Any] = {"primacy": primacy, "description": description}
+    default = _control(control, required=False)
+    if default is not None:
+        body["default_control"] = default
+    view = _run(ctx, lambda s: operations.create_program(s, body, int(time.time())))
+    if as_json:
+        _echo_json(view)
+        return
+    click.echo(f"created program {view['id']}")
+    _echo_program(view)
+
+
+@program.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def program_list(ctx: Context, as_json: bool) -> None:
+    """List DER programs by primacy, with their member counts and default controls."""
+    from server.services import operations
+
+    views = _run(ctx, operations.list_programs)
+    if as_json:
+        _echo_json({"programs": views})
+        return
+    click.echo(f"{len(views)} program(s)")
+    if views:
+        click.echo(f"  {'ID':>5}  {'PRIMACY':>7}  {'MEMBERS':>7}  {'DESCRIPTION':<32}  DEFAULT CONTROL")
+    for v in views:
+        click.echo(f"  {v['id']:>5}  {v['primacy']:>7}  {v['member_count']:>7}  "
+                   f"{v['description'] or '-':<32}  {_control_text(v['default_control'])}")
+
+
+@program.command("show")
+@click.argument("program_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def program_show(ctx: Context, program_id: int, as_json: bool) -> None:
+    """Show one program: primacy, default control, member device ids."""
+    from server.services import operations
+
+    view = _run(ctx, lambda s: operations.get_program(s, program_id))
+    if as_json:
+        _echo_json(view)
+    else:
+        _echo_program(view)
+
+
+@program.command("default-control", epilog=_EPILOG_CONTROL)
+@click.argument("program_id", type=int)
+@control_options
+@pass_ctx
+def program_default_control(ctx: Context, program_id: int, **options: Any) -> None:
+    """Set the control PROGRAM_ID's devices follow when no event is active (DefaultDERControl).
+
+    It replaces the previous default as a whole. Devices see the change at their next poll.
+
+    \b
+    Example:
+      derflex program default-control 1 --max-w 10000
+    """
+    from server.services import operations
+
+    control, _ = _split(options)
+    spec = _control(control)
+    view = _run(ctx, lambda s: operations.set_default_control(s, program_id, spec))
+    click.echo(f"program {program_id}: default control {_control_text(view['default_control'])}"
+               f" (version {view['default_control_version']})")
+
+
+@program.group("members")
+def members() -> None:
+    """Which devices follow a program (device ids as shown by `derflex admin devices`)."""
+
+
+@members.command("add")
+@click.argument("program_id", type=int)
+@click.argument("device_ids", type=int, nargs=-1, required=True)
+@pass_ctx
+def members_add(ctx: Context, program_id: int, device_ids: tuple[int, ...]) -> None:
+    """Add devices DEVICE_IDS to PROGRAM_ID (devices already in it are left as they are)."""
+    from server.services import operations
+
+    added = _run(ctx, lambda s: operations.add_members(s, program_id, list(device_ids)))
+    click.echo(f"program {program_id}: {added} device(s) added")
+
+
+@members.command("remove")
+@click.argument("program_id", type=int)
+@click.argument("device_ids", type=int, nargs=-1, required=True)
+@pass_ctx
+def members_remove(ctx: Context, program_id: int, device_ids: tuple[int, ...]) -> None:
+    """Remove devices DEVICE_IDS from PROGRAM_ID; its events no longer reach them."""
+    from server.services import operations
+
+    removed = _run(ctx, lambda s: operations.remove_members(s, program_id, list(device_ids)))
+    click.echo(f"program {program_id}: {removed} device(s) removed")
+
+
+@members.command("list")
+@click.argument("program_id", type=int)
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def members_list(ctx: Context, program_id: int, limit: int, as_json: bool) -> None:
+    """List the devices of PROGRAM_ID."""
+    from server.services import operations
+
+    result = _run(ctx, lambda s: operations.list_members(s, program_id, 0, limit))
+    if as_json:
+        _echo_json(result)
+        return
+    click.echo(f"program {program_id}: {result['all']} member(s)")
+    for d in result["members"]:
+        click.echo(f"  {d['id']:>6}  {d['lfdi']}  sfdi {d['sfdi']:<13} {d['label'] or ''}")
+
+
+# -------------------------------------------------------------------------------------- events
+
+
+@click.group("event")
+def event() -> None:
+    """DER events (DERControls): tell a program's devices what to do, and when.
+
+    An event holds a control for an interval. Devices poll for it, answer with Responses
+    (received, started, completed, opted out, rejected…), and return to the program's default
+    control when it ends or is cancelled. A newer event for the same device and time supersedes
+    an older one. Times are printed in ISO-8601 UTC with epoch seconds.
+    """
+
+
+@event.command("create", epilog=_EPILOG_CONTROL)
+@click.argument("program_id", type=int)
+@click.option("--start", required=True, metavar="TIME",
+              help="When it starts: ISO-8601 with a UTC offset (2026-11-22T16:00-08:00, "
+              "2026-11-23T00:00Z), epoch seconds, or 'now'. A time without an offset is refused.")
+@click.option("--duration", type=_Duration(), required=True,
+              help="How long it lasts: seconds, or with a unit (90m, 2h). At most 7 days.")
+@control_options
+@click.option("--device", "devices", type=int, multiple=True, metavar="DEVICE_ID",
+              help="Only this member device (repeat for more: one event per device, same control). "
+              "Default: one event every member follows, including members added later.")
+@click.option("--description", help="A name devices and people see (at most 32 characters).")
+@click.option("--randomize-start", type=click.IntRange(-3600, 3600), metavar="SECONDS",
+              help="Each device shifts its start by a random 0…SECONDS (negative: earlier), to spread the load.")
+@click.option("--randomize-duration", type=click.IntRange(-3600, 3600), metavar="SECONDS",
+              help="Each device shifts its end by a random 0…SECONDS (negative: shorter).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def event_create(ctx: Context, program_id: int, start: str, duration: int, devices: tuple[int, ...],
+                 description: str | None, randomize_start: int | None, randomize_duration: int | None,
+                 as_json: bool, **options: Any) -> None:
+    """Publish an event to PROGRAM_ID's devices.
+
+    \b
+    Example: discharge at 50 % of rated power for an hour, 4 pm Pacific:
+      derflex event create 1 --start 2026-11-22T16:00-08:00 --duration 3600 --fixed-w 5000
+    """
+    from server.services import operations
+
+    control, _ = _split(options)
+    now = int(time.time())
+    body: dict[str, Any] = {
+        "start": now if start.strip().lower() == "now" else start,
+        "duration": duration,
+        "control": _control(control),
+    }
+    if devices:
+        body["device_ids"] = list(devices)
+    for key, value in (("description", description), ("randomize_start", randomize_start),
+                       ("randomize_duration", randomize_duration)):
+        if value is not None:
+            body[key] = value
+    views = _run(ctx, lambda s: operations.create_events(s, program_id, body, now))
+    if as_json:
+        _echo_json({"events": views})
+        return
+    click.echo(f"created {len(views)} event(s) in program {program_id}")
+    _echo_events(views)
+
+
+@event.command("list")
+@click.argument("program_id", type=int)
+@click.option("--all", "include_ended", is_flag=True, help="Also events that have ended.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def event_list(ctx: Context, program_id: int, include_ended: bool, limit: int, as_json: bool) -> None:
+    """List PROGRAM_ID's events (those not over yet, or --all) with how devices answered.
+
+    "answered" counts devices by their latest Response: a device that said received and then
+    completed counts once, as completed.
+    """
+    from server.services import operations
+
+    result = _run(ctx, lambda s: operations.list_events(
+        s, program_id, int(time.time()), include_ended=include_ended, limit=limit))
+    if as_json:
+        _echo_json(result)
+        return
+    shown = len(result["events"])
+    more = f", showing {shown}" if shown < result["all"] else ""
+    click.echo(f"program {program_id}: {result['all']} event(s){'' if include_ended else ' not over yet'}{more}")
+    _echo_events(result["events"])
+
+
+@event.command("show")
+@click.argument("mrid")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def event_show(ctx: Context, mrid: str, as_json: bool) -> None:
+    """Show one event (by its mRID) with how devices answered."""
+    from server.services import operations
+
+    view = _run(ctx, lambda s: operations.get_event(s, mrid, int(time.time())))
+    if as_json:
+        _echo_json(view)
+    else:
+        _echo_events([view])
+
+
+@event.command("cancel")
+@click.argument("mrid")
+@click.option("--randomized", is_flag=True,
+              help="Let devices return at a random moment within the event's randomization window "
+              "(EventStatus 3) instead of all at once (2), to spread the load.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def event_cancel(ctx: Context, mrid: str, randomized: bool, as_json: bool) -> None:
+    """Cancel the event MRID. Devices see it cancelled at their next poll and return to the default
+    control; it stays listed, as cancelled, until its original end. Cancelling twice changes nothing.
+    """
+    from server.services import operations
+
+    view = _run(ctx, lambda s: operations.cancel_event(s, mrid, int(time.time()), {"randomized": randomized}))
+    if as_json:
+        _echo_json(view)
+        return
+    click.echo(f"cancelled event {view['mrid']}")
+    _echo_events([view])
