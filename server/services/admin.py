@@ -17,7 +17,7 @@ from server.db import repo
 from server.db.models import Device
 from server.scope import Scope
 from server.services import edev
-from server.services.errors import Invalid, NotFound
+from server.services.errors import Invalid, NotFound, check_text
 
 # Resources whose pollRate an operator may change at run time (the function-set names).
 POLL_RATE_RESOURCES = ("dcap", "tm", "edev", "rg", "der", "fsa", "derp", "rsps")
@@ -62,8 +62,7 @@ def register_device(session: Session, body: dict[str, Any], now: int) -> dict[st
     label = body.get("label")
     if aggregator is not None and not isinstance(aggregator, str):
         raise Invalid("'aggregator_lfdi' must be a string")
-    if label is not None and (not isinstance(label, str) or len(label) > 100):
-        raise Invalid("'label' must be a string of at most 100 characters")
+    label = check_text(label, "'label'", 100)
     device = edev.register_out_of_band(
         session, lfdi, now, pin=pin, aggregator_lfdi=aggregator, label=label, post_rate=post_rate
     )

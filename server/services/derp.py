@@ -41,11 +41,12 @@ from server.sep2.derp import (
 from server.sep2.identity import new_mrid
 from server.sep2.paging import Page
 from server.sep2.types import ListLinkValue
-from server.services.errors import Invalid, NotFound
+from server.services.errors import Invalid, NotFound, check_text
 
 # CSIP: devices answer received (01) and specific responses (02).
 RESPONSE_REQUIRED = "03"
 MAX_EVENT_SECONDS = 7 * 86_400
+MAX_LEAD_SECONDS = 366 * 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,8 +251,7 @@ def _modes(base: DERControlBase) -> str:
 def create_program(session: Session, *, description: str | None, primacy: int, now: int, pen: int = 0) -> store.DerProgram:
     if isinstance(primacy, bool) or not isinstance(primacy, int) or not 0 <= primacy <= 255:
         raise Invalid("primacy must be 0…255 (lower wins across programs)")
-    if description is not None and (not isinstance(description, str) or len(description) > 32):
-        raise Invalid("description must be at most 32 characters (String32)")
+    description = check_text(description, "description", 32)  # String32
     return store.add_program(
         session,
         store.DerProgram(mrid=new_mrid(pen), description=description, primacy=primacy, version=0,
@@ -328,8 +328,9 @@ def create_events(
     for name, value in (("randomizeStart", randomize_start), ("randomizeDuration", randomize_duration)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not -3600 <= value <= 3600):
             raise Invalid(f"{name} must be -3600…3600 seconds")
-    if description is not None and (not isinstance(description, str) or len(description) > 32):
-        raise Invalid("description must be at most 32 characters (String32)")
+    description = check_text(description, "description", 32)  # String32
+    if start > now + MAX_LEAD_SECONDS:
+        raise Invalid("start must be within a year from now")
     targeted = [d for d, _ in controls if d is not None]
     if targeted:
         members = set(store.member_ids(session, program_id))

@@ -29,6 +29,18 @@ class Conflict(ServiceError):
     status = 409
 
 
+def check_text(value: object, name: str, max_len: int) -> str | None:
+    """An optional free-text field from a client or operator: a string of at most `max_len`
+    printable characters (no control characters: XML cannot carry them, PostgreSQL no NUL)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_len:
+        raise Invalid(f"{name} must be text of at most {max_len} characters")
+    if any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 or 0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise Invalid(f"{name} must not contain control characters")
+    return value
+
+
 class UnsupportedMediaType(ServiceError):
     status = 415
     reason_code = 0  # invalid request format

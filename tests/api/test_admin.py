@@ -149,3 +149,11 @@ def test_concurrent_admin_upserts_neither_fail_nor_duplicate(operator, database)
         count = select(func.count()).select_from(Aggregator).where(Aggregator.lfdi == "EF" * 20)
         assert s.scalar(count) == 1
     assert 60 <= operator("GET", "/poll-rates").get_json()["edev"] < 76
+
+
+@pytest.mark.parametrize("label", ["nul\x00byte", "bell\x07", "x" * 101, 5])
+def test_labels_with_control_characters_are_refused(operator, label) -> None:  # noqa: ANN001
+    """PostgreSQL cannot store NUL and XML cannot carry control characters: a 400, not a 500."""
+    resp = operator("POST", "/devices", json={"lfdi": "AB" * 20, "label": label})
+    assert resp.status_code == 400
+    assert operator("GET", "/devices").get_json()["all"] == 0

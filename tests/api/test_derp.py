@@ -204,3 +204,15 @@ def test_bad_events_are_refused_and_store_nothing(world, database) -> None:  # n
         from server.db import derp as store
 
         assert store.program_events(s, world["program"], 0) == []
+
+
+@pytest.mark.parametrize("description", ["nul\x00", "tab\tand", "x" * 33])
+def test_descriptions_must_be_printable_string32(database, description: str) -> None:  # noqa: ANN001
+    with pytest.raises(Invalid), database.transaction() as s:
+        derp.create_program(s, description=description, primacy=0, now=0)
+
+
+def test_events_more_than_a_year_ahead_are_refused(world, database) -> None:  # noqa: ANN001
+    with pytest.raises(Invalid, match="within a year"), database.transaction() as s:
+        derp.create_events(s, world["program"], start=T0 + 400 * 86_400, duration=60,
+                           controls=[(None, derp.control_base({"opModFixedW": 1}))], now=T0)

@@ -45,7 +45,7 @@ def test_random_requests_never_get_5xx(app, database, cast, client_for) -> None:
         prog = derp.create_program(s, description=None, primacy=0, now=0).id
         derp.add_members(s, prog, [dev])
         derp.create_events(s, prog, start=2_000_000_000, duration=60,
-                           controls=[(None, derp.control_base({"opModFixedW": 1}))], now=0)
+                           controls=[(None, derp.control_base({"opModFixedW": 1}))], now=2_000_000_000 - 60)
     rng = random.Random(20305)
     callers = [client_for(cast[k]) for k in ("owner", "aggregator", "foreign")] + [client_for(None)]
     failures = []

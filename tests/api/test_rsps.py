@@ -3,6 +3,8 @@ for a device the caller may answer for, with a defined status, are accepted."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from sqlalchemy import func, select
 
@@ -13,7 +15,8 @@ from server.sep2.derp import DERControlList
 from server.sep2.rsps import DERControlResponse, Response, ResponseList, ResponseSetList
 from server.services import derp, edev
 
-T0 = 1_800_000_000
+NOW = int(time.time())  # events exist from now (Responses are judged against the real clock)
+T0 = NOW + 86_400
 
 
 @pytest.fixture
@@ -26,9 +29,9 @@ def world(database, cast):  # noqa: ANN001, ANN201
         lonely = derp.create_program(s, description="Elsewhere", primacy=1, now=0).id
         derp.add_members(s, prog, [owner, other, managed])
         base = derp.control_base({"opModFixedW": 5000})
-        everyone = derp.create_events(s, prog, start=T0 + 60, duration=600, controls=[(None, base)], now=1)[0].mrid
-        only_other = derp.create_events(s, prog, start=T0 + 60, duration=600, controls=[(other, base)], now=1)[0].mrid
-        elsewhere = derp.create_events(s, lonely, start=T0 + 60, duration=600, controls=[(None, base)], now=1)[0].mrid
+        everyone = derp.create_events(s, prog, start=T0 + 60, duration=600, controls=[(None, base)], now=NOW)[0].mrid
+        only_other = derp.create_events(s, prog, start=T0 + 60, duration=600, controls=[(other, base)], now=NOW)[0].mrid
+        elsewhere = derp.create_events(s, lonely, start=T0 + 60, duration=600, controls=[(None, base)], now=NOW)[0].mrid
     return {"owner": owner, "other": other, "managed": managed, "program": prog, "everyone": everyone,
             "only_other": only_other, "elsewhere": elsewhere}
 
