@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from server.api import admin, caching, der, errors, sep2
+from server.api import mup
 from server.api import admin_programs
 from server.bootstrap import tls_files
 from server.config import Settings
@@ -24,6 +25,7 @@ def create_app(settings: Settings, db: Database | None = None) -> Flask:
         app.extensions["derflex.chain"] = ChainVerifier(tls_files(settings).trust)
     app.register_blueprint(sep2.bp)
     app.register_blueprint(der.bp)
+    app.register_blueprint(mup.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(admin_programs.bp)
     caching.register(app)

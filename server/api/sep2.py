@@ -28,7 +28,7 @@ from server.services.errors import NotFound, UnsupportedMediaType
 
 bp = Blueprint("sep2", __name__)
 
-_ACCEPTED_CONTENT_TYPES = ("application/sep+xml", "application/xml", "text/xml")
+ACCEPTED_CONTENT_TYPES = ("application/sep+xml", "application/xml", "text/xml")
 
 
 def rule(template: str) -> str:
@@ -46,7 +46,7 @@ def no_content(status: int, location: str | None = None) -> Response:
 
 def _body(model: type | tuple[type, ...]) -> Any:
     ctype = (request.mimetype or "").lower()
-    if ctype not in _ACCEPTED_CONTENT_TYPES:
+    if ctype not in ACCEPTED_CONTENT_TYPES:
         raise UnsupportedMediaType(f"Content-Type must be {MEDIA_TYPE}")
     max_bytes = runtime().settings.max_body_bytes
     return codec.parse(request.get_data(cache=False), model, max_bytes=max_bytes)

@@ -48,6 +48,7 @@ class DeviceCapability(Resource):
 
     poll_rate: int | None = attr("pollRate", UInt32)
     time_link: str | None = link("TimeLink")
+    usage_point_list_link: ListLinkValue | None = link("UsagePointListLink", list_link=True)
     end_device_list_link: ListLinkValue | None = link("EndDeviceListLink", list_link=True)
     mirror_usage_point_list_link: ListLinkValue | None = link(
         "MirrorUsagePointListLink", list_link=True

@@ -20,7 +20,7 @@ from server.services import edev
 from server.services.errors import Invalid, NotFound, check_text
 
 # Resources whose pollRate an operator may change at run time (the function-set names).
-POLL_RATE_RESOURCES = ("dcap", "tm", "edev", "rg", "der", "fsa", "derp", "rsps")
+POLL_RATE_RESOURCES = ("dcap", "tm", "edev", "rg", "der", "fsa", "derp", "rsps", "mup", "upt")
 TOKEN_PREFIX = "dfx_"
 
 

@@ -1,0 +1,442 @@
+"""Metering Mirror (`/mup`) and Metering (`/upt`) function sets: devices mirror their meters to
+the server, and read them back as UsagePoints (IEEE 2030.5 §10.4, §10.11; CSIP).
+
+Who. A MirrorUsagePoint belongs to the EndDevice named by its deviceLFDI. A client may create one
+only for an LFDI it may act for: a device for its own (registered) LFDI, an aggregator for its
+own and for the devices it manages. Anything else — another device's LFDI, an unregistered one,
+the caller's own before it registered — is refused with 403 (reasonCode 1), the same answer
+whether or not that LFDI exists, so nothing leaks; a malformed deviceLFDI is 400. Afterwards
+everything under `/mup/{id}` and `/upt/{id}` is visible to exactly those who can see the device
+(its own certificate, its aggregator); for anyone else it does not exist (404). No certificate:
+403 before the body is read.
+
+POST /mup (rule a). The mRID is looked up among the usage points of that device (the same mRID
+from another device is another usage point): a new one answers 201, an existing one is written
+over — description, version, roleFlags, serviceCategoryKind, status and postRate replaced by what
+was posted — and answers 204; both carry `Location: /mup/{id}`. status must be 0 (off) or 1 (on).
+MirrorMeterReadings in the body are taken as in a POST to `/mup/{id}`. At most
+MAX_USAGE_POINTS_PER_DEVICE usage points per device (more: 400, reasonCode 2).
+
+GET /mup/{id} answers the first-level elements only (§10.11.3 c: no MirrorMeterReadings); its
+postRate is the operator's postRate of the EndDevice when set, else the one the device posted.
+The lists are ordered by mRID descending (Tables 39 and 56); `a` does not apply to them.
+
+POST /mup/{id} (rule h) takes a MirrorMeterReading or a MirrorMeterReadingList:
+- a MirrorMeterReading whose mRID is new to this usage point must carry its ReadingType, with a
+  uom (else 400, and nothing of the POST is stored); at most MAX_METER_READINGS_PER_USAGE_POINT
+  per usage point (more: 400, reasonCode 2);
+- an existing one may omit it (later POSTs should), but a ReadingType that differs from the stored
+  one is refused (400): the stored readings were posted in its unit and multiplier;
+- description and version, when posted, replace the stored ones.
+It answers 201 with the Location of what the readings now belong to: the MeterReading
+(`/upt/{id}/mr/{r}`) for one MirrorMeterReading, the MeterReadingList for a list. 2030.5 gives the
+MirrorMeterReading no URI of its own and its readings are served there; clients (py20305, CSIP
+test harnesses) check only for a 2xx.
+
+Readings. A Reading is value × 10^powerOfTenMultiplier of the ReadingType's unit over timePeriod
+{start, duration}. Readings come as MirrorReadingSets or one bare Reading. Each must have a value;
+touTier and consumptionBlock must be absent or 0 (tiered billing registers are not supported);
+start must be ≥ 0 and at most MAX_FUTURE_SECONDS ahead of the server's clock; duration below 2^31
+s. A Reading without timePeriod takes, in a MirrorReadingSet, the set's start + its position ×
+the ReadingType's intervalLength (which must then be given) and that length as duration; a bare
+one takes the MirrorMeterReading's lastUpdateTime (else the server's clock) and intervalLength
+(else 0). A reading with the same (meter reading, start) as a stored one replaces it: a re-post
+after a lost answer stores nothing twice. Any refused reading refuses the whole POST (400,
+reasonCode 1) and nothing is stored. localID, and the MirrorReadingSets' own mRIDs and periods,
+are not kept.
+
+Reading sets (read side). The server groups a meter reading's readings into one ReadingSet per
+UTC day of their start: ReadingSet id = days since 1970-01-01, timePeriod = that day, mRID derived
+from (meter reading, day). A Reading's id is its start's second within that day (0…86399), so a
+device-day is one range scan of the (meter reading, start) key. ReadingSetList is ordered by
+start descending (Table 39); ReadingList by start ascending (the order localIDs would have).
+
+`a` ("after", UTC seconds), on the time-ordered lists: a ReadingList keeps the readings whose
+timePeriod.start ≥ a; a ReadingSetList the sets that end after a (those that can hold such
+readings). `all` counts what `a` keeps; `s` and `l` then page it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from server.db import metering
+from server.db.repo import Reader
+from server.scope import Scope
+from server.sep2 import codec, uris
+from server.sep2.derp import DateTimeInterval
+from server.sep2.identity import normalize_lfdi
+from server.sep2.mup import (
+    MeterReading,
+    MeterReadingList,
+    MirrorMeterReading,
+    MirrorMeterReadingList,
+    MirrorUsagePoint,
+    MirrorUsagePointList,
+    Reading,
+    ReadingList,
+    ReadingSet,
+    ReadingSetList,
+    ReadingType,
+    UsagePoint,
+    UsagePointList,
+)
+from server.sep2.paging import Page
+from server.sep2.types import ListLinkValue
+from server.services.errors import Forbidden, Invalid, NotFound
+
+MAX_USAGE_POINTS_PER_DEVICE = 16
+MAX_METER_READINGS_PER_USAGE_POINT = 128
+MAX_FUTURE_SECONDS = 86_400
+MAX_DURATION = 2**31 - 1
+DAY = metering.DAY
+
+
+class LimitReached(Invalid):
+    reason_code = 2  # 2030.5 Error reasonCode: resource limit reached
+
+
+def _hex(bits: int | None) -> str | None:
+    """A bitmap as HexBinary16: one byte when it fits, else two."""
+    if bits is None:
+        return None
+    return f"{bits:02X}" if bits < 0x100 else f"{bits:04X}"
+
+
+def _bits(text: str | None) -> int | None:
+    return int(text, 16) if text else None
+
+
+# ------------------------------------------------------------------------------ mirror side
+
+
+def _mirror_to_wire(row: Any) -> MirrorUsagePoint:
+    return MirrorUsagePoint(
+        href=uris.href(uris.MUP, mup_id=row.id),
+        mrid=row.mrid,
+        description=row.description,
+        version=row.version,
+        role_flags=_hex(row.role_flags) or "00",
+        service_category_kind=row.service_category_kind,
+        status=row.status,
+        device_lfdi=row.device_lfdi,
+        post_rate=row.device_post_rate if row.device_post_rate is not None else row.post_rate,
+    )
+
+
+def mirror_usage_point_list(db: Reader, scope: Scope, page: Page, poll_rate: int) -> MirrorUsagePointList:
+    rows = metering.usage_points(db, scope, page.start, page.limit)
+    return MirrorUsagePointList(
+        href=uris.MUP_LIST,
+        all=metering.count_usage_points(db, scope),
+        results=len(rows),
+        poll_rate=poll_rate,
+        mirror_usage_points=[_mirror_to_wire(r) for r in rows],
+    )
+
+
+def _usage_point_row(db: Reader, scope: Scope, usage_point_id: int) -> Any:
+    row = metering.usage_point(db, scope, usage_point_id)
+    if row is None:
+        raise NotFound("no such usage point")
+    return row
+
+
+def mirror_usage_point(db: Reader, scope: Scope, mup_id: int) -> MirrorUsagePoint:
+    return _mirror_to_wire(_usage_point_row(db, scope, mup_id))
+
+
+def post_mirror_usage_point(session: Session, scope: Scope, posted: MirrorUsagePoint, now: int) -> tuple[int, bool]:
+    """POST /mup: create or write over the usage point; (its id, whether it was created)."""
+    try:
+        lfdi = normalize_lfdi(posted.device_lfdi)
+    except ValueError as exc:
+        raise Invalid(f"deviceLFDI: {exc}") from None
+    device_id = metering.visible_device_id(session, scope, lfdi)
+    if device_id is None:
+        raise Forbidden("this client may not mirror a meter for that deviceLFDI (not its own or managed, or not registered)")
+    if posted.status not in (0, 1):
+        raise Invalid("status must be 0 (off) or 1 (on)")
+    values = {
+        "description": posted.description,
+        "version": posted.version,
+        "role_flags": _bits(posted.role_flags) or 0,
+        "service_category_kind": posted.service_category_kind,
+        "status": posted.status,
+        "post_rate": posted.post_rate,
+        "changed_time": now,
+    }
+    created = False
+    if metering.usage_point_id(session, device_id, posted.mrid) is None:
+        if metering.usage_points_of_device(session, device_id) >= MAX_USAGE_POINTS_PER_DEVICE:
+            raise LimitReached(f"a device may mirror at most {MAX_USAGE_POINTS_PER_DEVICE} usage points")
+        created = metering.insert_usage_point(
+            session, {"device_id": device_id, "mrid": posted.mrid, "created_time": now, **values}
+        )
+    if not created:  # it existed, or a concurrent POST created it first: write over it
+        metering.update_usage_point(session, device_id, posted.mrid, values)
+    usage_point_id = metering.usage_point_id(session, device_id, posted.mrid)
+    assert usage_point_id is not None
+    _ingest(session, usage_point_id, posted.mirror_meter_readings, now)
+    return usage_point_id, created
+
+
+def post_readings(
+    session: Session, scope: Scope, mup_id: int, posted: MirrorMeterReading | MirrorMeterReadingList, now: int
+) -> str:
+    """POST /mup/{id}: store meter readings; returns the Location to answer with."""
+    if not metering.usage_point_visible(session, scope, mup_id):
+        raise NotFound("no such usage point")
+    if isinstance(posted, MirrorMeterReadingList):
+        _ingest(session, mup_id, posted.mirror_meter_readings, now)
+        return uris.href(uris.MR_LIST, upt_id=mup_id)
+    ids = _ingest(session, mup_id, [posted], now)
+    return uris.href(uris.MR, upt_id=mup_id, mr_id=ids[posted.mrid])
+
+
+def _canonical_type(reading_type: ReadingType) -> str:
+    return codec.render(dataclasses.replace(reading_type, href=None)).decode("utf-8")
+
+
+def _type_columns(rt: ReadingType) -> dict[str, Any]:
+    return {
+        "uom": rt.uom,
+        "multiplier": rt.power_of_ten_multiplier or 0,
+        "flow_direction": rt.flow_direction,
+        "kind": rt.kind,
+        "accumulation_behaviour": rt.accumulation_behaviour,
+        "data_qualifier": rt.data_qualifier,
+        "interval_length": rt.interval_length,
+        "phase": rt.phase,
+    }
+
+
+def _ingest(session: Session, usage_point_id: int, posted: Sequence[MirrorMeterReading], now: int) -> dict[str, int]:
+    """Create new meter readings, check known ones, store every reading; {mRID: meter reading id}."""
+    if not posted:
+        return {}
+    known = metering.meter_readings_of(session, usage_point_id)
+    new: dict[str, MirrorMeterReading] = {}
+    for mmr in posted:
+        if mmr.mrid in known or mmr.mrid in new:
+            continue
+        if mmr.reading_type is None:
+            raise Invalid(f"MirrorMeterReading {mmr.mrid} is new to this usage point: it needs its ReadingType")
+        if mmr.reading_type.uom is None:
+            raise Invalid(f"the ReadingType of MirrorMeterReading {mmr.mrid} needs a uom")
+        new[mmr.mrid] = mmr
+    if new:
+        if len(known) + len(new) > MAX_METER_READINGS_PER_USAGE_POINT:
+            raise LimitReached(f"a usage point may have at most {MAX_METER_READINGS_PER_USAGE_POINT} meter readings")
+        for mrid, mmr in new.items():
+            assert mmr.reading_type is not None
+            metering.insert_meter_reading(session, {
+                "usage_point_id": usage_point_id,
+                "mrid": mrid,
+                "description": mmr.description,
+                "version": mmr.version,
+                "reading_type": _canonical_type(mmr.reading_type),
+                "created_time": now,
+                **_type_columns(mmr.reading_type),
+            })
+        known = metering.meter_readings_of(session, usage_point_id)
+    readings: list[metering.NewReading] = []
+    for mmr in posted:
+        row = known[mmr.mrid]
+        if mmr.reading_type is not None and _canonical_type(mmr.reading_type) != row.reading_type:
+            raise Invalid(f"the ReadingType of MeterReading {mmr.mrid} cannot change (post a new mRID)")
+        if mmr.mrid not in new:
+            changes = {
+                k: v for k, v in (("description", mmr.description), ("version", mmr.version))
+                if v is not None and v != getattr(row, k)
+            }
+            if changes:
+                metering.update_meter_reading(session, row.id, changes)
+        readings.extend(_readings(row, mmr, now))
+    metering.store_readings(session, readings)
+    return {mrid: row.id for mrid, row in known.items()}
+
+
+def _readings(row: Any, mmr: MirrorMeterReading, now: int) -> list[metering.NewReading]:
+    interval = row.interval_length or 0
+    out = []
+    for rs in mmr.mirror_reading_sets:
+        for position, r in enumerate(rs.readings):
+            if r.time_period is not None:
+                start, duration = r.time_period.start, r.time_period.duration
+            elif interval:
+                start, duration = rs.time_period.start + position * interval, interval
+            else:
+                raise Invalid("a Reading in a MirrorReadingSet needs a timePeriod when the ReadingType has no intervalLength")
+            out.append(_reading(row, r, start, duration, now))
+    if mmr.reading is not None:
+        r = mmr.reading
+        if r.time_period is not None:
+            start, duration = r.time_period.start, r.time_period.duration
+        else:
+            start = mmr.last_update_time if mmr.last_update_time is not None else now
+            duration = interval
+        out.append(_reading(row, r, start, duration, now))
+    return out
+
+
+def _reading(row: Any, r: Reading, start: int, duration: int, now: int) -> metering.NewReading:
+    if r.value is None:
+        raise Invalid("a Reading needs a value")
+    if r.tou_tier or r.consumption_block:
+        raise Invalid("tiered readings (touTier, consumptionBlock) are not supported")
+    if start < 0:
+        raise Invalid("a Reading's timePeriod.start must not be before 1970")
+    if start > now + MAX_FUTURE_SECONDS:
+        raise Invalid(f"a Reading's timePeriod.start is more than {MAX_FUTURE_SECONDS} s ahead of the server's clock")
+    if duration > MAX_DURATION:
+        raise Invalid("a Reading's timePeriod.duration is too long")
+    return metering.NewReading(
+        meter_reading_id=row.id,
+        start=start,
+        duration=duration,
+        value=r.value,
+        multiplier=row.multiplier,
+        quality_flags=_bits(r.quality_flags),
+    )
+
+
+# -------------------------------------------------------------------------------- read side
+
+
+def _usage_point_to_wire(row: Any) -> UsagePoint:
+    return UsagePoint(
+        href=uris.href(uris.UPT, upt_id=row.id),
+        mrid=row.mrid,
+        description=row.description,
+        version=row.version,
+        role_flags=_hex(row.role_flags) or "00",
+        service_category_kind=row.service_category_kind,
+        status=row.status,
+        device_lfdi=row.device_lfdi,
+        meter_reading_list_link=ListLinkValue(uris.href(uris.MR_LIST, upt_id=row.id), row.meter_readings),
+    )
+
+
+def usage_point_list(db: Reader, scope: Scope, page: Page, poll_rate: int) -> UsagePointList:
+    rows = metering.usage_points(db, scope, page.start, page.limit)
+    return UsagePointList(
+        href=uris.UPT_LIST,
+        all=metering.count_usage_points(db, scope),
+        results=len(rows),
+        poll_rate=poll_rate,
+        usage_points=[_usage_point_to_wire(r) for r in rows],
+    )
+
+
+def usage_point(db: Reader, scope: Scope, upt_id: int) -> UsagePoint:
+    return _usage_point_to_wire(_usage_point_row(db, scope, upt_id))
+
+
+def _meter_reading_to_wire(upt_id: int, row: Any) -> MeterReading:
+    ids = {"upt_id": upt_id, "mr_id": row.id}
+    return MeterReading(
+        href=uris.href(uris.MR, **ids),
+        mrid=row.mrid,
+        description=row.description,
+        version=row.version,
+        reading_set_list_link=ListLinkValue(uris.href(uris.RS_LIST, **ids), row.days),
+        reading_type_link=uris.href(uris.RT, **ids),
+    )
+
+
+def meter_reading_list(db: Reader, scope: Scope, upt_id: int, page: Page) -> MeterReadingList:
+    _usage_point_row(db, scope, upt_id)
+    total, rows = metering.meter_reading_page(db, upt_id, page.start, page.limit)
+    return MeterReadingList(
+        href=uris.href(uris.MR_LIST, upt_id=upt_id),
+        all=total,
+        results=len(rows),
+        meter_readings=[_meter_reading_to_wire(upt_id, r) for r in rows],
+    )
+
+
+def _meter_reading_row(db: Reader, scope: Scope, upt_id: int, mr_id: int) -> Any:
+    row = metering.meter_reading(db, scope, upt_id, mr_id)
+    if row is None:
+        raise NotFound("no such MeterReading")
+    return row
+
+
+def meter_reading(db: Reader, scope: Scope, upt_id: int, mr_id: int) -> MeterReading:
+    return _meter_reading_to_wire(upt_id, _meter_reading_row(db, scope, upt_id, mr_id))
+
+
+def reading_type(db: Reader, scope: Scope, upt_id: int, mr_id: int) -> ReadingType:
+    row = _meter_reading_row(db, scope, upt_id, mr_id)
+    text = row.reading_type.encode("utf-8")
+    stored = codec.parse(text, ReadingType, max_bytes=len(text))
+    return dataclasses.replace(stored, href=uris.href(uris.RT, upt_id=upt_id, mr_id=mr_id))
+
+
+def _reading_set_to_wire(upt_id: int, mr_id: int, day: int) -> ReadingSet:
+    ids = {"upt_id": upt_id, "mr_id": mr_id, "rs_id": day}
+    return ReadingSet(
+        href=uris.href(uris.RS, **ids),
+        mrid=f"{mr_id:016X}{day:08X}00000000",  # stable: (meter reading, day), then PEN 0
+        time_period=DateTimeInterval(start=day * DAY, duration=DAY),
+        reading_list_link=ListLinkValue(uris.href(uris.R_LIST, **ids)),
+    )
+
+
+def reading_set_list(db: Reader, scope: Scope, upt_id: int, mr_id: int, page: Page) -> ReadingSetList:
+    _meter_reading_row(db, scope, upt_id, mr_id)
+    min_day = 0 if page.after is None else page.after // DAY
+    total, days = metering.reading_days(db, mr_id, min_day, page.start, page.limit)
+    return ReadingSetList(
+        href=uris.href(uris.RS_LIST, upt_id=upt_id, mr_id=mr_id),
+        all=total,
+        results=len(days),
+        reading_sets=[_reading_set_to_wire(upt_id, mr_id, d) for d in days],
+    )
+
+
+def _day(db: Reader, scope: Scope, upt_id: int, mr_id: int, rs_id: int) -> None:
+    _meter_reading_row(db, scope, upt_id, mr_id)
+    if not metering.has_reading_day(db, mr_id, rs_id):
+        raise NotFound("no such ReadingSet")
+
+
+def reading_set(db: Reader, scope: Scope, upt_id: int, mr_id: int, rs_id: int) -> ReadingSet:
+    _day(db, scope, upt_id, mr_id, rs_id)
+    return _reading_set_to_wire(upt_id, mr_id, rs_id)
+
+
+def _reading_to_wire(upt_id: int, mr_id: int, day: int, row: Any) -> Reading:
+    return Reading(
+        href=uris.href(uris.R, upt_id=upt_id, mr_id=mr_id, rs_id=day, r_id=row.start - day * DAY),
+        quality_flags=_hex(row.quality_flags),
+        time_period=DateTimeInterval(start=row.start, duration=row.duration),
+        value=row.value,
+    )
+
+
+def reading_list(db: Reader, scope: Scope, upt_id: int, mr_id: int, rs_id: int, page: Page) -> ReadingList:
+    _day(db, scope, upt_id, mr_id, rs_id)
+    lo, hi = rs_id * DAY, (rs_id + 1) * DAY
+    if page.after is not None:
+        lo = max(lo, page.after)
+    total, rows = metering.readings(db, mr_id, lo, hi, page.start, page.limit)
+    return ReadingList(
+        href=uris.href(uris.R_LIST, upt_id=upt_id, mr_id=mr_id, rs_id=rs_id),
+        all=total,
+        results=len(rows),
+        readings=[_reading_to_wire(upt_id, mr_id, rs_id, r) for r in rows],
+    )
+
+
+def reading(db: Reader, scope: Scope, upt_id: int, mr_id: int, rs_id: int, r_id: int) -> Reading:
+    _meter_reading_row(db, scope, upt_id, mr_id)
+    row = metering.reading(db, mr_id, rs_id * DAY + r_id) if r_id < DAY else None
+    if row is None:
+        raise NotFound("no such Reading")
+    return _reading_to_wire(upt_id, mr_id, rs_id, row)
