@@ -28,8 +28,13 @@ def runtime() -> Runtime:
     return current_app.extensions["derflex"]
 
 
+def now_exact() -> float:
+    return time.time()
+
+
 def now() -> int:
-    return int(time.time())
+    """2030.5 times are whole seconds."""
+    return int(now_exact())
 
 
 def client_certificate_der() -> bytes | None:

@@ -17,7 +17,7 @@ from flask import Blueprint, Response, request
 from server.db.changes import SEP2
 from server.db.repo import Reader
 
-from server.api.client import client_identity, client_scope, now, runtime
+from server.api.client import client_identity, client_scope, now, now_exact, runtime
 from server.scope import Scope
 from server.sep2 import codec, uris
 from server.sep2.models import MEDIA_TYPE, EndDevice
@@ -70,7 +70,8 @@ def resource(*, cache: bool = True, family: str = SEP2) -> Callable[[Callable[..
                 with rt.db.read() as conn:
                     result = view(conn, client_scope(conn, ident), **kwargs)
                 if isinstance(result, derp.Expiring):  # true only until its next transition
-                    lifetime = None if result.until is None else result.until - now()
+                    # from the exact clock: whole seconds would keep it up to a second too long
+                    lifetime = None if result.until is None else result.until - now_exact()
                     return codec.render(result.model), lifetime
                 return codec.render(result), None
 

@@ -32,6 +32,9 @@ T = TypeVar("T")
 DEFAULT_MAX_BYTES = 256 * 1024
 _ACCEPTED_NS = (NS, NS_2013)
 _XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+# IEEE 2030.5-2023 puts schemaVer="2.2" on every top-level element; a 2018 server must still
+# understand what such a client sends (the elements we read are the same).
+_SCHEMA_VER = "schemaVer"
 
 # 2030.5 reasonCode values for an <Error> body.
 INVALID_FORMAT = 0
@@ -159,7 +162,7 @@ def parse(body: bytes, model: type[T] | tuple[type[T], ...], *, max_bytes: int =
     if chosen is None:
         expected = " or ".join(m.__name__ for m in candidates)
         raise DecodeError(f"expected a {expected} document, got {tag}")
-    return _from_element(root, chosen, ns)
+    return _from_element(root, chosen, ns, top=True)
 
 
 def _split(qname: Any) -> tuple[str, str]:
@@ -171,12 +174,12 @@ def _split(qname: Any) -> tuple[str, str]:
     return "", qname
 
 
-def _from_element(el: Any, model: type[T], ns: str) -> T:
+def _from_element(el: Any, model: type[T], ns: str, *, top: bool = False) -> T:
     attrs_by_xml = _attributes_by_xml(model)
     elems_by_xml = _elements_by_xml(model)
     values: dict[str, Any] = {}
     for key, text in el.attrib.items():
-        if key == _XSI_TYPE:
+        if key == _XSI_TYPE or (top and key == _SCHEMA_VER):
             continue
         f = attrs_by_xml.get(key)
         if f is None:

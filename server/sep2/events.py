@@ -7,7 +7,10 @@ which is what lets the server compute EventStatus per request and the simulator 
 
 Rules (IEEE 2030.5-2018, and docs/architecture.md):
 - scheduled (0) until the start, active (1) from the start; at the end the event drops out of lists
-  (there is no "completed" status).
+  (there is no "completed" status) — after a grace of LIST_GRACE_SECONDS, during which it is still
+  listed with the status it ended with. A client's clock follows /tm in whole seconds and may run
+  a little behind ours: without the grace, a poll in that gap finds its running event gone, and a
+  2023-edition client then reports it cancelled (6) instead of completed (3) (docs/interop.md).
 - cancelled (2), or cancelled with randomization (3), from the moment of cancellation; a cancelled
   event stays listed until its original end.
 - superseded (4) at the effective start of a newer event of the same program that overlaps it in
@@ -22,6 +25,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+
+
+LIST_GRACE_SECONDS = 5
 
 
 class Status(int, Enum):
@@ -131,9 +137,14 @@ def _partly_overlaps(newer: Event, older: Event) -> bool:
     )
 
 
-def state(event: Event, now: int, others: Iterable[Event] = ()) -> EventState:
-    """The event's state at `now`, given the other events of its program (any order)."""
+def state(event: Event, now: int, others: Iterable[Event] = (), *, grace: int = 0) -> EventState:
+    """The event's state at `now`, given the other events of its program (any order); an ended
+    event stays listed `grace` seconds with the status it ended with."""
     others = [o for o in others if o.mrid != event.mrid]
+    if grace > 0 and event.end <= now < event.end + grace:
+        last = state(event, event.end - 1, others) if event.duration > 0 else None
+        if last is not None and last.listed:
+            return last
     moments: list[tuple[int, _Trigger]] = [(event.start, _T.START), (event.end, _T.END)]
     if event.cancelled_at is not None:
         trigger = _T.CANCEL_RANDOMIZED if event.cancel_randomized else _T.CANCEL
@@ -161,13 +172,13 @@ def state(event: Event, now: int, others: Iterable[Event] = ()) -> EventState:
     )
 
 
-def states(events: Sequence[Event], now: int) -> dict[str, EventState]:
+def states(events: Sequence[Event], now: int, *, grace: int = 0) -> dict[str, EventState]:
     """Every event's state at `now`; supersession is looked for within each program only."""
     by_program: dict[str, list[Event]] = {}
     for e in events:
         if e.creation_time <= now:  # an event does not exist before it was created
             by_program.setdefault(e.program, []).append(e)
-    return {e.mrid: state(e, now, group) for group in by_program.values() for e in group}
+    return {e.mrid: state(e, now, group, grace=grace) for group in by_program.values() for e in group}
 
 
 def list_order(event: Event) -> tuple[int, int, str]:

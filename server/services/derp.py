@@ -107,7 +107,8 @@ def _base(xml: str) -> DERControlBase:
 
 def _evaluated(db: Reader, program_id: int, edev_id: int, now: int) -> tuple[list[tuple[Any, events.EventState]], int | None]:
     """The listed events at `now` with their states, in list order, and when that next changes."""
-    rows = list(store.current_events(db, program_id, edev_id, since=now, now=now))
+    grace = events.LIST_GRACE_SECONDS
+    rows = list(store.current_events(db, program_id, edev_id, since=now - grace, now=now))
     if rows:
         # A newer event that has already ended may still have superseded a listed one.
         earliest = min(r.start for r in rows)
@@ -128,13 +129,14 @@ def _evaluated(db: Reader, program_id: int, edev_id: int, now: int) -> tuple[lis
         )
         for r in rows
     }
-    states = events.states(list(evs.values()), now)
+    states = events.states(list(evs.values()), now, grace=grace)
     listed = [(r, states[r.mrid]) for r in rows if r.mrid in states and states[r.mrid].listed]
     listed.sort(key=lambda pair: events.list_order(evs[pair[0].mrid]))
     moments = [
         t
         for r in rows
-        for t in (r.start, r.start + r.duration, max(r.start, r.creation_time), r.cancelled_at or 0)
+        for t in (r.start, r.start + r.duration, r.start + r.duration + grace,
+                  max(r.start, r.creation_time), r.cancelled_at or 0)
         if t > now
     ]
     return listed, min(moments) if moments else None
@@ -165,8 +167,8 @@ def _control_to_wire(edev_id: int, program_id: int, row: Any, state: events.Even
 def control_list(db: Reader, scope: Scope, edev_id: int, derp_id: int, page: Page, now: int, *, active_only: bool = False) -> Expiring:
     _program(db, scope, edev_id, derp_id)
     listed, until = _evaluated(db, derp_id, edev_id, now)
-    if active_only:
-        listed = [(r, s) for r, s in listed if s.status is events.Status.ACTIVE]
+    if active_only:  # the grace after an end keeps an event listed, never active
+        listed = [(r, s) for r, s in listed if s.status is events.Status.ACTIVE and now < r.start + r.duration]
     shown = listed[page.start : page.start + page.limit]
     template = uris.ACTDERC if active_only else uris.DERC_LIST
     return Expiring(

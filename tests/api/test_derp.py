@@ -8,6 +8,7 @@ import pytest
 
 import server.api.sep2 as views
 from server.sep2 import codec
+from server.sep2.events import LIST_GRACE_SECONDS
 from server.sep2.derp import DefaultDERControl, DERControl, DERControlList, DERProgram, DERProgramList
 from server.sep2.fsa import FunctionSetAssignments, FunctionSetAssignmentsList
 from server.sep2.models import EndDevice
@@ -24,6 +25,7 @@ class Clock:
     def __init__(self, app, monkeypatch):  # noqa: ANN001
         self.t = float(T0)
         monkeypatch.setattr(views, "now", lambda: int(self.t))
+        monkeypatch.setattr(views, "now_exact", lambda: self.t)
         app.extensions["derflex"].clock = lambda: self.t
 
     def __getitem__(self, _i: int) -> int:
@@ -95,7 +97,10 @@ def test_an_event_through_its_life(world, cast, client_for, database, clock, sep
     assert (ev.event_status.current_status, ev.event_status.date_time) == (1, T0 + 300)
     assert [e.mrid for e in controls(c, program, sep2_schema, active=True)] == [mrid]
     assert get(c, ev.href, DERControl, sep2_schema).mrid == mrid
-    clock[0] = T0 + 900  # ended: no "completed", it drops out
+    clock[0] = T0 + 900  # ended: listed a few seconds more (clients' clocks lag), never active
+    assert [e.event_status.current_status for e in controls(c, program, sep2_schema)] == [1]
+    assert controls(c, program, sep2_schema, active=True) == []
+    clock[0] = T0 + 900 + LIST_GRACE_SECONDS  # no "completed": it drops out
     assert controls(c, program, sep2_schema) == []
     assert c.get(ev.href).status_code == 404
 
@@ -111,7 +116,7 @@ def test_cancellation_stays_listed_until_the_original_end(world, cast, client_fo
     [ev] = controls(c, program, sep2_schema)
     assert (ev.event_status.current_status, ev.event_status.date_time) == (3, T0 + 10)
     assert controls(c, program, sep2_schema, active=True) == []
-    clock[0] = T0 + 900
+    clock[0] = T0 + 900 + LIST_GRACE_SECONDS
     assert controls(c, program, sep2_schema) == []
 
 
@@ -216,3 +221,14 @@ def test_events_more_than_a_year_ahead_are_refused(world, database) -> None:  # 
     with pytest.raises(Invalid, match="within a year"), database.transaction() as s:
         derp.create_events(s, world["program"], start=T0 + 400 * 86_400, duration=60,
                            controls=[(None, derp.control_base({"opModFixedW": 1}))], now=T0)
+
+
+def test_a_cached_list_turns_active_at_the_start_not_a_second_later(world, cast, client_for, database, clock, sep2_schema) -> None:  # noqa: ANN001
+    """The cached document's life ends at the transition itself (exact clock, not whole seconds)."""
+    c = client_for(cast["owner"])
+    publish(database, world["program"], start=T0 + 300)
+    program = walk_to_controls(c, world["owner"], sep2_schema)
+    clock.t = T0 + 299.6
+    assert controls(c, program, sep2_schema)[0].event_status.current_status == 0  # cached now
+    clock.t = T0 + 300.0
+    assert controls(c, program, sep2_schema)[0].event_status.current_status == 1

@@ -138,3 +138,12 @@ def test_hex_takes_only_the_xsd_lexical_form(text: str) -> None:
     body = f'<EndDevice xmlns="urn:ieee:std:2030.5:ns"><deviceCategory>{text}</deviceCategory><sFDI>1</sFDI><changedTime>0</changedTime></EndDevice>'
     with pytest.raises(DecodeError):
         codec.parse(body.encode(), EndDevice)
+
+
+def test_2023_schema_version_attribute_is_accepted_on_the_root_only() -> None:
+    """IEEE 2030.5-2023 clients put schemaVer="2.2" on every top-level element."""
+    body = b'<EndDevice xmlns="urn:ieee:std:2030.5:ns" schemaVer="2.2"><sFDI>5</sFDI><changedTime>0</changedTime></EndDevice>'
+    assert codec.parse(body, EndDevice).sfdi == 5
+    nested = b'<EndDeviceList xmlns="urn:ieee:std:2030.5:ns" all="1" results="1"><EndDevice schemaVer="2.2"><sFDI>5</sFDI><changedTime>0</changedTime></EndDevice></EndDeviceList>'
+    with pytest.raises(DecodeError):
+        codec.parse(nested, EndDeviceList)

@@ -131,3 +131,21 @@ def test_deterministic_for_any_input_order() -> None:
               ev("D", created=30, targets=frozenset({"dev-1", "dev-9"}))]
     results = {tuple(sorted(states(list(p), 175).items())) for p in itertools.permutations(events)}
     assert len(results) == 1
+
+
+@pytest.mark.parametrize(
+    ("event", "now", "expected"),
+    [
+        (ev(), 200, (A, 100, True)),  # ended, still listed with the status it ended with
+        (ev(), 204, (A, 100, True)),
+        (ev(), 205, (None, None, False)),  # the grace is over
+        (ev(cancelled_at=60), 203, (C, 60, True)),
+        (ev(duration=0), 100, (None, None, False)),  # a zero-length event was never listed
+    ],
+)
+def test_grace_after_the_end(event: Event, now: int, expected: tuple) -> None:
+    """A client whose clock runs a little behind must not find its running event gone."""
+    got = state(event, now, grace=5)
+    assert got.listed == expected[2]
+    if got.listed:
+        assert (got.status, got.date_time) == expected[:2]
