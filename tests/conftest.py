@@ -183,3 +183,27 @@ def sep2_schema():  # noqa: ANN201
             raise AssertionError(f"not valid 2030.5: {schema.error_log.last_error}\n{body[:500]!r}")
 
     return validate
+
+
+ADMIN_API = "/admin/api/v1"
+
+
+@pytest.fixture
+def token(database: Database) -> str:
+    """A valid admin API token."""
+    from server.services import admin
+
+    with database.transaction() as s:
+        return admin.create_token(s, "test", 0)
+
+
+@pytest.fixture
+def operator(app, token: str):  # noqa: ANN001, ANN201
+    """call(method, path under /admin/api/v1, **kw) with the token."""
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def call(method: str, path: str, **kw):  # noqa: ANN202
+        return client.open(ADMIN_API + path, method=method, headers=auth, **kw)
+
+    return call

@@ -128,11 +128,16 @@ def _mirror_to_wire(row: Any) -> MirrorUsagePoint:
     )
 
 
+def _usage_points_page(db: Reader, scope: Scope, page: Page) -> tuple[int, Any]:
+    """The caller's usage points: one store, seen as mirrors (`/mup`) or as usage points (`/upt`)."""
+    return metering.count_usage_points(db, scope), metering.usage_points(db, scope, page.start, page.limit)
+
+
 def mirror_usage_point_list(db: Reader, scope: Scope, page: Page, poll_rate: int) -> MirrorUsagePointList:
-    rows = metering.usage_points(db, scope, page.start, page.limit)
+    total, rows = _usage_points_page(db, scope, page)
     return MirrorUsagePointList(
         href=uris.MUP_LIST,
-        all=metering.count_usage_points(db, scope),
+        all=total,
         results=len(rows),
         poll_rate=poll_rate,
         mirror_usage_points=[_mirror_to_wire(r) for r in rows],
@@ -323,10 +328,10 @@ def _usage_point_to_wire(row: Any) -> UsagePoint:
 
 
 def usage_point_list(db: Reader, scope: Scope, page: Page, poll_rate: int) -> UsagePointList:
-    rows = metering.usage_points(db, scope, page.start, page.limit)
+    total, rows = _usage_points_page(db, scope, page)
     return UsagePointList(
         href=uris.UPT_LIST,
-        all=metering.count_usage_points(db, scope),
+        all=total,
         results=len(rows),
         poll_rate=poll_rate,
         usage_points=[_usage_point_to_wire(r) for r in rows],

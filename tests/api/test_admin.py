@@ -6,26 +6,8 @@ import pytest
 
 from server.sep2 import codec
 from server.sep2.models import DeviceCapability, EndDeviceList
-from server.services import admin
 
 API = "/admin/api/v1"
-
-
-@pytest.fixture
-def token(database) -> str:  # noqa: ANN001
-    with database.transaction() as s:
-        return admin.create_token(s, "test", 0)
-
-
-@pytest.fixture
-def operator(app, token):  # noqa: ANN001, ANN201
-    client = app.test_client()
-    auth = {"Authorization": f"Bearer {token}"}
-
-    def call(method: str, path: str, **kw):  # noqa: ANN202
-        return client.open(API + path, method=method, headers=auth, **kw)
-
-    return call
 
 
 @pytest.mark.parametrize("header", [None, "Bearer", "Bearer nope", "Basic dXNlcjpwYXNz"])

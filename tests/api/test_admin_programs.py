@@ -12,27 +12,9 @@ from server.db import derp as store
 from server.db import rsps
 from server.sep2 import codec
 from server.sep2.derp import DefaultDERControl, DERControlList
-from server.services import admin
 
 API = "/admin/api/v1"
 HOUR = 3600
-
-
-@pytest.fixture
-def token(database) -> str:  # noqa: ANN001
-    with database.transaction() as s:
-        return admin.create_token(s, "test", 0)
-
-
-@pytest.fixture
-def operator(app, token):  # noqa: ANN001, ANN201
-    client = app.test_client()
-    auth = {"Authorization": f"Bearer {token}"}
-
-    def call(method: str, path: str, **kw):  # noqa: ANN202
-        return client.open(API + path, method=method, headers=auth, **kw)
-
-    return call
 
 
 @pytest.fixture

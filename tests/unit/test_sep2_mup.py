@@ -29,38 +29,12 @@ from server.sep2.mup import (
     UsagePointList,
 )
 from server.sep2.types import ListLinkValue
-from tests.unit.test_sep2_xsd import _chain, _declared, _models, xsd_types  # noqa: F401 (fixture)
 
 LFDI = "3E4F45AB31EDFE5B67E343E5E4562E31984E23E5"
 MRID = "0600006CC80000000000000000000000"
 
 
-# ------------------------------------------------------------------ faithful to the XSD
-
-
-@pytest.mark.parametrize("model", _models(mup), ids=lambda m: m.__name__)
-def test_model_declares_exactly_what_the_xsd_declares(model: type, xsd_types: dict) -> None:  # noqa: F811
-    attrs, elems = _declared(xsd_types, model.__name__)
-    fields = dataclasses.fields(model)
-    ours_attrs = {f.metadata["xml"]: f.metadata for f in fields if f.metadata["kind"] == "attr"}
-    ours_elems = [f.metadata for f in fields if f.metadata["kind"] != "attr"]
-    xsd_attrs = dict(attrs)
-    xsd_elems = {e[0]: e for e in elems}
-    assert set(ours_attrs) == set(xsd_attrs)
-    assert [m["xml"] for m in ours_elems] == [e[0] for e in elems]
-    for name, meta in ours_attrs.items():
-        assert meta["type"].name in _chain(xsd_types, xsd_attrs[name]), name
-    for meta in ours_elems:
-        name, xsd_type, required, many = xsd_elems[meta["xml"]]
-        assert meta.get("required", False) == required, name
-        assert (meta["kind"] == "children") == many, name
-        if meta["kind"] in ("link", "listlink"):
-            chain = _chain(xsd_types, xsd_type)
-            assert "Link" in chain and (meta["kind"] == "listlink") == ("ListLink" in chain), name
-        elif meta["kind"] in ("child", "children"):
-            assert meta["type"].__name__ == xsd_type, name
-        else:
-            assert meta["type"].name in _chain(xsd_types, xsd_type), name
+# Faithfulness to the XSD: tests/unit/test_sep2_xsd.py (mup is one of its COMPLETE modules).
 
 
 def test_every_resource_of_the_function_sets_is_modelled() -> None:

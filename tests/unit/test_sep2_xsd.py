@@ -14,10 +14,10 @@ from types import ModuleType
 
 import pytest
 
-from server.sep2 import der, derp, fsa, models, rsps
+from server.sep2 import der, derp, fsa, models, mup, rsps
 
 XS = "{http://www.w3.org/2001/XMLSchema}"
-COMPLETE = (der, derp, rsps)
+COMPLETE = (der, derp, mup, rsps)
 SUBSET = (models, fsa)
 
 
