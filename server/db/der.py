@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from server.db.models import Base, Device
-from server.db.repo import Reader, _params, _visible
+from server.db.repo import Reader, scope_params, visible_to
 from server.scope import Role, Scope
 
 # What cached 2030.5 documents show: a write bumps the "sep2" change counter (server.db.changes).
@@ -119,13 +119,13 @@ def _one_stmt(kind: DerRecord, role: Role) -> Select[Any]:
         select(table)
         .join(Device, Device.id == table.c.device_id)
         .where(table.c.device_id == bindparam("device_id"), table.c.der_id == bindparam("der_id"))
-        .where(_visible(role))
+        .where(visible_to(role))
     )
 
 
 def record(db: Reader, scope: Scope, kind: DerRecord, device_id: int, der_id: int) -> Row[Any] | None:
     """The stored row of one kind for a DER, or None: never reported, or outside the scope."""
-    params = _params(scope, device_id=device_id, der_id=der_id)
+    params = scope_params(scope, device_id=device_id, der_id=der_id)
     return None if params is None else db.execute(_one_stmt(kind, scope.role), params).first()
 
 
@@ -135,14 +135,14 @@ def _all_stmt(kind: DerRecord, role: Role) -> Select[Any]:
     return (
         select(table)
         .join(Device, Device.id == table.c.device_id)
-        .where(_visible(role))
+        .where(visible_to(role))
         .order_by(table.c.device_id, table.c.der_id)
     )
 
 
 def records(db: Reader, scope: Scope, kind: DerRecord) -> Sequence[Row[Any]]:
     """Every stored row of one kind the scope may see (operators: all), by device and DER."""
-    params = _params(scope)
+    params = scope_params(scope)
     return [] if params is None else db.execute(_all_stmt(kind, scope.role), params).all()
 
 

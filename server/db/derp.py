@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from server.db.models import Base, Device
-from server.db.repo import Reader, _params, _visible
+from server.db.repo import Reader, scope_params, visible_to
 from server.scope import Role, Scope
 
 SEP2_FAMILY = {"info": {"cache_family": "sep2"}}
@@ -102,7 +102,7 @@ _EVENT = DerEvent.__table__
 def _device_visible(role: Role) -> Any:
     """`device_id` (bound) names a device the caller may see."""
     return exists(
-        select(Device.id).where(Device.id == bindparam("device_id"), _visible(role))
+        select(Device.id).where(Device.id == bindparam("device_id"), visible_to(role))
     )
 
 
@@ -140,12 +140,12 @@ def _events_for_device_stmt() -> Any:
 
 def programs_of_device(db: Reader, scope: Scope, device_id: int) -> Sequence[Row[Any]]:
     """The programs a visible device belongs to, by primacy; [] for a device out of scope."""
-    params = _params(scope, device_id=device_id)
+    params = scope_params(scope, device_id=device_id)
     return [] if params is None else db.execute(_programs_of_device_stmt(scope.role), params).all()
 
 
 def program_of_device(db: Reader, scope: Scope, device_id: int, program_id: int) -> Row[Any] | None:
-    params = _params(scope, device_id=device_id, program_id=program_id)
+    params = scope_params(scope, device_id=device_id, program_id=program_id)
     if params is None:
         return None
     return db.execute(_program_of_device_stmt(scope.role), params).first()

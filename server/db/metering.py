@@ -51,7 +51,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from server.db.models import Base, Device
-from server.db.repo import Reader, _params, _visible
+from server.db.repo import Reader, scope_params, visible_to
 from server.scope import Role, Scope
 
 METERING = "metering"
@@ -178,13 +178,13 @@ def _up_one_stmt(role: Role) -> Select[Any]:
     return (
         select(_UP, Device.lfdi.label("device_lfdi"), Device.post_rate.label("device_post_rate"), _meter_reading_count())
         .join(Device, Device.id == _UP.c.device_id)
-        .where(_UP.c.id == bindparam("id"), _visible(role))
+        .where(_UP.c.id == bindparam("id"), visible_to(role))
     )
 
 
 @cache
 def _up_count_stmt(role: Role) -> Select[Any]:
-    return select(func.count()).select_from(_UP).join(Device, Device.id == _UP.c.device_id).where(_visible(role))
+    return select(func.count()).select_from(_UP).join(Device, Device.id == _UP.c.device_id).where(visible_to(role))
 
 
 @cache
@@ -193,7 +193,7 @@ def _up_page_stmt(role: Role) -> Select[Any]:
     return (
         select(_UP, Device.lfdi.label("device_lfdi"), Device.post_rate.label("device_post_rate"), _meter_reading_count())
         .join(Device, Device.id == _UP.c.device_id)
-        .where(_visible(role))
+        .where(visible_to(role))
         .order_by(_UP.c.mrid.desc(), _UP.c.id.desc())
         .offset(bindparam("start"))
         .limit(bindparam("limit"))
@@ -203,7 +203,7 @@ def _up_page_stmt(role: Role) -> Select[Any]:
 def usage_point(db: Reader, scope: Scope, usage_point_id: int) -> Row[Any] | None:
     """The usage point with its device's LFDI and post rate and its meter reading count; None
     when it does not exist or its device is outside the scope."""
-    params = _params(scope, id=usage_point_id)
+    params = scope_params(scope, id=usage_point_id)
     return None if params is None else db.execute(_up_one_stmt(scope.role), params).first()
 
 
@@ -212,34 +212,34 @@ def _up_visible_stmt(role: Role) -> Select[Any]:
     return (
         select(_UP.c.id)
         .join(Device, Device.id == _UP.c.device_id)
-        .where(_UP.c.id == bindparam("id"), _visible(role))
+        .where(_UP.c.id == bindparam("id"), visible_to(role))
     )
 
 
 def usage_point_visible(db: Reader, scope: Scope, usage_point_id: int) -> bool:
     """Whether the usage point exists and its device is in the scope (one key lookup)."""
-    params = _params(scope, id=usage_point_id)
+    params = scope_params(scope, id=usage_point_id)
     return params is not None and db.execute(_up_visible_stmt(scope.role), params).first() is not None
 
 
 def count_usage_points(db: Reader, scope: Scope) -> int:
-    params = _params(scope)
+    params = scope_params(scope)
     return 0 if params is None else db.execute(_up_count_stmt(scope.role), params).scalar_one()
 
 
 def usage_points(db: Reader, scope: Scope, start: int, limit: int) -> Sequence[Row[Any]]:
-    params = _params(scope, start=start, limit=limit)
+    params = scope_params(scope, start=start, limit=limit)
     return [] if params is None else db.execute(_up_page_stmt(scope.role), params).all()
 
 
 @cache
 def _visible_device_stmt(role: Role) -> Select[Any]:
-    return select(Device.id).where(Device.lfdi == bindparam("device_lfdi"), _visible(role))
+    return select(Device.id).where(Device.lfdi == bindparam("device_lfdi"), visible_to(role))
 
 
 def visible_device_id(db: Reader, scope: Scope, lfdi: str) -> int | None:
     """The id of the registered device with this LFDI if the scope may see (and so post for) it."""
-    params = _params(scope, device_lfdi=lfdi)
+    params = scope_params(scope, device_lfdi=lfdi)
     return None if params is None else db.execute(_visible_device_stmt(scope.role), params).scalar()
 
 
@@ -304,7 +304,7 @@ def _mr_one_stmt(role: Role) -> Select[Any]:
         select(_MR, _day_count())
         .join(_UP, _UP.c.id == _MR.c.usage_point_id)
         .join(Device, Device.id == _UP.c.device_id)
-        .where(_MR.c.id == bindparam("id"), _MR.c.usage_point_id == bindparam("usage_point_id"), _visible(role))
+        .where(_MR.c.id == bindparam("id"), _MR.c.usage_point_id == bindparam("usage_point_id"), visible_to(role))
     )
 
 
@@ -321,7 +321,7 @@ _MR_PAGE = (
 def meter_reading(db: Reader, scope: Scope, usage_point_id: int, meter_reading_id: int) -> Row[Any] | None:
     """The meter reading (with its number of reading days) if it belongs to that usage point and
     the usage point's device is in the scope."""
-    params = _params(scope, id=meter_reading_id, usage_point_id=usage_point_id)
+    params = scope_params(scope, id=meter_reading_id, usage_point_id=usage_point_id)
     return None if params is None else db.execute(_mr_one_stmt(scope.role), params).first()
 
 

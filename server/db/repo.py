@@ -33,7 +33,7 @@ Reader: TypeAlias = Session | Connection
 _DEVICE = Device.__table__
 
 
-def _visible(role: Role) -> ColumnElement[bool]:
+def visible_to(role: Role) -> ColumnElement[bool]:
     """The devices a scope may see: its own; an aggregator's also those it manages; all for
     operators. The caller's LFDI is the bound parameter `lfdi`."""
     if role is Role.OPERATOR:
@@ -43,7 +43,7 @@ def _visible(role: Role) -> ColumnElement[bool]:
     return Device.lfdi == bindparam("lfdi")
 
 
-def _params(scope: Scope, **more: Any) -> dict[str, Any] | None:
+def scope_params(scope: Scope, **more: Any) -> dict[str, Any] | None:
     """Bound parameters for a scoped statement, or None when the scope can see nothing."""
     if scope.role is not Role.OPERATOR and scope.lfdi is None:
         return None
@@ -52,14 +52,14 @@ def _params(scope: Scope, **more: Any) -> dict[str, Any] | None:
 
 @cache
 def _count_stmt(role: Role) -> Select[Any]:
-    return select(func.count()).select_from(_DEVICE).where(_visible(role))
+    return select(func.count()).select_from(_DEVICE).where(visible_to(role))
 
 
 @cache
 def _page_stmt(role: Role) -> Select[Any]:
     return (
         select(_DEVICE)
-        .where(_visible(role))
+        .where(visible_to(role))
         .order_by(Device.sfdi, Device.id)
         .offset(bindparam("start"))
         .limit(bindparam("limit"))
@@ -68,21 +68,21 @@ def _page_stmt(role: Role) -> Select[Any]:
 
 @cache
 def _one_stmt(role: Role) -> Select[Any]:
-    return select(_DEVICE).where(Device.id == bindparam("id"), _visible(role))
+    return select(_DEVICE).where(Device.id == bindparam("id"), visible_to(role))
 
 
 def count_devices(db: Reader, scope: Scope) -> int:
-    params = _params(scope)
+    params = scope_params(scope)
     return 0 if params is None else db.execute(_count_stmt(scope.role), params).scalar_one()
 
 
 def list_devices(db: Reader, scope: Scope, start: int, limit: int) -> Sequence[Row[Any]]:
-    params = _params(scope, start=start, limit=limit)
+    params = scope_params(scope, start=start, limit=limit)
     return [] if params is None else db.execute(_page_stmt(scope.role), params).all()
 
 
 def device_row(db: Reader, scope: Scope, device_id: int) -> Row[Any] | None:
-    params = _params(scope, id=device_id)
+    params = scope_params(scope, id=device_id)
     return None if params is None else db.execute(_one_stmt(scope.role), params).first()
 
 

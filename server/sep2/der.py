@@ -9,10 +9,11 @@ constructor asks for it, so a resource cannot be rendered without it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Self
+from typing import Self
 
 from server.sep2.models import Resource, SubscribableResource
 from server.sep2.types import (
+    required,
     HexBinary8,
     HexBinary32,
     HexType,
@@ -38,12 +39,6 @@ from server.sep2.types import (
 DERType = IntType("DERType", 0, 255)
 # HexBinary32 bitmap of DERControlBase modes (bit 0 charge, 1 discharge, 2 opModConnect, …).
 DERControlType = HexType("DERControlType", 4)
-
-
-def _required(field: Any) -> Any:
-    """Drop the default of a field declared with required=True: the constructor must get it."""
-    field.default = dataclasses.MISSING
-    return field
 
 
 # ------------------------------------------------------------------------ quantities (nested)
@@ -84,64 +79,64 @@ class _Scaled:
 class ActivePower(_Scaled):
     """Active power in W: value × 10^multiplier (signed: negative is absorbed)."""
 
-    multiplier: int = _required(elem("multiplier", PowerOfTenMultiplierType, required=True))
-    value: int = _required(elem("value", Int16, required=True))
+    multiplier: int = required(elem("multiplier", PowerOfTenMultiplierType, required=True))
+    value: int = required(elem("value", Int16, required=True))
 
 
 @dataclasses.dataclass(kw_only=True, slots=True)
 class ReactivePower(_Scaled):
     """Reactive power in var: value × 10^multiplier (signed)."""
 
-    multiplier: int = _required(elem("multiplier", PowerOfTenMultiplierType, required=True))
-    value: int = _required(elem("value", Int16, required=True))
+    multiplier: int = required(elem("multiplier", PowerOfTenMultiplierType, required=True))
+    value: int = required(elem("value", Int16, required=True))
 
 
 @dataclasses.dataclass(kw_only=True, slots=True)
 class ApparentPower(_Scaled):
     """Apparent power in VA: value × 10^multiplier (unsigned)."""
 
-    multiplier: int = _required(elem("multiplier", PowerOfTenMultiplierType, required=True))
-    value: int = _required(elem("value", UInt16, required=True))
+    multiplier: int = required(elem("multiplier", PowerOfTenMultiplierType, required=True))
+    value: int = required(elem("value", UInt16, required=True))
 
 
 @dataclasses.dataclass(kw_only=True, slots=True)
 class AmpereHour(_Scaled):
     """Charge in Ah: value × 10^multiplier."""
 
-    multiplier: int = _required(elem("multiplier", PowerOfTenMultiplierType, required=True))
-    value: int = _required(elem("value", UInt16, required=True))
+    multiplier: int = required(elem("multiplier", PowerOfTenMultiplierType, required=True))
+    value: int = required(elem("value", UInt16, required=True))
 
 
 @dataclasses.dataclass(kw_only=True, slots=True)
 class WattHour(_Scaled):
     """Energy in Wh: value × 10^multiplier."""
 
-    multiplier: int = _required(elem("multiplier", PowerOfTenMultiplierType, required=True))
-    value: int = _required(elem("value", UInt16, required=True))
+    multiplier: int = required(elem("multiplier", PowerOfTenMultiplierType, required=True))
+    value: int = required(elem("value", UInt16, required=True))
 
 
 @dataclasses.dataclass(kw_only=True, slots=True)
 class VoltageRMS(_Scaled):
     """RMS voltage in V: value × 10^multiplier."""
 
-    multiplier: int = _required(elem("multiplier", PowerOfTenMultiplierType, required=True))
-    value: int = _required(elem("value", UInt16, required=True))
+    multiplier: int = required(elem("multiplier", PowerOfTenMultiplierType, required=True))
+    value: int = required(elem("value", UInt16, required=True))
 
 
 @dataclasses.dataclass(kw_only=True, slots=True)
 class CurrentRMS(_Scaled):
     """RMS current in A: value × 10^multiplier."""
 
-    multiplier: int = _required(elem("multiplier", PowerOfTenMultiplierType, required=True))
-    value: int = _required(elem("value", UInt16, required=True))
+    multiplier: int = required(elem("multiplier", PowerOfTenMultiplierType, required=True))
+    value: int = required(elem("value", UInt16, required=True))
 
 
 @dataclasses.dataclass(kw_only=True, slots=True)
 class ReactiveSusceptance(_Scaled):
     """Reactive susceptance in S: value × 10^multiplier."""
 
-    multiplier: int = _required(elem("multiplier", PowerOfTenMultiplierType, required=True))
-    value: int = _required(elem("value", UInt16, required=True))
+    multiplier: int = required(elem("multiplier", PowerOfTenMultiplierType, required=True))
+    value: int = required(elem("value", UInt16, required=True))
 
 
 @dataclasses.dataclass(kw_only=True, slots=True)
@@ -149,8 +144,8 @@ class PowerFactor:
     """Displacement power factor cos θ = displacement × 10^multiplier (0.95 = 950, −3)."""
 
     # Note the order: displacement first, unlike the value/multiplier quantities.
-    displacement: int = _required(elem("displacement", UInt16, required=True))
-    multiplier: int = _required(elem("multiplier", PowerOfTenMultiplierType, required=True))
+    displacement: int = required(elem("displacement", UInt16, required=True))
+    multiplier: int = required(elem("multiplier", PowerOfTenMultiplierType, required=True))
 
     @property
     def amount(self) -> int | float:
@@ -167,8 +162,8 @@ class ConnectStatusType:
     """Connect status bitmap (HexBinary8): bit 0 connected, 1 available, 2 operating, 3 test,
     4 fault/error; `date_time` is when that state began."""
 
-    date_time: int = _required(elem("dateTime", TimeType, required=True))
-    value: str = _required(elem("value", HexBinary8, required=True))
+    date_time: int = required(elem("dateTime", TimeType, required=True))
+    value: str = required(elem("value", HexBinary8, required=True))
 
 
 @dataclasses.dataclass(kw_only=True, slots=True)
@@ -176,48 +171,48 @@ class InverterStatusType:
     """Inverter state: 0 n/a, 1 off, 2 sleeping, 3 starting, 4 MPPT, 5 derated, 6 shutting down,
     7 fault, 8 standby, 9 test, 10 see manufacturer status."""
 
-    date_time: int = _required(elem("dateTime", TimeType, required=True))
-    value: int = _required(elem("value", UInt8, required=True))
+    date_time: int = required(elem("dateTime", TimeType, required=True))
+    value: int = required(elem("value", UInt8, required=True))
 
 
 @dataclasses.dataclass(kw_only=True, slots=True)
 class LocalControlModeStatusType:
     """Who is in control: 0 local, 1 remote."""
 
-    date_time: int = _required(elem("dateTime", TimeType, required=True))
-    value: int = _required(elem("value", UInt8, required=True))
+    date_time: int = required(elem("dateTime", TimeType, required=True))
+    value: int = required(elem("value", UInt8, required=True))
 
 
 @dataclasses.dataclass(kw_only=True, slots=True)
 class ManufacturerStatusType:
     """A manufacturer's status code, at most 6 characters."""
 
-    date_time: int = _required(elem("dateTime", TimeType, required=True))
-    value: str = _required(elem("value", String6, required=True))
+    date_time: int = required(elem("dateTime", TimeType, required=True))
+    value: str = required(elem("value", String6, required=True))
 
 
 @dataclasses.dataclass(kw_only=True, slots=True)
 class OperationalModeStatusType:
     """Operational mode: 0 unknown, 1 off, 2 operational, 3 test."""
 
-    date_time: int = _required(elem("dateTime", TimeType, required=True))
-    value: int = _required(elem("value", UInt8, required=True))
+    date_time: int = required(elem("dateTime", TimeType, required=True))
+    value: int = required(elem("value", UInt8, required=True))
 
 
 @dataclasses.dataclass(kw_only=True, slots=True)
 class StateOfChargeStatusType:
     """Storage state of charge, in hundredths of a percent."""
 
-    date_time: int = _required(elem("dateTime", TimeType, required=True))
-    value: int = _required(elem("value", PerCent, required=True))
+    date_time: int = required(elem("dateTime", TimeType, required=True))
+    value: int = required(elem("value", PerCent, required=True))
 
 
 @dataclasses.dataclass(kw_only=True, slots=True)
 class StorageModeStatusType:
     """Storage mode: 0 charging, 1 discharging, 2 holding."""
 
-    date_time: int = _required(elem("dateTime", TimeType, required=True))
-    value: int = _required(elem("value", UInt8, required=True))
+    date_time: int = required(elem("dateTime", TimeType, required=True))
+    value: int = required(elem("value", UInt8, required=True))
 
 
 # ------------------------------------------------------------------------------- resources
@@ -252,7 +247,7 @@ class DERList(Resource):
 class DERCapability(Resource):
     """`…/der/{d}/dercap`: the DER's type and nameplate ratings, as the device reports them."""
 
-    modes_supported: str = _required(elem("modesSupported", DERControlType, required=True))
+    modes_supported: str = required(elem("modesSupported", DERControlType, required=True))
     rtg_abnormal_category: int | None = elem("rtgAbnormalCategory", UInt8)
     rtg_max_a: CurrentRMS | None = child("rtgMaxA", CurrentRMS)
     rtg_max_ah: AmpereHour | None = child("rtgMaxAh", AmpereHour)
@@ -264,7 +259,7 @@ class DERCapability(Resource):
     rtg_max_va: ApparentPower | None = child("rtgMaxVA", ApparentPower)
     rtg_max_var: ReactivePower | None = child("rtgMaxVar", ReactivePower)
     rtg_max_var_neg: ReactivePower | None = child("rtgMaxVarNeg", ReactivePower)
-    rtg_max_w: ActivePower = _required(child("rtgMaxW", ActivePower, required=True))
+    rtg_max_w: ActivePower = required(child("rtgMaxW", ActivePower, required=True))
     rtg_max_wh: WattHour | None = child("rtgMaxWh", WattHour)
     rtg_min_pf_over_excited: PowerFactor | None = child("rtgMinPFOverExcited", PowerFactor)
     rtg_min_pf_under_excited: PowerFactor | None = child("rtgMinPFUnderExcited", PowerFactor)
@@ -278,7 +273,7 @@ class DERCapability(Resource):
     rtg_under_excited_pf: PowerFactor | None = child("rtgUnderExcitedPF", PowerFactor)
     rtg_under_excited_w: ActivePower | None = child("rtgUnderExcitedW", ActivePower)
     rtg_v_nom: VoltageRMS | None = child("rtgVNom", VoltageRMS)
-    type: int = _required(elem("type", DERType, required=True))
+    type: int = required(elem("type", DERType, required=True))
 
 
 @dataclasses.dataclass(kw_only=True, slots=True)
@@ -294,7 +289,7 @@ class DERSettings(SubscribableResource):
     set_es_ramp_tms: int | None = elem("setESRampTms", UInt32)
     set_es_random_delay: int | None = elem("setESRandomDelay", UInt32)
     # Default ramp rate, hundredths of a % of setMaxW per second; 0 = no limit.
-    set_grad_w: int = _required(elem("setGradW", UInt16, required=True))
+    set_grad_w: int = required(elem("setGradW", UInt16, required=True))
     set_max_a: CurrentRMS | None = child("setMaxA", CurrentRMS)
     set_max_ah: AmpereHour | None = child("setMaxAh", AmpereHour)
     set_max_charge_rate_va: ApparentPower | None = child("setMaxChargeRateVA", ApparentPower)
@@ -305,7 +300,7 @@ class DERSettings(SubscribableResource):
     set_max_va: ApparentPower | None = child("setMaxVA", ApparentPower)
     set_max_var: ReactivePower | None = child("setMaxVar", ReactivePower)
     set_max_var_neg: ReactivePower | None = child("setMaxVarNeg", ReactivePower)
-    set_max_w: ActivePower = _required(child("setMaxW", ActivePower, required=True))
+    set_max_w: ActivePower = required(child("setMaxW", ActivePower, required=True))
     set_max_wh: WattHour | None = child("setMaxWh", WattHour)
     set_min_pf_over_excited: PowerFactor | None = child("setMinPFOverExcited", PowerFactor)
     set_min_pf_under_excited: PowerFactor | None = child("setMinPFUnderExcited", PowerFactor)
@@ -314,7 +309,7 @@ class DERSettings(SubscribableResource):
     set_v_nom: VoltageRMS | None = child("setVNom", VoltageRMS)
     set_v_ref: VoltageRMS | None = child("setVRef", VoltageRMS)
     set_v_ref_ofs: VoltageRMS | None = child("setVRefOfs", VoltageRMS)
-    updated_time: int = _required(elem("updatedTime", TimeType, required=True))
+    updated_time: int = required(elem("updatedTime", TimeType, required=True))
 
 
 @dataclasses.dataclass(kw_only=True, slots=True)
@@ -334,7 +329,7 @@ class DERStatus(SubscribableResource):
     operational_mode_status: OperationalModeStatusType | None = child(
         "operationalModeStatus", OperationalModeStatusType
     )
-    reading_time: int = _required(elem("readingTime", TimeType, required=True))
+    reading_time: int = required(elem("readingTime", TimeType, required=True))
     state_of_charge_status: StateOfChargeStatusType | None = child(
         "stateOfChargeStatus", StateOfChargeStatusType
     )
@@ -350,7 +345,7 @@ class DERAvailability(SubscribableResource):
 
     availability_duration: int | None = elem("availabilityDuration", UInt32)  # seconds
     max_charge_duration: int | None = elem("maxChargeDuration", UInt32)  # seconds
-    reading_time: int = _required(elem("readingTime", TimeType, required=True))
+    reading_time: int = required(elem("readingTime", TimeType, required=True))
     # Of setMaxChargeRateW and of setMaxW respectively.
     reserve_charge_percent: int | None = elem("reserveChargePercent", PerCent)
     reserve_percent: int | None = elem("reservePercent", PerCent)

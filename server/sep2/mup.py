@@ -16,6 +16,7 @@ from typing import Any
 from server.sep2.derp import DateTimeInterval
 from server.sep2.models import Resource, SubscribableResource
 from server.sep2.types import (
+    required,
     LINK,
     Boolean,
     HexBinary160,
@@ -74,12 +75,6 @@ FLOW_REVERSE = 19
 ROLE_PREMISES_AGGREGATION_POINT = 0x02
 
 
-def _required(field: Any) -> Any:
-    """Drop the default of a field declared with required=True: the constructor must get it."""
-    field.default = dataclasses.MISSING
-    return field
-
-
 def _required_link(xml: str) -> Any:
     """A `…Link` element the schema requires (the codec refuses a document without it)."""
     return dataclasses.field(metadata={"xml": xml, "kind": LINK, "type": None, "required": True})
@@ -92,9 +87,9 @@ def _required_link(xml: str) -> Any:
 class UnitValueType:
     """A value with its unit: value × 10^multiplier of `unit` (a UomType)."""
 
-    multiplier: int = _required(elem("multiplier", PowerOfTenMultiplierType, required=True))
-    unit: int = _required(elem("unit", UomType, required=True))
-    value: int = _required(elem("value", Int32, required=True))
+    multiplier: int = required(elem("multiplier", PowerOfTenMultiplierType, required=True))
+    unit: int = required(elem("unit", UomType, required=True))
+    value: int = required(elem("value", Int32, required=True))
 
 
 @dataclasses.dataclass(kw_only=True, slots=True)
@@ -144,10 +139,10 @@ class Reading(Resource):
 class MirrorReadingSet(Resource):
     """Readings a device posts together, over timePeriod."""
 
-    mrid: str = _required(elem("mRID", MRIDType, required=True))
+    mrid: str = required(elem("mRID", MRIDType, required=True))
     description: str | None = elem("description", String32)
     version: int | None = elem("version", VersionType)
-    time_period: DateTimeInterval = _required(child("timePeriod", DateTimeInterval, required=True))
+    time_period: DateTimeInterval = required(child("timePeriod", DateTimeInterval, required=True))
     readings: list[Reading] = children("Reading", Reading)
 
 
@@ -156,7 +151,7 @@ class MirrorMeterReading(Resource):
     """One measured quantity of a mirrored meter: its ReadingType (on first POST) and readings,
     as ReadingSets or one bare Reading."""
 
-    mrid: str = _required(elem("mRID", MRIDType, required=True))
+    mrid: str = required(elem("mRID", MRIDType, required=True))
     description: str | None = elem("description", String32)
     version: int | None = elem("version", VersionType)
     last_update_time: int | None = elem("lastUpdateTime", TimeType)
@@ -177,13 +172,13 @@ class MirrorMeterReadingList(Resource):
 class MirrorUsagePoint(Resource):
     """A meter a device mirrors to the server. status: 0 off, 1 on."""
 
-    mrid: str = _required(elem("mRID", MRIDType, required=True))
+    mrid: str = required(elem("mRID", MRIDType, required=True))
     description: str | None = elem("description", String32)
     version: int | None = elem("version", VersionType)
-    role_flags: str = _required(elem("roleFlags", RoleFlagsType, required=True))
-    service_category_kind: int = _required(elem("serviceCategoryKind", ServiceKind, required=True))
-    status: int = _required(elem("status", UInt8, required=True))
-    device_lfdi: str = _required(elem("deviceLFDI", HexBinary160, required=True))
+    role_flags: str = required(elem("roleFlags", RoleFlagsType, required=True))
+    service_category_kind: int = required(elem("serviceCategoryKind", ServiceKind, required=True))
+    status: int = required(elem("status", UInt8, required=True))
+    device_lfdi: str = required(elem("deviceLFDI", HexBinary160, required=True))
     mirror_meter_readings: list[MirrorMeterReading] = children("MirrorMeterReading", MirrorMeterReading)
     post_rate: int | None = elem("postRate", UInt32)
 
@@ -203,12 +198,12 @@ class MirrorUsagePointList(Resource):
 class UsagePoint(Resource):
     """A metered point (here: each mirrored one), linking its MeterReadings."""
 
-    mrid: str = _required(elem("mRID", MRIDType, required=True))
+    mrid: str = required(elem("mRID", MRIDType, required=True))
     description: str | None = elem("description", String32)
     version: int | None = elem("version", VersionType)
-    role_flags: str = _required(elem("roleFlags", RoleFlagsType, required=True))
-    service_category_kind: int = _required(elem("serviceCategoryKind", ServiceKind, required=True))
-    status: int = _required(elem("status", UInt8, required=True))
+    role_flags: str = required(elem("roleFlags", RoleFlagsType, required=True))
+    service_category_kind: int = required(elem("serviceCategoryKind", ServiceKind, required=True))
+    status: int = required(elem("status", UInt8, required=True))
     device_lfdi: str | None = elem("deviceLFDI", HexBinary160)
     meter_reading_list_link: ListLinkValue | None = link("MeterReadingListLink", list_link=True)
 
@@ -225,7 +220,7 @@ class UsagePointList(SubscribableResource):
 class MeterReading(Resource):
     """One measured quantity of a UsagePoint: its ReadingType and its ReadingSets."""
 
-    mrid: str = _required(elem("mRID", MRIDType, required=True))
+    mrid: str = required(elem("mRID", MRIDType, required=True))
     description: str | None = elem("description", String32)
     version: int | None = elem("version", VersionType)
     rate_component_list_link: ListLinkValue | None = link("RateComponentListLink", list_link=True)
@@ -245,10 +240,10 @@ class MeterReadingList(SubscribableResource):
 class ReadingSet(Resource):
     """Readings of one MeterReading over timePeriod."""
 
-    mrid: str = _required(elem("mRID", MRIDType, required=True))
+    mrid: str = required(elem("mRID", MRIDType, required=True))
     description: str | None = elem("description", String32)
     version: int | None = elem("version", VersionType)
-    time_period: DateTimeInterval = _required(child("timePeriod", DateTimeInterval, required=True))
+    time_period: DateTimeInterval = required(child("timePeriod", DateTimeInterval, required=True))
     reading_list_link: ListLinkValue | None = link("ReadingListLink", list_link=True)
 
 

@@ -150,6 +150,13 @@ def child(xml: str, model: type, *, required: bool = False) -> Any:
     return dataclasses.field(default=None, metadata=meta)
 
 
+def required(field: Any) -> Any:
+    """Drop the default of a field declared with required=True, so the constructor must get it
+    (a model cannot then be built into a document the schema refuses)."""
+    field.default = dataclasses.MISSING
+    return field
+
+
 def children(xml: str, model: type) -> Any:
     meta = {"xml": xml, "kind": CHILDREN, "type": model}
     return dataclasses.field(default_factory=list, metadata=meta)
