@@ -1,9 +1,14 @@
 """Exact uniform-price clearing of many bid curves (pure; numpy on column arrays).
 
 Sign convention (see docs: flexibility.md, "Bid curves"): a curve is a list of (price, q) points
-with strictly increasing, finite prices; q(p) is the flexibility *supplied* (reduction, kW) at
+with non-decreasing, finite prices; q(p) is the flexibility *supplied* (reduction, kW) at
 clearing price p, linearly interpolated between points, held flat outside them, and non-decreasing
 in p. A curve may have a single point (a constant offer).
+
+Vertical steps: two consecutive points at one price, (u, a) then (u, b) with b >= a, are a step
+("reduce b - a more if the price is at least u"). A third point at that price is refused. The
+curve is right-continuous: at p = u it supplies b. `CurveBook` keeps each step as a jump
+(price u, size b - a, device) beside the continuous part, so F(p) = Fc(p) + sum of jumps at u <= p.
 
 Aggregation: device i has response f_i(p) = q_i0 + sum_j dm_ij * max(0, p - p_ij) with slope
 changes dm_ij; the fleet's F(p) = C + sum_k dm_k * max(0, p - p_k), C = sum_i q_i0. `CurveBook`
@@ -29,10 +34,15 @@ Rules (stated once, implemented in `clear`):
 * Otherwise feasible: quantity = Q exactly, s_i = f_i(p*), then the residual Q - sum s_i
   (eps plus rounding) is spread over the marginal devices (slope > 0 at p*) in
   proportion to their slope, so |sum s - Q| <= 1e-9 * max(1, |Q|).
+* Tie rule for steps (pro-rata at p*): when Q falls inside the jump of F at a step price u
+  (F(u-) < Q <= F(u)), p* = u and every step AT u delivers the same share
+  (Q - F(u-)) / (sum of the jumps at u) of its jump; steps below p* deliver in full, steps
+  above p* not at all. `dispatch_at(book, price, target)` applies the same rule at a given price
+  (grid nodes use it to split a node's target among its devices).
 
 Ingest formats: `CurveBook.from_arrays` takes a PADDED (n_devices x n_points) pair of arrays with
 an optional per-device point count (columns beyond a row's count are ignored: any value); it is
-fully vectorised. `CurveBook.from_curves` takes RAGGED lists of (price, q) points, validates each
+fully vectorised and takes strictly increasing prices (no steps). `CurveBook.from_curves` takes RAGGED lists of (price, q) points, validates each
 curve with `validate_curve` (a Python loop, fine for parsing) and pads into `from_arrays`.
 """
 
@@ -44,7 +54,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["BidCurve", "CurveBook", "Clearing", "clear", "validate_curve"]
+__all__ = ["BidCurve", "CurveBook", "Clearing", "clear", "dispatch_at", "validate_curve"]
 
 _EPS_REL = 1e-12
 
@@ -53,7 +63,7 @@ def validate_curve(points: Iterable[Sequence[float]]) -> list[tuple[float, float
     """Check one curve and return it as a list of (price, q) floats.
 
     Raises ValueError naming the offending point: empty curve, non-finite price or quantity,
-    prices not strictly increasing (unsorted or duplicate), q decreasing in price.
+    prices decreasing, a third point at one price (a step has two), q decreasing in price.
     """
     pts: list[tuple[float, float]] = []
     for j, pt in enumerate(points):
@@ -69,11 +79,12 @@ def validate_curve(points: Iterable[Sequence[float]]) -> list[tuple[float, float
             raise ValueError(f"bid curve point {j}: quantity {q!r} is not finite")
         if pts:
             p0, q0 = pts[-1]
-            if p <= p0:
-                what = "duplicate price" if p == p0 else "prices not increasing"
+            if p < p0:
                 raise ValueError(
-                    f"bid curve point {j}: {what} ({p!r} after {p0!r}); prices must be strictly increasing"
+                    f"bid curve point {j}: prices not increasing ({p!r} after {p0!r}); prices must not decrease"
                 )
+            if p == p0 and len(pts) >= 2 and pts[-2][0] == p:
+                raise ValueError(f"bid curve point {j}: a third point at price {p!r}; a vertical step has two")
             if q < q0:
                 raise ValueError(
                     f"bid curve point {j}: quantity decreases ({q!r} after {q0!r} at price {p!r}); "
@@ -95,9 +106,16 @@ class BidCurve:
         object.__setattr__(self, "points", tuple(validate_curve(points)))
 
     def __call__(self, price: float) -> float:
-        ps = [p for p, _ in self.points]
-        qs = [q for _, q in self.points]
-        return float(np.interp(price, ps, qs))
+        """q(price): interpolated, flat outside, the upper value at a step's price."""
+        pts = self.points
+        if price < pts[0][0]:
+            return pts[0][1]
+        out = pts[0][1]
+        for (p0, q0), (p1, q1) in zip(pts, pts[1:]):
+            if price < p1:
+                return q0 + (q1 - q0) * (price - p0) / (p1 - p0) if p1 > p0 else q0
+            out = q1
+        return out
 
 
 @dataclass(frozen=True)
@@ -120,10 +138,12 @@ class CurveBook:
     segment slopes `mt` (0 for the last and padded segments). Flat (only breakpoints with a
     non-zero slope change): `bp` = breakpoint price - p_min, `dm` = slope change, `dmp` = dm * bp.
     Scalars: C = sum q_i0, p_min, p_max, magnitude.
+    Steps (vertical segments) are kept apart as jumps sorted by price: `ju` price, `jq` size,
+    `jd` device, `jcum` cumulative size (so the jumps at or below p sum in one searchsorted).
     """
 
     def __init__(self, prices: np.ndarray, quantities: np.ndarray, counts: np.ndarray | None = None,
-                 *, validate: bool = True):
+                 *, validate: bool = True, jumps: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None):
         P = np.asarray(prices, dtype=np.float64)
         Q = np.asarray(quantities, dtype=np.float64)
         if P.ndim != 2 or P.shape != Q.shape:
@@ -173,6 +193,18 @@ class CurveBook:
         self.dm = dmt[nz]
         self.dmp = self.dm * self.bp
         self.bp_max = float(self.bp.max()) if self.bp.size else 0.0
+        ju, jq, jd = jumps if jumps is not None else (np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.intp))
+        order = np.argsort(ju, kind="stable")
+        self.ju = np.asarray(ju, dtype=np.float64)[order]
+        self.jq = np.asarray(jq, dtype=np.float64)[order]
+        self.jd = np.asarray(jd, dtype=np.intp)[order]
+        self.jcum = np.cumsum(self.jq)
+        jtotal = float(self.jcum[-1]) if self.jq.size else 0.0
+        self.F_max += jtotal
+        self.magnitude += jtotal
+        if self.ju.size:  # the search must reach the highest step
+            self.bp_max = max(self.bp_max, float(self.ju[-1]) - self.p_min)
+            self.p_max = max(self.p_max, float(self.ju[-1]))
 
     @classmethod
     def from_arrays(cls, prices, quantities, counts=None) -> "CurveBook":
@@ -189,6 +221,12 @@ class CurveBook:
                 checked.append(validate_curve(pts))
             except ValueError as e:
                 raise ValueError(f"curve {i}: {e}") from None
+        ju: list[float] = []
+        jq: list[float] = []
+        jd: list[int] = []
+        for i, c in enumerate(checked):
+            if any(a[0] == b[0] for a, b in zip(c, c[1:])):
+                checked[i] = _split_steps(c, i, ju, jq, jd)
         n = len(checked)
         npts = max((len(c) for c in checked), default=1)
         P = np.zeros((n, npts))
@@ -200,15 +238,42 @@ class CurveBook:
             arr = np.asarray(c, dtype=np.float64)
             P[i, :k] = arr[:, 0]
             Q[i, :k] = arr[:, 1]
-        return cls(P, Q, cnt, validate=False)
+        jumps = (np.array(ju, dtype=np.float64), np.array(jq, dtype=np.float64), np.array(jd, dtype=np.intp))
+        return cls(P, Q, cnt, validate=False, jumps=jumps)
 
     def __len__(self) -> int:
         return self.n
 
+    def take(self, rows: np.ndarray, shift: np.ndarray | None = None) -> "CurveBook":
+        """A book of the given rows (in that order), each curve's prices moved by -shift[row]
+        (a grid node's adder: a device that sees p + a offers f(p + a) on the system axis)."""
+        rows = np.asarray(rows, dtype=np.intp)
+        P = self.pt.T[rows]
+        if shift is not None:
+            P = P - np.asarray(shift, dtype=np.float64)[rows][:, None]
+        where = np.full(self.n, -1, dtype=np.intp)
+        where[rows] = np.arange(rows.size)
+        keep = where[self.jd] >= 0 if self.jd.size else np.zeros(0, dtype=bool)
+        ju = self.ju[keep]
+        if shift is not None and ju.size:
+            ju = ju - np.asarray(shift, dtype=np.float64)[self.jd[keep]]
+        jumps = (ju, self.jq[keep], where[self.jd[keep]])
+        return CurveBook(P, self.qt.T[rows], self.counts[rows], validate=False, jumps=jumps)
+
     # --- evaluation -------------------------------------------------------------------------
     def responses(self, price: float) -> np.ndarray:
-        """f_i(price) for every device (vectorised, one pass per point column)."""
-        return self._responses(price)[0]
+        """f_i(price) for every device (vectorised, one pass per point column); steps at or
+        below `price` in full."""
+        s = self._responses(price)[0]
+        if self.ju.size:
+            k = int(np.searchsorted(self.ju, price, side="right"))
+            np.add.at(s, self.jd[:k], self.jq[:k])
+        return s
+
+    def jumps_upto(self, price: float, *, inclusive: bool = True) -> float:
+        """Sum of the steps at prices <= price (< price with inclusive=False)."""
+        k = int(np.searchsorted(self.ju, price, side="right" if inclusive else "left"))
+        return float(self.jcum[k - 1]) if k else 0.0
 
     def _responses(self, price: float):
         n = self.n
@@ -224,7 +289,11 @@ class CurveBook:
         return s, j, m0
 
     def F(self, price: float) -> float:
-        """Aggregate response F(price) from the slope-change columns."""
+        """Aggregate response F(price) from the slope-change columns, steps at or below included."""
+        return self.Fc(price) + (self.jumps_upto(price) if self.ju.size else 0.0)
+
+    def Fc(self, price: float) -> float:
+        """The continuous part of F (no steps)."""
         x = price - self.p_min
         below = self.bp < x
         return self.C + float(x * self.dm[below].sum() - self.dmp[below].sum())
@@ -330,6 +399,8 @@ def clear(book: CurveBook, requested_kw: float, price_cap: float, *, n_buckets: 
     if book.n == 0:
         return Clearing(cap, 0.0, Q <= 0.0, 0.0, np.zeros(0), Q)
     eps = _EPS_REL * max(book.magnitude, 1.0)
+    if book.ju.size:
+        return _clear_with_steps(book, Q, cap, eps, n_buckets)
     cap_rel = cap - book.p_min
     hi = min(cap_rel, book.bp_max)
     x, F_hi = _solve(book, Q, hi, eps, n_buckets)
@@ -364,3 +435,75 @@ def _spread_residual(book: CurveBook, s: np.ndarray, j: np.ndarray, m_right: np.
         if tot <= 0.0:
             return
         s += w * (r / tot)
+
+
+def _split_steps(c: list[tuple[float, float]], i: int, ju: list[float], jq: list[float],
+                 jd: list[int]) -> list[tuple[float, float]]:
+    """The continuous part of a curve with steps; each step's (price, size, device) appended."""
+    out: list[tuple[float, float]] = []
+    offset = 0.0
+    prev_q = 0.0
+    for p, q in c:
+        if out and p == out[-1][0]:
+            size = q - prev_q
+            if size > 0.0:
+                ju.append(p)
+                jq.append(size)
+                jd.append(i)
+                offset += size
+        else:
+            out.append((p, q - offset))
+        prev_q = q
+    return out
+
+
+def _clear_with_steps(book: CurveBook, Q: float, cap: float, eps: float, n_buckets: int | None) -> Clearing:
+    """`clear` for a book with steps: find the segment between step prices that holds Q (binary
+    search on F at the step prices), solve the continuous part there, or stop at a step price and
+    share its steps pro rata (the tie rule)."""
+    F_cap = book.F(cap)
+    if F_cap < Q - eps:  # infeasible: best effort at the cap
+        s = book.responses(cap)
+        got = float(s.sum())
+        return Clearing(cap, got, False, got, s, Q)
+    lo = min(book.p_min, cap)
+    if book.F(lo) >= Q - eps:
+        s = dispatch_at(book, lo, Q)
+        return Clearing(lo, float(s.sum()), True, F_cap, s, Q)
+    u = np.unique(book.ju[(book.ju > lo) & (book.ju <= cap)])
+    a, b = 0, u.size  # the first step price with F >= Q - eps is u[k] for k in [a, b]; b = none
+    while a < b:
+        mid = (a + b) // 2
+        if book.F(float(u[mid])) >= Q - eps:
+            b = mid
+        else:
+            a = mid + 1
+    top = float(u[a]) if a < u.size else cap
+    below = book.jumps_upto(top, inclusive=False)  # steps strictly below the segment's top
+    x, _ = _solve(book, Q - below, min(top - book.p_min, book.bp_max), eps, n_buckets)
+    if math.isnan(x) or book.p_min + x > top:
+        price = top  # Q sits inside the jump at `top`: pro rata
+    else:
+        price = book.p_min + x
+    s = dispatch_at(book, price, Q)
+    return Clearing(price, Q, True, F_cap, s, Q)
+
+
+def dispatch_at(book: CurveBook, price: float, target: float) -> np.ndarray:
+    """Setpoints at a given price that sum to `target` where the book allows it: the continuous
+    responses at `price`, steps below it in full, steps AT it pro rata (the tie rule), and the
+    rounding residual spread over the marginal devices. A target outside [F(price-), F(price)]
+    gets the nearest end (no step share below 0 or above 1)."""
+    s, j, m_right = book._responses(price)
+    if book.ju.size:
+        k_lo = int(np.searchsorted(book.ju, price, side="left"))
+        k_hi = int(np.searchsorted(book.ju, price, side="right"))
+        np.add.at(s, book.jd[:k_lo], book.jq[:k_lo])
+        at = book.jq[k_lo:k_hi]
+        total = float(at.sum())
+        if total > 0.0:
+            share = min(max((target - float(s.sum())) / total, 0.0), 1.0)
+            np.add.at(s, book.jd[k_lo:k_hi], at * share)
+    if abs(target - float(s.sum())) <= 1e-9 * max(1.0, abs(target), book.magnitude):
+        _spread_residual(book, s, j, m_right, price, target)  # rounding only, never a real gap
+    return s

@@ -153,7 +153,7 @@ def test_padded_arrays_with_counts_equal_ragged():
     "points, message",
     [
         ([(1, 0), (0.5, 1)], "point 1: prices not increasing"),
-        ([(1, 0), (1, 1)], "point 1: duplicate price"),
+        ([(1, 0), (1, 1), (1, 2)], "point 2: a third point at price 1.0"),
         ([(0, 0), (float("nan"), 1)], "point 1: price nan is not finite"),
         ([(0, 0), (1, float("inf"))], "point 1: quantity inf is not finite"),
         ([(0, 0), (1, 5), (2, 4)], "point 2: quantity decreases"),
