@@ -44,6 +44,9 @@ class Settings:
     # bound is only for changes that bypass derflex (hand-made SQL).
     response_cache_seconds: int = 300
     demo_devices: int = 0  # pre-registered demo devices created by `derflex serve --demo`
+    # Run the flexibility scheduler in the server's workers (exactly one of them leads).
+    scheduler: bool = True
+    scheduler_reconcile_seconds: int = 30
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -57,6 +60,8 @@ class Settings:
             raise ConfigError("workers and threads must be at least 1")
         if not 0 <= self.response_cache_seconds <= 3600:
             raise ConfigError("response_cache_seconds must be between 0 and 3600")
+        if not 1 <= self.scheduler_reconcile_seconds <= 3600:
+            raise ConfigError("scheduler_reconcile_seconds must be between 1 and 3600")
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes must be at least 1024")
 

@@ -44,6 +44,9 @@ class DerflexServer(BaseApplication):  # type: ignore[misc]
             "loglevel": "info",
             "forwarded_allow_ips": ",".join(s.trusted_proxies) if s.proxy_mode else "127.0.0.1",
         }
+        if s.scheduler:
+            # Every worker is a candidate; the database elects one (server.jobs.scheduler).
+            options.update(post_worker_init=_start_scheduler(s), worker_exit=_stop_scheduler)
         if not s.proxy_mode:
             files = tls_files(s)
             options.update(
@@ -62,6 +65,28 @@ class DerflexServer(BaseApplication):  # type: ignore[misc]
         from server.app import create_app
 
         return create_app(self.settings)
+
+
+_SCHEDULERS: list[Any] = []  # the one candidate scheduler of this worker process
+
+
+def _start_scheduler(settings: Settings) -> Any:
+    def post_worker_init(_worker: Any) -> None:
+        from server.db.session import Database
+        from server.jobs.scheduler import FlexScheduler
+
+        sched = FlexScheduler(Database(settings.db_url), reconcile_seconds=settings.scheduler_reconcile_seconds)
+        sched.start()
+        _SCHEDULERS.append(sched)
+
+    return post_worker_init
+
+
+def _stop_scheduler(_server: Any, _worker: Any) -> None:
+    while _SCHEDULERS:
+        sched = _SCHEDULERS.pop()
+        sched.stop()
+        sched.db.dispose()
 
 
 def _context_hook(settings: Settings) -> Any:

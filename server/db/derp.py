@@ -224,3 +224,23 @@ def program_events(session: Session, program_id: int, since_end: int) -> Sequenc
         .order_by(DerEvent.start, DerEvent.id)
     )
     return session.scalars(stmt).all()
+
+
+def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Many events in one executemany (the scheduler publishes one per device)."""
+    if rows:
+        session.execute(_EVENT.insert(), list(rows))
+
+
+def cancel_events(session: Session, mrids: Sequence[str], now: int) -> int:
+    """Cancel the given events that are not cancelled yet (status 2); returns how many."""
+    done = 0
+    for i in range(0, len(mrids), 500):
+        chunk = list(mrids[i : i + 500])
+        result = session.execute(
+            _EVENT.update()
+            .where(_EVENT.c.mrid.in_(chunk), _EVENT.c.cancelled_at.is_(None))
+            .values(cancelled_at=now, cancel_randomized=False)
+        )
+        done += result.rowcount or 0
+    return done

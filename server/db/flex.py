@@ -246,3 +246,8 @@ def add_setpoints(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Bulk insert (one executemany): a window of 100,000 devices writes 100,000 rows."""
     if rows:
         session.execute(Setpoint.__table__.insert(), list(rows))
+
+
+def enrollments_behind(session: Session, node_id: int) -> bool:
+    """Whether any enrollment names this grid node."""
+    return session.scalars(select(Enrollment.id).where(Enrollment.grid_node_id == node_id).limit(1)).first() is not None

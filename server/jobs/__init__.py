@@ -1,0 +1,1 @@
+"""Background jobs (transport, like the Flask blueprints): the flexibility scheduler."""
