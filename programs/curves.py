@@ -100,8 +100,18 @@ class MissingRating(CurveError):
 
 
 # --- power curves ------------------------------------------------------------------------------
+def _is_finite_number(v: object) -> bool:
+    """An int or float (not a bool) that is finite as a float (an int too large for one is not)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
 def _finite(v: object, what: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    if not _is_finite_number(v):
         raise CurveError(f"{what} must be a finite number, got {v!r}")
     return float(v)
 
@@ -147,7 +157,8 @@ def power_to_reduction(points: Iterable[Any]) -> tuple[BidCurve, float]:
     """(reduction curve, baseline_kw): baseline = power at the lowest price, q = P - baseline."""
     pts = parse_power_points(points)
     baseline = pts[0][1]
-    return BidCurve([(p, w - baseline) for p, w in pts]), baseline
+    return BidCurve([(p, _finite(w - baseline, f"power curve point {j}: powerKW - baseline"))
+                     for j, (p, w) in enumerate(pts)]), baseline
 
 
 @overload
@@ -301,7 +312,7 @@ def parse_objective(d: Mapping[str, Any] | Objective) -> Objective:
     if len(which) != 1:
         how = "several" if which else "none"
         raise CurveError(f"objective: give exactly one of {', '.join(_KINDS_OF_OBJECTIVE)} "
-                         f"(what it asks for), got {how}: {sorted(d)}")
+                         f"(what it asks for), got {how}: {sorted(map(str, d))}")
     kind = which[0]
     errors = [f"objective.{k}: unknown field (known here: {', '.join(_KINDS_OF_OBJECTIVE[kind])})"
               for k in d if k not in _KINDS_OF_OBJECTIVE[kind]]
@@ -312,7 +323,7 @@ def parse_objective(d: Mapping[str, Any] | Objective) -> Objective:
         if key not in d:
             return
         v = d[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        if not _is_finite_number(v):
             errors.append(f"objective.{key}: must be a finite number, got {v!r}")
         elif (positive and v <= 0) or v < lo or (hi is not None and v > hi):
             rng = f"greater than {lo:g}" if positive else f"at least {lo:g}"
@@ -358,7 +369,7 @@ def _check_constraints(c: object, vals: dict[str, Any]) -> list[str]:
     for k in ("minChargeKWh", "maxChargeKWh"):
         if k in c:
             v = c[k]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            if not _is_finite_number(v) or v < 0:
                 errors.append(f"objective.constraints.{k}: must be a number 0 or more, got {v!r}")
             else:
                 vals[k] = float(v)
@@ -379,13 +390,19 @@ def _parse_instant(v: object) -> datetime:
         raise CurveError(f"must be an ISO 8601 date-time such as '2024-12-15T18:00:00Z', got {v!r}")
     if t.tzinfo is None or t.utcoffset() is None:
         raise CurveError(f"must include a UTC offset or 'Z', got {v!r}")
-    return t.astimezone(timezone.utc)
+    try:
+        return t.astimezone(timezone.utc)
+    except OverflowError:
+        raise CurveError(f"is outside the range of date-times in UTC, got {v!r}") from None
 
 
 def _aware(name: str, t: object) -> datetime:
     if not isinstance(t, datetime) or t.tzinfo is None or t.utcoffset() is None:
         raise CurveError(f"{name} must be a time-zone-aware datetime, got {t!r}")
-    return t.astimezone(timezone.utc)
+    try:
+        return t.astimezone(timezone.utc)
+    except OverflowError:
+        raise CurveError(f"{name} is outside the range of date-times in UTC, got {t!r}") from None
 
 
 def _step(price: float, q: float) -> BidCurve:
@@ -460,7 +477,7 @@ def default_max_reduction_kw(ratings: DerRatings, window_s: float) -> float:
     """The reduction a device without a curve offers at the price cap (module docstring);
     raises MissingRating naming a rating it needs and the server does not know."""
     w = _finite(window_s, "window_s")
-    if w <= 0:
+    if w / 3600.0 <= 0:  # also a window so short that it is 0 h in floating point
         raise CurveError(f"window_s must be greater than 0, got {window_s!r}")
     kind = ratings.kind
     if kind == DeviceKind.PV:
