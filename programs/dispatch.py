@@ -74,6 +74,7 @@ __all__ = [
     "control_for",
     "der_type_kind",
     "fixed_w_hundredths",
+    "fleet_controls",
     "percent_hundredths",
     "set_charging_profile",
 ]
@@ -363,6 +364,84 @@ def fixed_w_hundredths(
     q = q + (2 * r >= den_mw)
     q = np.where(clamped, FULL_SCALE, q)
     return np.where(p_mw < 0, -q, q).astype(np.int64), clamped
+
+
+# Candidate ActivePower multipliers in order of preference on equal rounding error: nearest 0 first.
+_PREFERRED_MULTIPLIERS = sorted(TARGET_W_MULTIPLIERS, key=lambda m: (abs(m), m))
+
+
+def _active_power_array(mw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`active_power` for many mW values at once (same values, same tie rule)."""
+    best_err = np.full(mw.shape, np.inf)
+    value = np.zeros(mw.shape, dtype=np.int64)
+    mult = np.zeros(mw.shape, dtype=np.int64)
+    mag = np.abs(mw)
+    for m in _PREFERRED_MULTIPLIERS:
+        unit = 10 ** (m + 3)
+        q, r = np.divmod(mag, unit)
+        q = q + (2 * r >= unit)
+        v = np.where(mw < 0, -q, q)
+        ok = (v >= INT16_MIN) & (v <= INT16_MAX)
+        err = np.where(ok, np.abs(v * unit - mw).astype(np.float64), np.inf)
+        better = err < best_err  # strict: an equal error keeps the more preferred multiplier
+        best_err = np.where(better, err, best_err)
+        value = np.where(better, v, value)
+        mult = np.where(better, m, mult)
+    if np.any(~np.isfinite(best_err)):
+        i = int(np.flatnonzero(~np.isfinite(best_err))[0])
+        raise DispatchError(f"{mw[i] / 1e3} W does not fit an ActivePower (Int16 × 10^9 at most)")
+    return value, mult
+
+
+def fleet_controls(kinds: np.ndarray, power_kw: np.ndarray, ratings: list[ControlRatings]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`control_for` for a whole fleet, vectorised: (mode index into MODES, value, multiplier)
+    per device, equal element by element to the scalar mapping (multiplier 0 where the mode has
+    none). `kinds` holds KIND_INDEX codes; a rating the mapping needs must be known (as
+    `control_for` it raises DispatchError otherwise)."""
+    kinds = np.asarray(kinds, dtype=np.int64)
+    p = np.asarray(power_kw, dtype=np.float64)
+    n = p.size
+    if not np.all(np.isfinite(p)):
+        raise DispatchError("a setpoint is not a finite number of kW")
+    cache: dict[ControlRatings, tuple[float, float, float]] = {}
+    den = np.empty((n, 3))
+    for i, r in enumerate(ratings):  # fleets share a handful of rating sets: resolve each once
+        d = cache.get(r)
+        if d is None:
+            dis, chg, mx = r.max_discharge_rate_w(), r.max_charge_rate_w(), r.max_w()
+            d = cache[r] = ((dis or mx or (math.nan,))[0], (chg or (math.nan,))[0], (mx or (math.nan,))[0])
+        den[i] = d
+    mode = np.zeros(n, dtype=np.int64)
+    value = np.zeros(n, dtype=np.int64)
+    mult = np.zeros(n, dtype=np.int64)
+    for code, k in enumerate(KINDS):
+        sel = np.flatnonzero(kinds == code)
+        if not sel.size:
+            continue
+        ps = p[sel]
+        if k is DeviceKind.BATTERY:
+            mode[sel] = MODES.index(MODE_FIXED_W)
+            value[sel] = fixed_w_hundredths(ps, den[sel, 0], den[sel, 1])[0]
+        elif k is DeviceKind.EV_CHARGER:
+            mode[sel] = MODES.index(MODE_FIXED_W)
+            value[sel] = fixed_w_hundredths(np.minimum(ps, 0.0), np.nan, den[sel, 1])[0]
+        elif k is DeviceKind.PV:
+            mode[sel] = MODES.index(MODE_MAX_LIM_W)
+            value[sel] = fixed_w_hundredths(np.maximum(ps, 0.0), den[sel, 2], np.nan)[0]
+        else:
+            mode[sel] = MODES.index(MODE_TARGET_W)
+            mw = np.minimum(_to_milli_array(ps, 1e6), 0)
+            known = np.isfinite(den[sel, 2])
+            bound = np.where(known, den[sel, 2], 0.0)
+            bound_mw = _to_milli_array(bound, 1e3)
+            mw = np.where(known & (-mw > bound_mw), -bound_mw, mw)
+            value[sel], mult[sel] = _active_power_array(mw)
+    return mode, value, mult
+
+
+MODES = (MODE_FIXED_W, MODE_MAX_LIM_W, MODE_TARGET_W)
+KINDS = (DeviceKind.BATTERY, DeviceKind.EV_CHARGER, DeviceKind.PV, DeviceKind.LOAD)
+KIND_INDEX = {k: i for i, k in enumerate(KINDS)}
 
 
 # --- OCPP ---------------------------------------------------------------------------------------

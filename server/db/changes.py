@@ -32,6 +32,11 @@ def install(session_factory: Any) -> None:
     event.listen(session_factory, "before_commit", _before_commit)
 
 
+def note(session: Session, tables: Any) -> None:
+    """Record that this transaction wrote `tables` outside the ORM (a driver-level bulk insert)."""
+    _note(session, tables)
+
+
 def _note(session: Session, tables: Any) -> None:
     families = {t.info[FAMILY] for t in tables if FAMILY in t.info}
     if families:

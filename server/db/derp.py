@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from server.db import bulk
 from server.db.models import Base, Device
 from server.db.repo import Reader, scope_params, visible_to
 from server.scope import Role, Scope
@@ -226,10 +227,14 @@ def program_events(session: Session, program_id: int, since_end: int) -> Sequenc
     return session.scalars(stmt).all()
 
 
-def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Many events in one executemany (the scheduler publishes one per device)."""
-    if rows:
-        session.execute(_EVENT.insert(), list(rows))
+EVENT_COLUMNS = ("mrid", "program_id", "device_id", "description", "creation_time", "start", "duration",
+                 "randomize_start", "randomize_duration", "response_required", "base", "controls",
+                 "cancelled_at", "cancel_randomized")
+
+
+def insert_events(session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Many events at once (the scheduler publishes one per device), tuples in EVENT_COLUMNS order."""
+    bulk.insert(session, _EVENT, EVENT_COLUMNS, rows)
 
 
 def cancel_events(session: Session, mrids: Sequence[str], now: int) -> int:

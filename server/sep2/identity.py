@@ -60,3 +60,11 @@ def new_mrid(pen: int = 0) -> str:
     if not 0 <= pen < 2**32:
         raise ValueError("a PEN is a 32-bit number")
     return secrets.token_hex(12).upper() + f"{pen:08X}"
+
+
+def new_mrids(n: int, pen: int = 0) -> list[str]:
+    """`n` fresh mRIDs at once (a publisher makes one per device): one draw of random bytes."""
+    if not 0 <= pen < 2**32:
+        raise ValueError("a PEN is a 32-bit number")
+    raw, tail = secrets.token_bytes(12 * n).hex().upper(), f"{pen:08X}"
+    return [raw[24 * i:24 * i + 24] + tail for i in range(n)]

@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 
 from programs import curves as domain_curves
 from programs.clearing import BidCurve, CurveBook
-from programs.dispatch import ControlRatings, DispatchError, control_for, der_type_kind
+from programs.dispatch import KIND_INDEX, MODES, ControlRatings, control_for, der_type_kind, fleet_controls
 from programs.grid import GridClearing, clear_with_grid
 from programs.kinds import DeviceKind
 from programs.model import Program
@@ -59,7 +59,7 @@ from server.db.session import Database
 from server.sep2 import codec
 from server.sep2.der import ActivePower
 from server.sep2.derp import DERControlBase
-from server.sep2.identity import new_mrid
+from server.sep2.identity import new_mrids
 from server.services.der import DER_ID
 from server.services.derp import RESPONSE_REQUIRED
 from server.services.errors import Conflict, NotFound
@@ -244,7 +244,10 @@ def offer_curve(offer: Any, kind: DeviceKind, ratings: Any, program: Program, wi
 
 @dataclass
 class Fleet:
-    """The devices of one clearing, column-wise, in device id order."""
+    """The devices of one clearing, column-wise, in device id order. Fleets repeat curves (one
+    default curve per rating set, one offer per tariff): `distinct` holds each curve once and
+    `curve_ids[i]` is device i's; `curves`, `baselines`, `sources` and `ratings` per device share
+    those objects."""
 
     enrollment_ids: list[int] = field(default_factory=list)
     device_ids: list[int] = field(default_factory=list)
@@ -254,10 +257,16 @@ class Fleet:
     baselines: list[float] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     ratings: list[ControlRatings] = field(default_factory=list)
+    curve_ids: list[int] = field(default_factory=list)
+    distinct: list[BidCurve] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.device_ids)
+
+    def book(self) -> CurveBook:
+        """The fleet's CurveBook: each distinct curve validated once, then one row per device."""
+        return CurveBook.from_curves(self.distinct).take(np.asarray(self.curve_ids, dtype=np.intp))
 
 
 def gather(session: Session, row: store.FlexProgram, program: Program, window: tuple[int, int], now: int) -> Fleet:
@@ -268,29 +277,42 @@ def gather(session: Session, row: store.FlexProgram, program: Program, window: t
         e.device_id,
     ).where(e.program_id == row.id, e.state == "active", Device.enabled.is_(True)).order_by(e.device_id)
     fleet = Fleet()
-    made: dict[Any, tuple[BidCurve, float, str]] = {}  # fleets repeat curves: build each once
+    # what a device offers depends on its kind, offer and ratings only: build each combination once
+    made: dict[tuple[Any, ...], tuple[Any, ...] | str] = {}
     for r in session.execute(stmt):
-        kind = DeviceKind(r.device_kind)
-        data = DeviceData(*r[5:])
-        key = (kind, r.offer, data)
-        try:
-            if key not in made:
-                offer = json.loads(r.offer) if r.offer else None
-                made[key] = offer_curve(offer, kind, data.der_ratings(kind), program, window, now)
-                _check_control(kind, made[key], data.control_ratings())
-            curve, baseline, source = made[key]
-        except ValueError as exc:
-            fleet.skipped.append((r.device_id, str(exc)))
+        key = (r.device_kind, r.offer, *r[5:])
+        got = made.get(key)
+        if got is None:
+            got = made[key] = _make(fleet, key, program, window, now)
+        if isinstance(got, str):
+            fleet.skipped.append((r.device_id, got))
             continue
+        kind, curve_id, curve, baseline, source, ratings = got
         fleet.enrollment_ids.append(r.id)
         fleet.device_ids.append(r.device_id)
         fleet.kinds.append(kind)
         fleet.node_rows.append(r.grid_node_id)
+        fleet.curve_ids.append(curve_id)
         fleet.curves.append(curve)
         fleet.baselines.append(baseline)
         fleet.sources.append(source)
-        fleet.ratings.append(data.control_ratings())
+        fleet.ratings.append(ratings)
     return fleet
+
+
+def _make(fleet: Fleet, key: tuple[Any, ...], program: Program, window: tuple[int, int], now: int) -> tuple[Any, ...] | str:
+    """(kind, curve id, curve, baseline, source, control ratings) for one combination, or why not."""
+    kind = DeviceKind(key[0])
+    data = DeviceData(*key[2:])
+    ratings = data.control_ratings()
+    try:
+        offer = json.loads(key[1]) if key[1] else None
+        made = offer_curve(offer, kind, data.der_ratings(kind), program, window, now)
+        _check_control(kind, made, ratings)
+    except ValueError as exc:
+        return str(exc)
+    fleet.distinct.append(made[0])
+    return kind, len(fleet.distinct) - 1, *made, ratings
 
 
 def _check_control(kind: DeviceKind, made: tuple[BidCurve, float, str], ratings: ControlRatings) -> None:
@@ -309,7 +331,7 @@ def clear_fleet(session: Session, fleet: Fleet, requested_kw: float, price_cap: 
 
     tree, index = grid_tree(session)
     nodes = np.array([-1 if n is None else index[n] for n in fleet.node_rows], dtype=np.intp)
-    book = book if book is not None else CurveBook.from_curves(fleet.curves)
+    book = book if book is not None else fleet.book()
     return clear_with_grid(book, nodes, tree, requested_kw, price_cap)
 
 
@@ -364,7 +386,7 @@ def _publish(s: Session, row: store.FlexProgram, program: Program, w: store.Flex
         if _is_date(w.window_key) else None
     requests = program.requests(window) if window is not None else []
     fleet = gather(s, row, program, (w.start, w.end), now)
-    book = CurveBook.from_curves(fleet.curves) if len(fleet) else None
+    book = fleet.book() if len(fleet) else None
     revision = w.revision + 1
     previous = _previous_events(s, w) if w.revision else {}
     new_keys: dict[tuple[int, int], str] = {}
@@ -435,32 +457,31 @@ def _nodes_json(result: GridClearing | None) -> str | None:
 def _write_interval(s: Session, row: store.FlexProgram, program: Program, fleet: Fleet, baselines: np.ndarray,
                     result: GridClearing, clearing: store.Clearing, idx: int, description: str, now: int,
                     new_keys: dict[tuple[int, int], str]) -> None:
+    """One event and one setpoint row per device for one interval: controls mapped for the whole
+    fleet at once, rows written at the driver's speed (server.db.bulk)."""
     reductions = np.asarray(result.setpoints, dtype=np.float64)
     powers = baselines + reductions
-    prices = np.asarray(result.device_prices, dtype=np.float64)
-    events: list[dict[str, Any]] = []
-    setpoints: list[dict[str, Any]] = []
-    curve_text: dict[int, str] = {}
+    codes = np.fromiter((KIND_INDEX[k] for k in fleet.kinds), dtype=np.int64, count=len(fleet))
+    modes, values, mults = fleet_controls(codes, powers, fleet.ratings)
+    mrids = new_mrids(len(fleet))
     randomize = program.randomize_start_s or None
-    for i, device_id in enumerate(fleet.device_ids):
-        plan = control_for(fleet.kinds[i], float(powers[i]), fleet.ratings[i])
-        base, modes = _rendered(plan.mode, plan.value, plan.multiplier)
-        mrid = new_mrid()
-        events.append({
-            "mrid": mrid, "program_id": row.der_program_id, "device_id": device_id, "description": description,
-            "creation_time": now, "start": clearing.start, "duration": clearing.end - clearing.start,
-            "randomize_start": randomize, "randomize_duration": None, "response_required": RESPONSE_REQUIRED,
-            "base": base, "controls": modes, "cancelled_at": None, "cancel_randomized": False,
-        })
-        cid = id(fleet.curves[i])
-        if cid not in curve_text:
-            curve_text[cid] = _curve_json(fleet.curves[i], fleet.baselines[i], fleet.sources[i])
-        setpoints.append({
-            "clearing_id": clearing.id, "device_id": device_id, "enrollment_id": fleet.enrollment_ids[i],
-            "reduction_kw": float(reductions[i]), "power_kw": float(powers[i]), "device_price": float(prices[i]),
-            "curve": curve_text[cid], "event_mrid": mrid,
-        })
-        new_keys[(device_id, idx)] = modes
+    duration = clearing.end - clearing.start
+    texts: dict[int, str] = {}
+    events: list[tuple[Any, ...]] = []
+    setpoints: list[tuple[Any, ...]] = []
+    for i, (device_id, m, v, mu, red, pw, price) in enumerate(zip(
+            fleet.device_ids, modes.tolist(), values.tolist(), mults.tolist(), reductions.tolist(), powers.tolist(),
+            np.asarray(result.device_prices, dtype=np.float64).tolist())):
+        base, mode = _rendered(MODES[m], v, mu)
+        mrid = mrids[i]
+        events.append((mrid, row.der_program_id, device_id, description, now, clearing.start, duration, randomize,
+                       None, RESPONSE_REQUIRED, base, mode, None, False))
+        cid = fleet.curve_ids[i]
+        text = texts.get(cid)
+        if text is None:
+            text = texts[cid] = _curve_json(fleet.curves[i], fleet.baselines[i], fleet.sources[i])
+        setpoints.append((clearing.id, device_id, fleet.enrollment_ids[i], red, pw, price, text, mrid))
+        new_keys[(device_id, idx)] = mode
     der_store.insert_events(s, events)
     store.add_setpoints(s, setpoints)
 
@@ -583,6 +604,7 @@ class DryRun:
     fleet: Fleet
     book: CurveBook | None
     results: list[tuple[Any, GridClearing | None]]
+    program_state: str = "active"
 
     def curve_points(self, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
         """The fleet's aggregate supply curve F(p) (no grid limits), sampled from its lowest
@@ -627,23 +649,25 @@ class DryRun:
                 )
             out.append(item)
         return {
-            "program": self.program.name, "window": self.window.window_key, "state": self.window.state,
+            "program": self.program.name, "program_state": self.program_state,
+            "window": self.window.window_key, "state": self.window.state,
             "devices": len(self.fleet), "skipped": [{"device_id": d, "reason": r} for d, r in self.fleet.skipped[:20]],
             "skipped_count": len(self.fleet.skipped), "intervals": out,
         }
 
 
 def dry_run(session: Session, program_id: int, window_key: str | None, now: int) -> DryRun:
+    """Clear a window without writing anything. With no key: the next window of the program that
+    may still be published (planned or published, not ended), from its rows or, for a window not
+    planned yet, from the program's rule."""
     row = session.get(store.FlexProgram, program_id)
     if row is None:
         raise NotFound(f"no flexibility program {program_id}")
     program = program_of(row)
     if window_key is None:
-        plan_program(session, row, program, now)
-        upcoming = [w for w in store.windows(session, program_id, since_end=now, limit=5)]
-        if not upcoming:
-            raise NotFound(f"program {program_id} has no window in the coming week")
-        w = upcoming[0]
+        w = _next_open_window(session, row, program, now)
+        if w is None:
+            raise NotFound(f"program {program_id} has no window in the coming week that may still be published")
     else:
         found = store.window(session, program_id, window_key)
         if found is None:
@@ -651,8 +675,27 @@ def dry_run(session: Session, program_id: int, window_key: str | None, now: int)
         w = found
     window = Window(_utc(w.start), _utc(w.end), datetime.fromisoformat(w.window_key).date())
     fleet = gather(session, row, program, (w.start, w.end), now)
-    book = CurveBook.from_curves(fleet.curves) if len(fleet) else None
+    book = fleet.book() if len(fleet) else None
     results = [(req, clear_fleet(session, fleet, req.requested_kw, program.price_cap, book) if book else None)
                for req in program.requests(window)]
-    return DryRun(program, w, fleet, book, results)
+    return DryRun(program, w, fleet, book, results, row.state)
 
+
+def _next_open_window(session: Session, row: store.FlexProgram, program: Program, now: int) -> store.FlexWindow | None:
+    rows = {w.window_key: w for w in store.windows(session, row.id, since_end=now, limit=50)}
+    for w in _windows(program, now, 7 * 86_400):
+        if w.end.timestamp() <= now:
+            continue
+        existing = rows.get(w.key)
+        if existing is not None:
+            if existing.state in (WindowState.PLANNED, WindowState.PUBLISHED):
+                return existing
+            continue
+        start = int(w.start.timestamp())
+        if start < row.created_time:
+            continue
+        # not planned yet: an unsaved row, so the dry run writes nothing
+        return store.FlexWindow(program_id=row.id, window_key=w.key, start=start, end=int(w.end.timestamp()),
+                                publish_at=int(program.publish_at(w).timestamp()), state=WindowState.PLANNED.value,
+                                revision=0)
+    return None

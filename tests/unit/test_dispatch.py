@@ -394,3 +394,30 @@ def test_der_type_kind_maps_2030_5_der_types(der_type, kind):
 def test_der_type_kind_rejects_values_that_are_not_a_der_type():
     with pytest.raises(DispatchError, match="DERType must be a whole number 0…255"):
         der_type_kind(256)
+
+
+def test_fleet_controls_equal_control_for_device_by_device():
+    """The vectorised mapping the publisher uses gives the scalar mapping's mode, value and
+    multiplier for every kind, sign, clamp and missing-but-unneeded rating."""
+    from programs.dispatch import KIND_INDEX, KINDS, MODES, fleet_controls
+
+    rng = np.random.default_rng(11)
+    kinds, powers, ratings = [], [], []
+    for _ in range(3000):
+        k = KINDS[int(rng.integers(0, 4))]
+        r = ControlRatings(
+            set_max_w=float(rng.choice([3000, 5000, 7600.5])) if rng.random() < 0.8 else None,
+            rtg_max_w=10_000.0,
+            set_max_charge_rate_w=float(rng.choice([3300, 7200, 11000])) if rng.random() < 0.7 else None,
+            rtg_max_charge_rate_w=11_000.0,
+            set_max_discharge_rate_w=float(rng.choice([2500, 5000])) if rng.random() < 0.5 else None,
+        )
+        p = float(rng.choice([0.0, rng.uniform(-15, 15), round(rng.uniform(-12, 12), 3), 0.00005, -0.00005]))
+        kinds.append(KIND_INDEX[k])
+        powers.append(p)
+        ratings.append(r)
+    mode, value, mult = fleet_controls(np.array(kinds), np.array(powers), ratings)
+    for i in range(len(kinds)):
+        plan = control_for(KINDS[kinds[i]], powers[i], ratings[i])
+        assert (MODES[mode[i]], int(value[i]), int(mult[i])) == (plan.mode, plan.value, plan.multiplier or 0), (
+            KINDS[kinds[i]], powers[i], ratings[i])
