@@ -177,12 +177,14 @@ def list_programs(session: Session) -> Sequence[DerProgram]:
 
 def add_members(session: Session, program_id: int, device_ids: Sequence[int]) -> int:
     """Add devices to a program (already members are left as they are); returns how many were new."""
-    existing = set(
-        session.scalars(
-            select(ProgramMember.device_id).where(ProgramMember.program_id == program_id)
-        )
-    )
-    new = [d for d in dict.fromkeys(device_ids) if d not in existing]
+    wanted = list(dict.fromkeys(device_ids))
+    existing: set[int] = set()
+    for i in range(0, len(wanted), 500):  # only the given devices: cost independent of the program's size
+        existing.update(session.scalars(
+            select(ProgramMember.device_id).where(
+                ProgramMember.program_id == program_id, ProgramMember.device_id.in_(wanted[i:i + 500]))
+        ))
+    new = [d for d in wanted if d not in existing]
     session.add_all(ProgramMember(program_id=program_id, device_id=d) for d in new)
     session.flush()
     return len(new)
