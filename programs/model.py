@@ -80,7 +80,10 @@ class ProgramError(ValueError):
 def _number(v: object) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ValueError(f"must be a number, got {v!r}")
-    x = float(v)
+    try:
+        x = float(v)
+    except OverflowError:  # an int from JSON too large for a float
+        raise ValueError(f"must be a finite number, got an integer of {len(str(v))} digits") from None
     if not math.isfinite(x):
         raise ValueError(f"must be a finite number, got {v!r}")
     return x

@@ -68,7 +68,7 @@ def _zone(tz: object) -> ZoneInfo:
         raise ValueError(f"time zone must be an IANA name such as 'America/New_York', got {tz!r}")
     try:
         return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
         raise ValueError(f"unknown time zone {tz!r} (use an IANA name such as 'America/New_York')") from None
 
 

@@ -62,7 +62,7 @@ from server.sep2.derp import DERControlBase
 from server.sep2.identity import new_mrids
 from server.services.der import DER_ID
 from server.services.derp import RESPONSE_REQUIRED
-from server.services.errors import Conflict, NotFound
+from server.services.errors import Conflict, NotFound, check_text
 
 # How far back planning looks, so a window that started while the server was down is still seen.
 LOOKBACK_S = 2 * 86_400
@@ -429,6 +429,11 @@ def _publish(s: Session, row: store.FlexProgram, program: Program, w: store.Flex
     }
 
 
+def _key(window_key: str) -> str:
+    """A window key as given by an operator: printable, at most 32 characters (or Invalid)."""
+    return check_text(window_key, "window key", 32) or ""
+
+
 def _is_date(key: str) -> bool:
     try:
         datetime.fromisoformat(key)
@@ -533,6 +538,7 @@ def cancel_window_row(session: Session, w: store.FlexWindow, now: int, note: str
 
 
 def cancel_window(session: Session, program_id: int, window_key: str, now: int) -> dict[str, Any]:
+    window_key = _key(window_key)
     w = store.window(session, program_id, window_key, for_update=True)
     if w is None:
         raise NotFound(f"program {program_id} has no window {window_key!r}")
@@ -563,6 +569,7 @@ def window_brief(w: store.FlexWindow) -> dict[str, Any]:
 
 
 def window_view(session: Session, program_id: int, window_key: str, *, top: int = 10) -> dict[str, Any]:
+    window_key = _key(window_key)
     w = store.window(session, program_id, window_key)
     if w is None:
         raise NotFound(f"program {program_id} has no window {window_key!r}")
@@ -669,7 +676,7 @@ def dry_run(session: Session, program_id: int, window_key: str | None, now: int)
         if w is None:
             raise NotFound(f"program {program_id} has no window in the coming week that may still be published")
     else:
-        found = store.window(session, program_id, window_key)
+        found = store.window(session, program_id, _key(window_key))
         if found is None:
             raise NotFound(f"program {program_id} has no window {window_key!r} (see its windows)")
         w = found

@@ -244,3 +244,17 @@ def test_publish_at_is_window_start_minus_lead_time():
     w = window_of(p, date(2026, 7, 6))
     assert p.publish_at(w) == utc(2026, 7, 5, 20)
     assert Program.from_dict(base(lead_time_s=0)).publish_at(w) == w.start
+
+
+def test_numbers_too_large_for_a_float_and_overlong_zone_names_are_named_errors():
+    """JSON turns 1e400 written as digits into an int a float cannot hold; a time zone name is
+    looked up as a file name. Both must be a ProgramError naming the field, never a crash."""
+    from programs.model import Program, ProgramError
+
+    base = {"name": "P", "currency": "USD", "requested_kw": 5.0, "price_cap": 0.5,
+            "window": {"weekdays": ["mon"], "start": "16:00", "end": "18:00", "tz": "UTC"},
+            "incentive": {"kind": "pay_as_clear"}, "eligible_kinds": ["battery"]}
+    with pytest.raises(ProgramError, match="requested_kw: must be a finite number"):
+        Program.from_dict({**base, "requested_kw": 10**400})
+    with pytest.raises(ProgramError, match="unknown time zone"):
+        Program.from_dict({**base, "window": {**base["window"], "tz": "x" * 300}})

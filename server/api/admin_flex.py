@@ -1,0 +1,163 @@
+"""The admin API for flexibility programs (JSON, under /admin/api/v1/flex).
+
+Utilities author programs and grid nodes, enroll devices, follow each window's clearing, cancel
+windows, and dry-run a clearing before the scheduler does it for real. Same bearer token and
+problem+json errors as the rest of the admin API; every request is one transaction, so a refused
+request stores nothing. The rules live in server.services.flex and server.services.dispatch.
+
+    POST   /flex/programs                          program JSON (programs.model) → 201
+    GET    /flex/programs                          every program, brief
+    GET    /flex/programs/{id}                     one, with its definition and next windows
+    PATCH  /flex/programs/{id}                     {fields to change} → the program
+    POST   /flex/programs/{id}/cancel              cancels its windows that have not ended
+    GET    /flex/programs/{id}/windows             ?include_past=false&limit — with clearing results
+    GET    /flex/programs/{id}/windows/{key}       one window: intervals, price, top setpoints
+    POST   /flex/programs/{id}/windows/{key}/cancel
+    GET    /flex/programs/{id}/dry-run             ?window=KEY&format=json|png — clear, write nothing
+    POST   /flex/programs/{id}/enrollments         {device_id|lfdi, customer, kind?, grid_node?, offer?, state?}
+    GET    /flex/programs/{id}/enrollments         ?start&limit
+    POST   /flex/programs/{id}/enrollments/{e}/{confirm|pause|resume|cancel|end}
+    PUT    /flex/programs/{id}/enrollments/{e}/offer   {"offer": … | null}
+    PUT    /flex/grid-nodes                        {name, parent?, load_percent?, …} create or change
+    GET    /flex/grid-nodes
+    DELETE /flex/grid-nodes/{name}
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from server.api.admin import int_arg, json_object, require_token
+from server.api.client import now, runtime
+from server.services import dispatch, flex, plots
+from server.services.errors import Invalid, check_text
+
+bp = Blueprint("admin_flex", __name__, url_prefix="/admin/api/v1/flex")
+bp.before_request(require_token)
+
+_PROGRAM = "/programs/<int(max=2147483647):program_id>"
+_WINDOW = _PROGRAM + "/windows/<string(maxlength=32):key>"
+_ENROLLMENT = _PROGRAM + "/enrollments/<int(max=2147483647):enrollment_id>"
+EVENTS = ("confirm", "pause", "resume", "cancel", "end")
+
+
+def _window_key(key: str | None) -> str | None:
+    """A window key as the database can compare it (no control characters: PostgreSQL takes no NUL)."""
+    return check_text(key, "window", 32)
+
+
+@bp.post("/programs")
+def create_program() -> tuple[Response, int, dict[str, str]]:
+    body = json_object()
+    with runtime().db.transaction() as s:
+        view = flex.create_program(s, body, now())
+    return jsonify(view), 201, {"Location": f"{bp.url_prefix}/programs/{view['id']}"}
+
+
+@bp.get("/programs")
+def list_programs() -> Response:
+    with runtime().db.transaction() as s:
+        return jsonify({"programs": flex.list_programs(s, now())})
+
+
+@bp.get(_PROGRAM)
+def get_program(program_id: int) -> Response:
+    with runtime().db.transaction() as s:
+        return jsonify(flex.get_program(s, program_id, now()))
+
+
+@bp.patch(_PROGRAM)
+def update_program(program_id: int) -> Response:
+    body = json_object()
+    with runtime().db.transaction() as s:
+        return jsonify(flex.update_program(s, program_id, body, now()))
+
+
+@bp.post(f"{_PROGRAM}/cancel")
+def cancel_program(program_id: int) -> Response:
+    with runtime().db.transaction() as s:
+        return jsonify(flex.cancel_program(s, program_id, now()))
+
+
+@bp.get(f"{_PROGRAM}/windows")
+def list_windows(program_id: int) -> Response:
+    raw = request.args.get("include_past", "false").lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise Invalid("'include_past' must be true or false")
+    with runtime().db.transaction() as s:
+        return jsonify({"windows": dispatch.list_windows(s, program_id, now(), include_past=raw in ("true", "1"),
+                                                         limit=int_arg("limit", 50, 1000))})
+
+
+@bp.get(_WINDOW)
+def get_window(program_id: int, key: str) -> Response:
+    with runtime().db.transaction() as s:
+        return jsonify(dispatch.window_view(s, program_id, _window_key(key) or "", top=int_arg("top", 10, 1000)))
+
+
+@bp.post(f"{_WINDOW}/cancel")
+def cancel_window(program_id: int, key: str) -> Response:
+    with runtime().db.transaction() as s:
+        return jsonify(dispatch.cancel_window(s, program_id, _window_key(key) or "", now()))
+
+
+@bp.get(f"{_PROGRAM}/dry-run")
+def dry_run(program_id: int) -> Response:
+    fmt = request.args.get("format", "json")
+    if fmt not in ("json", "png"):
+        raise Invalid("'format' must be json or png")
+    with runtime().db.transaction() as s:
+        result = dispatch.dry_run(s, program_id, _window_key(request.args.get("window")), now())
+        if fmt == "json":
+            return jsonify(result.view(top=int_arg("top", 10, 1000)))
+        return Response(plots.supply_curve_png(**result.plot_args()), mimetype="image/png")
+
+
+@bp.post(f"{_PROGRAM}/enrollments")
+def enroll(program_id: int) -> tuple[Response, int]:
+    body = json_object()
+    with runtime().db.transaction() as s:
+        return jsonify(flex.enroll(s, program_id, body, now())), 201
+
+
+@bp.get(f"{_PROGRAM}/enrollments")
+def list_enrollments(program_id: int) -> Response:
+    with runtime().db.transaction() as s:
+        return jsonify(flex.list_enrollments(s, program_id, int_arg("start", 0, 2**31), int_arg("limit", 100, 1000)))
+
+
+@bp.post(f"{_ENROLLMENT}/<string(maxlength=16):event>")
+def enrollment_event(program_id: int, enrollment_id: int, event: str) -> Response:
+    if event not in EVENTS:
+        raise Invalid(f"unknown enrollment action {event!r}: one of {', '.join(EVENTS)}")
+    with runtime().db.transaction() as s:
+        return jsonify(flex.enrollment_event(s, program_id, enrollment_id, event, now()))
+
+
+@bp.put(f"{_ENROLLMENT}/offer")
+def update_offer(program_id: int, enrollment_id: int) -> Response:
+    body = json_object()
+    if set(body) != {"offer"}:
+        raise Invalid("send {\"offer\": {...}} or {\"offer\": null} (back to the default curve)")
+    with runtime().db.transaction() as s:
+        return jsonify(flex.update_offer(s, program_id, enrollment_id, body["offer"], now()))
+
+
+@bp.put("/grid-nodes")
+def put_grid_node() -> Response:
+    body = json_object()
+    with runtime().db.transaction() as s:
+        return jsonify(flex.put_grid_node(s, body, now()))
+
+
+@bp.get("/grid-nodes")
+def list_grid_nodes() -> Response:
+    with runtime().db.transaction() as s:
+        return jsonify({"grid_nodes": flex.list_grid_nodes(s)})
+
+
+@bp.delete("/grid-nodes/<string(maxlength=64):name>")
+def delete_grid_node(name: str) -> tuple[str, int]:
+    with runtime().db.transaction() as s:
+        flex.delete_grid_node(s, name)
+    return "", 204
