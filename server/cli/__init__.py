@@ -278,8 +278,11 @@ def admin_post_rate(ctx: Context, device_id: int, seconds: int) -> None:
 
 def _add_subcommands() -> None:
     from server.cli.pki import pki
+    from server.cli.flex import flex_group, scheduler
     from server.cli.programs import event, program
 
+    main.add_command(flex_group)
+    main.add_command(scheduler)
     main.add_command(pki)
     main.add_command(program)
     main.add_command(event)

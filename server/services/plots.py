@@ -1,0 +1,319 @@
+"""PNG pictures for people who do not read 2030.5: a program's supply curve and clearing, and
+requested vs cleared vs delivered flexibility per interval (the demo, dry runs and M&V reports).
+
+Rules: pure functions returning PNG bytes; matplotlib's object API only (`Figure` +
+`FigureCanvasAgg`), never pyplot, never `matplotlib.use`, no global state touched and nothing
+done at import (matplotlib is imported on first use, so importing the server stays fast). Images
+have a fixed pixel size (default 960 × 600), every axis is labelled in words with its unit, and
+the same inputs give the same bytes (no timestamp/software metadata in the file).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from datetime import datetime, tzinfo
+from typing import Any
+
+import numpy as np
+
+__all__ = ["requested_vs_delivered_png", "supply_curve_figure", "supply_curve_png"]
+
+DPI = 100
+DEFAULT_SIZE_PX = (960, 600)
+_COLORS = {"curve": "#1f77b4", "request": "#d62728", "cap": "#7f7f7f", "clear": "#2ca02c", "bad": "#b00020",
+           "ok": "#1b6e1b"}
+
+
+def _figure(size_px: tuple[int, int]) -> tuple[Any, Any]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    w, h = size_px
+    if not (isinstance(w, int) and isinstance(h, int) and 200 <= w <= 4000 and 150 <= h <= 4000):
+        raise ValueError(f"size_px must be two whole numbers of pixels (200…4000 × 150…4000), got {size_px!r}")
+    fig = Figure(figsize=(w / DPI, h / DPI), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.canvas.print_png(buf, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _finite(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+def _wrap(text: str, width_px: int, fontsize: float, weight: str = "normal") -> str:
+    """`text` broken at spaces into lines that fit 96 % of `width_px` at `fontsize` (measured with
+    matplotlib's own font metrics), so a long program name never runs off the picture."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    prop, measure = FontProperties(size=fontsize, weight=weight), TextToPath()
+    limit_pt = 0.96 * width_px * 72 / DPI
+    lines = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in paragraph.split(" "):
+            longer = f"{line} {word}" if line else word
+            if line and measure.get_text_width_height_descent(longer, prop, ismath=False)[0] > limit_pt:
+                lines.append(line)
+                line = word
+            else:
+                line = longer
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _scale(size_px: tuple[int, int]) -> float:
+    """Font scale for a picture size: 1 at the default 960 × 600, smaller pictures smaller text."""
+    return max(0.5, min(1.5, size_px[0] / DEFAULT_SIZE_PX[0], size_px[1] / DEFAULT_SIZE_PX[1]))
+
+
+def _kw(x: float) -> str:
+    return f"{x:,.1f} kW"
+
+
+def supply_curve_png(
+    prices: np.ndarray,
+    quantities: np.ndarray,
+    *,
+    requested_kw: float,
+    price_cap: float,
+    clearing_price: float,
+    cleared_kw: float,
+    feasible: bool,
+    title: str,
+    currency: str,
+    size_px: tuple[int, int] = DEFAULT_SIZE_PX,
+) -> bytes:
+    """The fleet's aggregate supply curve F(p): reduction offered (kW, x) against price (y), drawn
+    as market people draw supply curves; the request as a vertical line, the price cap as a
+    horizontal dashed line, the clearing point marked and annotated (the note placed where it
+    covers neither the curve nor a line, inside the axes), and under the title a headline: "Request
+    met: …" or "INFEASIBLE: …" when the fleet cannot deliver the request at the cap (shortfall
+    shaded). `prices`/`quantities` are points of F (any order; sorted by price here); long
+    titles wrap."""
+    return _png(supply_curve_figure(
+        prices, quantities, requested_kw=requested_kw, price_cap=price_cap, clearing_price=clearing_price,
+        cleared_kw=cleared_kw, feasible=feasible, title=title, currency=currency, size_px=size_px,
+    ))
+
+
+def supply_curve_figure(
+    prices: np.ndarray,
+    quantities: np.ndarray,
+    *,
+    requested_kw: float,
+    price_cap: float,
+    clearing_price: float,
+    cleared_kw: float,
+    feasible: bool,
+    title: str,
+    currency: str,
+    size_px: tuple[int, int] = DEFAULT_SIZE_PX,
+) -> Any:
+    """The matplotlib Figure of `supply_curve_png` (for tests and callers that want other formats)."""
+    p = np.asarray(prices, dtype=np.float64).ravel()
+    q = np.asarray(quantities, dtype=np.float64).ravel()
+    if p.size == 0 or q.size == 0:
+        raise ValueError("the supply curve is empty: give at least one (price, quantity) point")
+    if p.size != q.size:
+        raise ValueError(f"prices and quantities differ in length ({p.size} vs {q.size})")
+    if not (np.all(np.isfinite(p)) and np.all(np.isfinite(q))):
+        raise ValueError("the supply curve has a non-finite price or quantity")
+    requested_kw = _finite("requested_kw", requested_kw)
+    price_cap = _finite("price_cap", price_cap)
+    clearing_price = _finite("clearing_price", clearing_price)
+    cleared_kw = _finite("cleared_kw", cleared_kw)
+    order = np.argsort(p, kind="stable")
+    p, q = p[order], q[order]
+    unit = f"{currency}/kWh"
+
+    k = _scale(size_px)  # font sizes below are for 960 × 600
+    fig, ax = _figure(size_px)
+    ax.plot(q, p, color=_COLORS["curve"], lw=2.2, label="Supply curve: kW the fleet offers at each price",
+            drawstyle="default", marker="o" if p.size <= 30 else None, ms=3)
+    ax.axvline(requested_kw, color=_COLORS["request"], lw=1.8, label=f"Requested reduction ({_kw(requested_kw)})")
+    ax.axhline(price_cap, color=_COLORS["cap"], lw=1.6, ls="--", label=f"Price cap ({price_cap:.4f} {unit})")
+    ax.plot([cleared_kw], [clearing_price], "o", color=_COLORS["clear"], ms=10 * k, mec="black", zorder=5,
+            label="Clearing point (price paid, kW dispatched)")
+
+    x_lo = min(0.0, float(q.min()), cleared_kw, requested_kw)
+    x_hi = max(float(q.max()), cleared_kw, requested_kw)
+    y_lo = min(0.0, float(p.min()), clearing_price, price_cap)
+    y_hi = max(float(p.max()), clearing_price, price_cap)
+    x_pad = 0.08 * (x_hi - x_lo or 1.0)
+    y_pad = 0.12 * (y_hi - y_lo or 1.0)
+    ax.set_xlim(x_lo - 0.02 * (x_hi - x_lo or 1.0), x_hi + x_pad)
+    ax.set_ylim(y_lo, y_hi + y_pad)
+
+    note = ax.annotate(
+        f"cleared {_kw(cleared_kw)} at {clearing_price:.4f} {unit}",
+        xy=(cleared_kw, clearing_price), xytext=_NOTE_SPOTS[0], textcoords="offset points",
+        fontsize=12 * k, fontweight="bold", bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": _COLORS["clear"]},
+        arrowprops={"arrowstyle": "->", "color": "black"}, zorder=6,
+    )
+    note.set_in_layout(False)  # placed inside the axes below; the layout need not make room
+    fig.suptitle(_wrap(title, size_px[0], 15 * k), fontsize=15 * k)
+    if feasible:
+        ax.set_title(
+            _wrap(f"Request met: {_kw(cleared_kw)} of reduction at {clearing_price:.4f} {unit} "
+                  f"(cap {price_cap:.4f} {unit})", size_px[0], 12.5 * k, "bold"),
+            fontsize=12.5 * k, fontweight="bold", color=_COLORS["ok"],
+        )
+    else:
+        ax.axvspan(min(cleared_kw, requested_kw), max(cleared_kw, requested_kw), color=_COLORS["bad"], alpha=0.08,
+                   label="Shortfall: not offered even at the cap")
+        ax.set_title(
+            _wrap(f"INFEASIBLE: fleet offers only {_kw(cleared_kw)} at the cap "
+                  f"({_kw(requested_kw)} requested, {_kw(requested_kw - cleared_kw)} short)", size_px[0],
+                  12.5 * k, "bold"),
+            fontsize=12.5 * k, fontweight="bold", color=_COLORS["bad"],
+        )
+
+    ax.set_xlabel("Load reduction offered by the fleet (kW)", fontsize=13 * k)
+    ax.set_ylabel(f"Price paid per kWh of reduction ({unit})", fontsize=13 * k)
+    ax.tick_params(labelsize=11 * k)
+    ax.grid(True, alpha=0.3)
+    fig.legend(loc="outside lower center", ncols=2 if size_px[0] >= 600 else 1, fontsize=11 * k,
+               frameon=False)  # below the axes: never over the data
+    ax.ticklabel_format(style="plain", useOffset=False)
+    _place_note(fig, ax, note, k, [
+        (q, p, 3),  # the curve matters most, then the request and cap lines
+        (np.full(2, requested_kw), np.array(ax.get_ylim()), 1),
+        (np.array(ax.get_xlim()), np.full(2, price_cap), 1),
+    ])
+    return fig
+
+
+# Where the clearing note may go, in points from the clearing point: a supply curve rises to the
+# right, so below-right and above-left of a point on it are usually empty; farther spots are tried
+# when those would leave the axes or cover a line (an infeasible clearing sits at the top right).
+_NOTE_SPOTS = sorted(
+    ((dx, dy) for dx in (30, -30, 0, 90, -90, 180, -180) for dy in (-40, 40, -100, 100, -170, 170, -250, 250)),
+    key=lambda d: (round(math.hypot(*d) / 60), (d[0] > 0) != (d[1] < 0), -d[0], d[1]),
+)
+
+
+def _align(note: Any, dx: float, dy: float) -> None:
+    note.xyann = (dx, dy)
+    note.set_horizontalalignment("left" if dx > 0 else "right" if dx < 0 else "center")
+    note.set_verticalalignment("top" if dy < 0 else "bottom")
+
+
+def _place_note(fig: Any, ax: Any, note: Any, k: float, lines: list[tuple[np.ndarray, np.ndarray, int]]) -> None:
+    """Move the annotation `note` to the nearest of _NOTE_SPOTS where its box stays inside the
+    axes and covers the fewest points of `lines` ((x, y, weight) in data units), so the note
+    neither hides the curve nor runs off the picture. Deterministic: same figure, same choice."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()  # settle the layout: the axes' pixel box and data transform are final now
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    points, weights = [], []
+    for x, y, weight in lines:  # every segment sampled every ~2 px
+        xy = ax.transData.transform(np.column_stack([x, y]))
+        for a, b in zip(xy[:-1], xy[1:]):
+            n = int(min(1000, max(2, np.hypot(*(b - a)) / 2)))
+            points.append(a + (b - a) * np.linspace(0.0, 1.0, n)[:, None])
+            weights.append(np.full(n, weight))
+        points.append(xy)
+        weights.append(np.full(len(xy), weight))
+    pts, w = np.concatenate(points), np.concatenate(weights)
+    best: tuple[Any, ...] | None = None
+    for order, (dx, dy) in enumerate(_NOTE_SPOTS):
+        _align(note, dx * k, dy * k)
+        note.update_positions(renderer)
+        box = Text.get_window_extent(note, renderer).padded(6)  # 6 px: the rounded frame
+        outside = (max(0.0, frame.x0 - box.x0) + max(0.0, box.x1 - frame.x1)
+                   + max(0.0, frame.y0 - box.y0) + max(0.0, box.y1 - frame.y1))
+        inside = (pts[:, 0] >= box.x0) & (pts[:, 0] <= box.x1) & (pts[:, 1] >= box.y0) & (pts[:, 1] <= box.y1)
+        score = (outside > 0, float(w[inside].sum()), outside, order)
+        if best is None or score < best[0]:
+            best = (score, dx * k, dy * k)
+    assert best is not None
+    _align(note, best[1], best[2])
+
+
+def _series(name: str, values: Sequence[float | None], n: int) -> np.ndarray:
+    if len(values) != n:
+        raise ValueError(f"{name} has {len(values)} values for {n} intervals")
+    out = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    if np.any(np.isinf(out)):
+        raise ValueError(f"{name} has an infinite value")
+    return out
+
+
+def _tick_labels(times: Sequence[datetime]) -> list[str]:
+    """HH:MM, with the day added under the first label of each day when the times span days."""
+    if len({t.date() for t in times}) == 1:
+        return [t.strftime("%H:%M") for t in times]
+    labels, last_day = [], None
+    for t in times:
+        labels.append(t.strftime("%H:%M\n%a %d %b") if t.date() != last_day else t.strftime("%H:%M"))
+        last_day = t.date()
+    return labels
+
+
+def requested_vs_delivered_png(
+    times: list[datetime],
+    requested_kw: Sequence[float | None],
+    cleared_kw: Sequence[float | None],
+    delivered_kw: Sequence[float | None],
+    *,
+    title: str,
+    tz: tzinfo | None = None,
+    size_px: tuple[int, int] = DEFAULT_SIZE_PX,
+) -> bytes:
+    """Grouped bars per interval: requested, cleared and delivered (measured) reduction in kW.
+    `times` are the interval starts (timezone-aware); they are labelled in local time — `tz`, or
+    the zone of the first time. A None or NaN value (e.g. not measured yet) draws no bar."""
+    n = len(times)
+    if n == 0:
+        raise ValueError("no intervals to plot: times is empty")
+    if any(t.tzinfo is None or t.utcoffset() is None for t in times):
+        raise ValueError("times must be timezone-aware (they are labelled in local time)")
+    series = {
+        "Requested": (_series("requested_kw", requested_kw, n), "#9e9e9e"),
+        "Cleared (committed by the fleet)": (_series("cleared_kw", cleared_kw, n), "#1f77b4"),
+        "Delivered (measured vs baseline)": (_series("delivered_kw", delivered_kw, n), "#2ca02c"),
+    }
+    zone = tz or times[0].tzinfo
+    local = [t.astimezone(zone) for t in times]
+    zone_name = "/".join(dict.fromkeys(t.tzname() or "local" for t in local))  # "PDT/PST" across a DST change
+
+    fig, ax = _figure(size_px)
+    x = np.arange(n)
+    width = 0.8 / len(series)
+    for i, (label, (values, color)) in enumerate(series.items()):
+        ax.bar(x + (i - 1) * width, np.nan_to_num(values, nan=0.0), width,
+               label=label, color=color, edgecolor="white", linewidth=0.5)
+    delivered = series["Delivered (measured vs baseline)"][0]
+    for i in np.flatnonzero(np.isnan(delivered)):
+        ax.text(x[i] + width, 0, " not measured", rotation=90, ha="center", va="bottom", fontsize=9, color="#555555")
+    step = max(1, math.ceil(n / 12))  # at most ~12 labels, whatever the number of intervals
+    ax.set_xticks(x[::step], _tick_labels(local[::step]))
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xlabel(f"Interval start (local time, {zone_name})", fontsize=13)
+    ax.set_ylabel("Load reduction (kW)", fontsize=13)
+    ax.set_title(_wrap(title, size_px[0], 15), fontsize=15)
+    ax.tick_params(labelsize=11)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.set_xlim(-0.6, n - 0.4)
+    top = np.nanmax([np.nanmax(np.append(v, 0.0)) for v, _ in series.values()])
+    bottom = np.nanmin([np.nanmin(np.append(v, 0.0)) for v, _ in series.values()])
+    span = (top - bottom) or 1.0
+    ax.set_ylim(bottom - 0.03 * span * (bottom < 0), top + 0.22 * span)  # headroom for the legend
+    ax.legend(loc="upper center", ncols=3, fontsize=11, framealpha=0.95)
+    ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+    return _png(fig)
