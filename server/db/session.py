@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +20,7 @@ def make_engine(url: str) -> Engine:
             _private_file(Path(path))
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
@@ -32,6 +33,19 @@ def _private_file(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not path.exists():
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
+IMMEDIATE = "derflex_sqlite_immediate"
+
+
+def _sqlite_begin(conn: Any) -> None:
+    """Session transactions on SQLite take the write lock when they begin (waiting up to the busy
+    timeout for it). pysqlite's own BEGIN is deferred: a transaction that reads and then writes
+    fails at once with "database is locked" when another connection committed in between (its
+    WAL snapshot is stale), which concurrent callbacks, polls and the scheduler make likely.
+    Plain connections (the poll read path, migrations) keep pysqlite's behaviour."""
+    if conn.get_execution_options().get(IMMEDIATE):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 (DB-API connection)
@@ -49,7 +63,8 @@ class Database:
     def __init__(self, url: str):
         self.url = url
         self.engine = make_engine(url)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        bind = self.engine.execution_options(**{IMMEDIATE: True}) if url.startswith("sqlite") else self.engine
+        self._sessions = sessionmaker(bind, expire_on_commit=False)
         changes.install(self._sessions)
 
     @contextmanager
