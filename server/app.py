@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flask import Flask
 
 from server.api import admin, caching, der, errors, sep2
 from server.api import mup
 from server.api import admin_flex, admin_programs
+from server.api import beckn as beckn_api
 from server.bootstrap import tls_files
 from server.config import Settings
 from server.db.session import Database
+from server.jobs.beckn import BecknWorker
+from server.services import beckn_keys
+from server.services.beckn_actions import Provider
+from server.services.beckn_keys import KeyRegistry
 from server.services.runtime import Runtime
 from server.tls import ChainVerifier
 
@@ -31,4 +38,38 @@ def create_app(settings: Settings, db: Database | None = None) -> Flask:
     app.register_blueprint(admin_flex.bp)
     caching.register(app)
     errors.register(app)
+    return app
+
+
+@dataclass
+class BecknFacade:
+    """What the Beckn blueprint needs: the database, who we are, the BAPs' keys, the worker."""
+
+    db: Database
+    provider: Provider
+    keys: KeyRegistry
+    worker: BecknWorker | None = None
+    domains: tuple[str, ...] | None = None
+
+
+def provider_of(settings: Settings) -> Provider:
+    return Provider(bpp_id=settings.beckn_subscriber_id, bpp_uri=settings.beckn_uri,
+                    track_url=f"{settings.beckn_uri}/track")
+
+
+def create_beckn_app(settings: Settings, db: Database | None = None, *, worker: bool = False) -> Flask:
+    """The BPP's app (its own listener: BAPs have no 2030.5 client certificate). With `worker`,
+    a BecknWorker is made (not started: the server starts it after forking)."""
+    app = Flask("derflex.beckn")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False  # every answer of the BPP is ACK or NACK
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    database = db or Database(settings.db_url)
+    provider = provider_of(settings)
+    facade = BecknFacade(database, provider, KeyRegistry(settings), domains=(settings.beckn_domain,))
+    if worker:
+        facade.worker = BecknWorker(database, provider, beckn_keys.signing_key(settings))
+    app.extensions["derflex.beckn"] = facade
+    app.register_blueprint(beckn_api.bp)
+    beckn_api.register_errors(app)
     return app

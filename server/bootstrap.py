@@ -13,7 +13,7 @@ from server.config import Settings
 from server.db import migrate, repo
 from server.db.session import Database
 from server.pki import Credential, DevPKI
-from server.services import admin, edev
+from server.services import admin, beckn_keys, edev
 
 DEMO_PIN = 111115
 
@@ -53,7 +53,18 @@ def prepare(settings: Settings, *, say: Callable[[str], None] = print) -> Databa
     if uses_dev_pki and DevPKI(settings.certs_dir).ensure():
         say(f"created a dev PKI in {settings.certs_dir} (SERCA, MICA, server certificate)")
     _ensure_admin_token(settings, db, say)
+    if settings.beckn_bind:
+        _ensure_beckn_key(settings, say)
     return db
+
+
+def _ensure_beckn_key(settings: Settings, say: Callable[[str], None]) -> None:
+    """Our Ed25519 signing key for the Beckn network (base64 of the 32-byte seed, mode 0600)."""
+    if settings.beckn_key_path.exists():
+        return
+    _write_private(settings.beckn_key_path, beckn_keys.new_private_key_b64() + "\n")
+    say(f"Beckn signing key written to {settings.beckn_key_path} (mode 0600); `derflex beckn keys` "
+        "prints what to register")
 
 
 def _ensure_admin_token(settings: Settings, db: Database, say: Callable[[str], None]) -> None:

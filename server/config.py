@@ -47,6 +47,15 @@ class Settings:
     # Run the flexibility scheduler in the server's workers (exactly one of them leads).
     scheduler: bool = True
     scheduler_reconcile_seconds: int = 30
+    # The Beckn BPP: its own listener (plain HTTP: put it behind a TLS proxy on a real network;
+    # BAPs have no 2030.5 client certificate), our identity on the network, and the registry that
+    # holds the BAPs' keys: a v1 registry's URL, or "" for the file <home>/var/beckn-registry.json.
+    beckn_bind: str = "127.0.0.1:8081"  # "" switches the facade off
+    beckn_subscriber_id: str = "bpp.derflex.local"
+    beckn_subscriber_uri: str = ""  # default: http://<beckn_bind>/beckn
+    beckn_unique_key_id: str = "k1"
+    beckn_registry_url: str = ""
+    beckn_domain: str = "deg:demand-flexibility"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -76,6 +85,18 @@ class Settings:
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def beckn_uri(self) -> str:
+        return self.beckn_subscriber_uri or f"http://{self.beckn_bind}/beckn"
+
+    @property
+    def beckn_key_path(self) -> Path:
+        return self.home / "var" / "beckn-signing.key"
+
+    @property
+    def beckn_registry_path(self) -> Path:
+        return self.home / "var" / "beckn-registry.json"
 
     @property
     def admin_token_path(self) -> Path:

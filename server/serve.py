@@ -8,6 +8,8 @@ listens on plain HTTP and trusts the certificate header only from configured pro
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import ssl
 from typing import Any
 
@@ -75,11 +77,24 @@ def _start_scheduler(settings: Settings) -> Any:
         from server.db.session import Database
         from server.jobs.scheduler import FlexScheduler
 
-        sched = FlexScheduler(Database(settings.db_url), reconcile_seconds=settings.scheduler_reconcile_seconds)
+        db = Database(settings.db_url)
+        sched = FlexScheduler(db, reconcile_seconds=settings.scheduler_reconcile_seconds,
+                              on_published=_beckn_push(settings, db) if settings.beckn_bind else None)
         sched.start()
         _SCHEDULERS.append(sched)
 
     return post_worker_init
+
+
+def _beckn_push(settings: Settings, db: Any) -> Any:
+    """After a publish: an unsolicited on_status to the BAP of every active order of the program."""
+    import time
+
+    from server.app import provider_of
+    from server.services import beckn
+
+    provider = provider_of(settings)
+    return lambda outcome: beckn.push_program_status(db, outcome["program_id"], provider, time.time())
 
 
 def _stop_scheduler(_server: Any, _worker: Any) -> None:
@@ -104,5 +119,91 @@ def _context_hook(settings: Settings) -> Any:
     return ssl_context
 
 
+class BecknServer(BaseApplication):  # type: ignore[misc]
+    """The BPP on its own listener (plain HTTP; a TLS proxy in front on a real network), one
+    gthread worker process with its BecknWorker started after the fork."""
+
+    def __init__(self, settings: Settings, *, access_log: bool = False):
+        self.settings = settings
+        self.access_log = access_log
+        super().__init__()
+
+    def load_config(self) -> None:
+        s = self.settings
+        options: dict[str, Any] = {
+            "bind": [s.beckn_bind], "workers": 1, "worker_class": "gthread", "threads": s.threads,
+            "keepalive": 75, "timeout": 60, "graceful_timeout": 10, "proc_name": "derflex-beckn",
+            "control_socket_disable": True, "accesslog": "-" if self.access_log else None,
+            "errorlog": "-", "loglevel": "info",
+            "post_worker_init": _start_beckn_worker, "worker_exit": _stop_beckn_worker,
+        }
+        for key, value in options.items():
+            if value is not None:
+                self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from server.app import create_beckn_app
+
+        app = create_beckn_app(self.settings, worker=True)
+        _BECKN_APPS.append(app)
+        return app
+
+
+_BECKN_APPS: list[Any] = []
+
+
+def _start_beckn_worker(_worker: Any) -> None:
+    for app in _BECKN_APPS:
+        app.extensions["derflex.beckn"].worker.start()
+
+
+def _stop_beckn_worker(_server: Any, _worker: Any) -> None:
+    for app in _BECKN_APPS:
+        app.extensions["derflex.beckn"].worker.stop()
+
+
+def _follow_parent(parent: int) -> None:
+    """Stop this process (gracefully) when the process that forked it is gone, however it died:
+    a BPP left behind would keep its port and serve a database nobody else looks after."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="follow-parent", daemon=True).start()
+
+
 def run(settings: Settings, *, access_log: bool = False) -> None:
-    DerflexServer(settings, access_log=access_log).run()
+    """Serve 2030.5 (this process's gunicorn) and, unless switched off, the BPP (a forked child
+    with a gunicorn of its own: its listener takes no client certificates)."""
+    parent = os.getpid()
+    child = 0
+    if settings.beckn_bind:
+        child = os.fork()
+        if child == 0:  # the BPP: serve until told to stop, then leave without the parent's cleanup
+            code = 0
+            _follow_parent(parent)
+            try:
+                BecknServer(settings, access_log=access_log).run()
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:
+                log.exception("the Beckn BPP stopped")
+                code = 1
+            finally:
+                os._exit(code)
+        log.info("Beckn BPP listening on http://%s/beckn (pid %s)", settings.beckn_bind, child)
+    try:
+        DerflexServer(settings, access_log=access_log).run()
+    finally:
+        # gunicorn's workers are forked from this process too and unwind through here: only the
+        # process that made the BPP stops it
+        if child and os.getpid() == parent:
+            try:
+                os.kill(child, signal.SIGTERM)
+                os.waitpid(child, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass

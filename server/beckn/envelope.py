@@ -24,6 +24,8 @@ from server.beckn.context import META_ACTIONS, Context, parse_context
 from server.beckn.errors import BecknError, ErrorCode
 
 MAX_ERROR_MESSAGE_CHARS = 500
+#: Callbacks whose official schema requires `message` even beside an error: it is sent empty.
+MESSAGE_REQUIRED = frozenset({"on_rating"})
 
 
 class EnvelopeError(BecknError):
@@ -86,6 +88,8 @@ def callback_body(context: Context, message: dict[str, Any] | None = None,
                   error: dict[str, Any] | None = None) -> dict[str, Any]:
     """The body of a callback: its context, its message (when there is one) and an optional error."""
     out: dict[str, Any] = {"context": context.to_json()}
+    if message is None and error is not None and context.action in MESSAGE_REQUIRED:
+        message = {}
     if message is not None:
         out["message"] = message
     if error is not None:

@@ -51,8 +51,12 @@ def parse_timestamp(text: str) -> datetime:
         value = datetime(year, month, day, hour, minute, 59 if leap else second, micro, tzinfo=tz)
     except ValueError as exc:
         raise ValueError(f"{text[:40]!r} is not a valid date-time: {exc}") from None
-    if leap:
-        value = value.replace(microsecond=0) + timedelta(seconds=1)
+    try:
+        if leap:
+            value = value.replace(microsecond=0) + timedelta(seconds=1)
+        value.astimezone(timezone.utc)  # every time we handle must have a UTC form
+    except OverflowError:
+        raise ValueError(f"{text[:40]!r} is outside the years 1…9999 in UTC") from None
     return value
 
 

@@ -57,7 +57,8 @@ class FlexScheduler:
 
     def __init__(self, db: Database, *, holder: str | None = None, clock: Callable[[], float] = time.time,
                  reconcile_seconds: float = 30.0, horizon_days: int = 7,
-                 lease_seconds: float = LEASE_SECONDS, name: str = "scheduler"):
+                 lease_seconds: float = LEASE_SECONDS, name: str = "scheduler",
+                 on_published: Callable[[dict[str, Any]], None] | None = None):
         self.db = db
         self.clock = clock
         self.reconcile_seconds = reconcile_seconds
@@ -70,6 +71,7 @@ class FlexScheduler:
         self._aps: Any = None
         self._lock = threading.Lock()
         self.outcomes: list[dict[str, Any]] = []  # what this process published (most recent last)
+        self.on_published = on_published  # told of every publish (the Beckn facade pushes on_status)
 
     # ------------------------------------------------------------------------- lifecycle
     @property
@@ -174,4 +176,9 @@ class FlexScheduler:
             log.info("scheduler: %s", outcome.get("summary", outcome))
             self.outcomes.append(outcome)
             del self.outcomes[:-100]
+            if self.on_published is not None and outcome.get("action") in ("publish", "republish"):
+                try:
+                    self.on_published(outcome)
+                except Exception:  # telling others must never undo or repeat a publish
+                    log.exception("scheduler: after-publish hook failed for %s", window_key)
         return outcome

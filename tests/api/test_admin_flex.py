@@ -80,6 +80,20 @@ def device_programs(client_for, cred, device: int) -> list[str]:  # noqa: ANN001
     return [p.mrid for p in codec.parse(resp.data, DERProgramList).der_programs]
 
 
+@pytest.fixture
+def device_clock(app, monkeypatch):  # noqa: ANN001, ANN201
+    """Set the 2030.5 side's clock: a window published at its (future) publishing time is seen by
+    devices from then on, not before (events are not listed before their creation time)."""
+    import server.api.sep2 as views
+
+    def set_to(t: int) -> None:
+        monkeypatch.setattr(views, "now", lambda: t)
+        monkeypatch.setattr(views, "now_exact", lambda: float(t))
+        app.extensions["derflex"].clock = lambda: float(t)
+
+    return set_to
+
+
 def device_controls(client_for, cred, device: int, der_program: int) -> list:  # noqa: ANN001
     resp = client_for(cred).get(f"/edev/{device}/derp/{der_program}/derc?l=100")
     assert resp.status_code == 200, resp.data
@@ -643,11 +657,12 @@ def publish(database, operator, world) -> dict:  # noqa: ANN001
     return ok(operator("GET", f"{world['p']}/windows/{w['key']}"))
 
 
-def test_a_published_window_shows_its_clearing_and_the_devices_their_controls(operator, enrolled, database, cast, client_for) -> None:  # noqa: ANN001
+def test_a_published_window_shows_its_clearing_and_the_devices_their_controls(operator, enrolled, database, cast, client_for, device_clock) -> None:  # noqa: ANN001
     from server.services import dispatch
 
     ok(operator("PATCH", enrolled["p"], json={"requested_kw": 8}))
     view = publish(database, operator, enrolled)
+    device_clock(epoch(view["publish_at"]) + 1)
     assert (view["state"], view["revision"]) == ("published", 1) and view["published"] == view["publish_at"]
     [iv] = view["intervals"]
     assert (iv["price"], iv["quantity_kw"], iv["feasible"], iv["devices"]) == (pytest.approx(0.2), pytest.approx(8), True, 2)
@@ -667,8 +682,9 @@ def test_a_published_window_shows_its_clearing_and_the_devices_their_controls(op
     assert ok(operator("GET", f"{enrolled['p']}/windows/{view['key']}")) == view
 
 
-def test_cancelling_a_published_window_cancels_its_controls(operator, enrolled, database, cast, client_for) -> None:  # noqa: ANN001
+def test_cancelling_a_published_window_cancels_its_controls(operator, enrolled, database, cast, client_for, device_clock) -> None:  # noqa: ANN001
     view = publish(database, operator, enrolled)
+    device_clock(epoch(view["publish_at"]) + 1)
     ok(operator("POST", f"{enrolled['p']}/windows/{view['key']}/cancel"))
     der = enrolled["program"]["der_program_id"]
     for who, device in (("owner", enrolled["ev"]), ("other", enrolled["battery"])):  # 2: cancelled

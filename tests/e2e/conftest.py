@@ -29,6 +29,7 @@ class RunningServer:
     port: int
     home: Path
     log: Path
+    beckn_port: int = 0
 
     @property
     def pki(self) -> DevPKI:
@@ -37,6 +38,9 @@ class RunningServer:
 
 def start_server(home: Path, *args: str, env: dict[str, str] | None = None) -> RunningServer:
     port = free_port()
+    # every server its own BPP listener (unless the test fixes one), so servers never collide
+    env = {"DERFLEX_BECKN_BIND": f"127.0.0.1:{free_port()}", **(env or {})}
+    beckn_port = int(env["DERFLEX_BECKN_BIND"].rsplit(":", 1)[1]) if env["DERFLEX_BECKN_BIND"] else 0
     log = home / "server.log"
     cmd = [sys.executable, "-m", "server.cli", "--home", str(home), "serve", "--bind", f"127.0.0.1:{port}", *args]
     with log.open("wb") as out:
@@ -49,7 +53,7 @@ def start_server(home: Path, *args: str, env: dict[str, str] | None = None) -> R
             raise AssertionError(f"server exited with {proc.returncode}:\n{log.read_text()}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return RunningServer(proc, port, home, log)
+                return RunningServer(proc, port, home, log, beckn_port)
         except OSError:
             time.sleep(0.1)
     proc.kill()

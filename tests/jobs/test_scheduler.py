@@ -148,3 +148,20 @@ def _advisory_holders(database) -> int:  # noqa: ANN001
     with database.engine.connect() as c:
         return int(c.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
                                   "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).scalar())
+
+
+def test_after_each_publish_the_hook_is_told_once_and_its_failure_changes_nothing(world, database) -> None:  # noqa: ANN001, F811
+    """How the Beckn facade learns to push on_status: once per publish, never for a miss, and a
+    failing hook neither undoes nor repeats the publish."""
+    told = []
+
+    def hook(outcome: dict) -> None:
+        told.append((outcome["action"], outcome["window"]))
+        raise RuntimeError("the BAP side is down")
+
+    clock = Clock(PUBLISH_AT)
+    sched = FlexScheduler(database, clock=clock, on_published=hook)
+    (out,) = sched.reconcile()
+    assert out["action"] == "publish" and told == [("publish", KEY)]
+    assert sched.reconcile() == [] and told == [("publish", KEY)]
+    assert len(events(database, world["der_program"])) == 6

@@ -1,0 +1,78 @@
+"""`derflex beckn …`: the BPP's identity on a Beckn network and the BAPs it trusts.
+
+`keys` prints the registry entry to register for our signing key (made on first run);
+`trust` adds BAP entries to the embedded file registry (the default when no registry URL is set);
+`outbox` shows where callbacks stand.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+
+import click
+
+from server.cli import Context, _prepare_quiet, pass_ctx
+
+
+@click.group("beckn")
+def beckn_group() -> None:
+    """The Beckn BPP facade: our keys, trusted BAPs, callbacks."""
+
+
+@beckn_group.command("keys")
+@pass_ctx
+def keys(ctx: Context) -> None:
+    """Print our registry entry (subscriber id, key id, public signing key, callback URI).
+
+    Register it with the network's registry, or give it to a BAP that uses a file registry.
+    The private key stays in <home>/var/beckn-signing.key (made on the first start)."""
+    from server.bootstrap import prepare
+    from server.beckn.registry import subscriber_json
+    from server.services import beckn_keys
+
+    settings = ctx.settings()
+    if not settings.beckn_bind:
+        raise click.ClickException("the Beckn facade is switched off (DERFLEX_BECKN_BIND is empty)")
+    prepare(settings, say=lambda m: click.echo(m, err=True)).dispose()
+    entry = beckn_keys.our_entry(settings, datetime.now(timezone.utc))
+    click.echo(json.dumps(subscriber_json(entry), indent=2))
+
+
+@beckn_group.command("trust")
+@click.argument("source", type=click.File("r"))
+@pass_ctx
+def trust(ctx: Context, source: click.utils.LazyFile) -> None:
+    """Add BAP entries (v1 Subscription objects: a JSON object, a list, or {"subscribers": [...]})
+    from SOURCE ('-' for standard input) to the file registry <home>/var/beckn-registry.json."""
+    from server.beckn.registry import RegistryError, parse_subscribers
+    from server.services import beckn_keys
+
+    settings = ctx.settings()
+    try:
+        doc = json.load(source)
+        entries = parse_subscribers([doc] if isinstance(doc, dict) and "subscribers" not in doc else doc)
+    except (ValueError, RegistryError) as exc:
+        raise click.ClickException(f"{getattr(source, 'name', 'SOURCE')}: {exc}") from None
+    for entry in entries:
+        beckn_keys.add_to_file_registry(settings, entry)
+        click.echo(f"trusted {entry.type} {entry.subscriber_id} key {entry.unique_key_id}")
+
+
+@beckn_group.command("outbox")
+@pass_ctx
+def outbox(ctx: Context) -> None:
+    """Callbacks by state: pending (being retried), delivered, expired (the BAP never took them)."""
+    from server.services import beckn
+
+    db = _prepare_quiet(ctx.settings())
+    try:
+        counts = beckn.pending_counts(db)
+    finally:
+        db.dispose()
+    for state in ("pending", "delivered", "expired"):
+        click.echo(f"{state:10} {counts.get(state, 0)}")
+    if not counts:
+        click.echo("(no callbacks yet)", err=True)
+    sys.stdout.flush()

@@ -1,0 +1,105 @@
+"""The Beckn worker: answers stored requests into the outbox and delivers the outbox, in
+background threads of a server process.
+
+Every process that serves the BPP runs one; they share the work through the database (each row is
+claimed with one conditional UPDATE), so several processes neither lose nor double a callback.
+A request is processed the moment it is stored (`wake`), and everything left over — a restart,
+another process's crash — within `poll_s`. Deliveries run on a small thread pool so one slow BAP
+does not hold the others up; every HTTP call has a timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from server.beckn.signing import SigningKey
+from server.db import beckn as store
+from server.db.session import Database
+from server.services import beckn
+from server.services.beckn_actions import Provider
+
+log = logging.getLogger("derflex.beckn")
+SEND_TIMEOUT_S = 5.0
+MAX_ANSWER_BYTES = 65_536
+
+
+def http_post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    """POST and return (status, the first 64 KiB of the answer); OSError on network failures."""
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=SEND_TIMEOUT_S) as resp:  # noqa: S310 (the BAP's URI)
+            return resp.status, resp.read(MAX_ANSWER_BYTES)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(MAX_ANSWER_BYTES)
+
+
+class BecknWorker:
+    def __init__(self, db: Database, provider: Provider, key: SigningKey, *, send: beckn.Sender = http_post,
+                 clock: Callable[[], float] = time.time, senders: int = 4, poll_s: float = 0.5):
+        self.db, self.provider, self.key, self.send, self.clock = db, provider, key, send, clock
+        self.poll_s = poll_s
+        self._pool = ThreadPoolExecutor(senders, thread_name_prefix="beckn-send")
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sending: set[int] = set()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="beckn-worker", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def run_once(self) -> None:
+        """Process what was received, then hand what is due to the senders."""
+        now = self.clock()
+        with self.db.transaction() as s:
+            received = store.received_ids(s, now)
+        for inbox_id in received:
+            try:
+                beckn.process(self.db, inbox_id, self.clock(), self.provider)
+            except Exception:  # one bad row must not stop the others; it is retried after its claim
+                log.exception("beckn: processing request %s failed", inbox_id)
+        for delivery in beckn.claim_due(self.db, self.clock()):
+            with self._lock:
+                self._sending.add(delivery.id)
+            self._pool.submit(self._deliver, delivery)
+
+    def _deliver(self, delivery: beckn.Delivery) -> None:
+        try:
+            state = beckn.deliver_once(self.db, delivery, self.key, self.send, self.clock)
+            if state != "delivered":
+                log.info("beckn: callback %s to %s: %s", delivery.id, delivery.url, state)
+        except Exception:
+            log.exception("beckn: delivering callback %s failed", delivery.id)
+        finally:
+            with self._lock:
+                self._sending.discard(delivery.id)
+            self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("beckn: worker pass failed")
+            self._wake.wait(self.poll_s)
+            self._wake.clear()

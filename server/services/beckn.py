@@ -1,0 +1,250 @@
+"""The BPP's message pipeline: receive (verify, validate, de-duplicate, store, ACK), process
+(answer each stored request into the outbox), deliver (the outbox's state changes; the HTTP is the
+worker's), and unsolicited pushes.
+
+receive, in this order, each refusal answered at once and never followed by a callback:
+  1. the body is bounded JSON (400 NACK 30000 otherwise);
+  2. the Authorization signature verifies over the raw bytes, with the key of the keyId's
+     subscriber from the registry, and that subscriber is the context's bap_id (401 NACK +
+     WWW-Authenticate otherwise);
+  3. the context is valid for this endpoint (action, version 1.1.0, our bpp_id, bap_uri, ids,
+     timestamp, ttl not elapsed) and `message` is an object (400 NACK with the failing path);
+  4. (bap_id, action, message_id) is new: the raw request is stored; a repeat is ACKed again and
+     changes nothing (no second callback);
+  5. 200 ACK.
+process turns a stored request into its callback in one transaction: the action's answer (or its
+business error, inside the callback with the v1 code) goes to the outbox, the request is marked
+processed. A crash before the commit leaves it received, and it is processed again.
+Outbox rows are retried with backoff (1, 2, 4 … 60 s) on a network error, a non-2xx answer or a
+NACK, until the request's deadline (timestamp + ttl, at most a day); then they are marked expired.
+After step 3 the signer must be registered as a BAP and bap_uri lie under its registered URL (401).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from server.beckn import signing
+from server.beckn.codec import parse_json
+from server.beckn.context import BPP_ACTIONS, callback_context, context_from_json, unsolicited_context
+from server.beckn.envelope import Request, ack, callback_body, error_object, nack, nack_for, parse_request, render
+from server.beckn.errors import BecknError, ErrorCode
+from server.beckn.timefmt import parse_duration
+from server.db import beckn as store
+from server.db.session import Database
+from server.services import beckn_actions
+
+CLAIM_S = 30.0
+MAX_BACKOFF_S = 60.0
+PUSH_TTL = "PT1H"  # how long an unsolicited push is worth delivering
+MAX_DELIVERY_S = 86_400.0  # a callback is retried at most a day, whatever TTL the request asked for
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The synchronous HTTP answer: status, JSON body, extra headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _utc(t: float) -> datetime:
+    return datetime.fromtimestamp(t, timezone.utc)
+
+
+def receive(db: Database, action: str, raw: bytes, authorization: str | None, now: float,
+            provider: beckn_actions.Provider, key_lookup: signing.KeyLookup, *, domains: Any = None) -> Answer:
+    """Steps 1–5 of the module docstring for one request to `{bpp_uri}/{action}`."""
+    if action not in BPP_ACTIONS:
+        return Answer(404, nack(ErrorCode.ACTION_NOT_APPLICABLE, f"{action!r} is not an action of this BPP"))
+    when = _utc(now)
+    try:
+        doc = parse_json(raw)
+    except BecknError as exc:
+        return Answer(400, nack_for(exc))
+    ctx = doc.get("context")
+    bap_id = ctx.get("bap_id") if isinstance(ctx, dict) else None
+    if not isinstance(bap_id, str) or not bap_id:
+        return Answer(400, nack(ErrorCode.INVALID_REQUEST, "context.bap_id is missing", "context.bap_id"))
+    try:
+        params = signing.verify(authorization, raw, now=when, key_lookup=key_lookup, expected_subscriber=bap_id)
+    except signing.SignatureError as exc:
+        return Answer(401, nack(ErrorCode.INVALID_REQUEST, f"signature refused: {exc}"),
+                      {"WWW-Authenticate": signing.www_authenticate(provider.bpp_id)})
+    try:
+        request = parse_request(raw, action=action, bpp_id=provider.bpp_id, now=when, domains=domains)
+    except BecknError as exc:
+        return Answer(400, nack_for(exc))
+    refusal = _registered_as_bap(key_lookup, params, request.context.bap_uri)
+    if refusal is not None:
+        return Answer(401, nack(ErrorCode.INVALID_REQUEST, refusal),
+                      {"WWW-Authenticate": signing.www_authenticate(provider.bpp_id)})
+    c = request.context
+    try:
+        with db.transaction() as s:
+            if store.inbox_message(s, c.bap_id, action, c.message_id) is None:
+                s.add(store.BecknInbox(bap_id=c.bap_id, action=action, message_id=c.message_id,
+                                       transaction_id=c.transaction_id, body=raw, received_time=now,
+                                       state="received", claimed_until=0.0))
+    except IntegrityError:
+        pass  # the same message_id at the same moment from two threads: the other one stored it
+    return Answer(200, ack())
+
+
+def _registered_as_bap(key_lookup: Any, params: signing.SignatureParams, bap_uri: str) -> str | None:
+    """The signer must be registered as a BAP, and callbacks go only under its registered URL:
+    otherwise any subscriber could make us POST signed messages to any address."""
+    lookup = getattr(key_lookup, "lookup", None)
+    entry = lookup(params.subscriber_id, params.unique_key_id) if lookup is not None else None
+    if entry is None:
+        return None  # a plain key function (tests, embedded use) knows keys only
+    if entry.type != "BAP":
+        return f"{params.subscriber_id} is registered as a {entry.type}, not a BAP"
+    if entry.url and not (bap_uri == entry.url or bap_uri.startswith(entry.url.rstrip("/") + "/")):
+        return f"context.bap_uri is not under {params.subscriber_id}'s registered URL {entry.url}"
+    return None
+
+
+def process(db: Database, inbox_id: int, now: float, provider: beckn_actions.Provider) -> bool:
+    """Answer one stored request into the outbox; False when another worker has it."""
+    with db.transaction() as s:
+        if not store.claim(s, store.BecknInbox, inbox_id, now, CLAIM_S, due=store.BecknInbox.state == "received"):
+            return False
+    with db.transaction() as s:
+        row = s.get(store.BecknInbox, inbox_id)
+        if row is None or row.state != "received":
+            return False
+        doc = json.loads(row.body)
+        request = Request(context_from_json(doc["context"], action=row.action), doc.get("message") or {})
+        message: dict[str, Any] | None
+        error = None
+        try:
+            with s.begin_nested():
+                message = beckn_actions.handle(s, request, provider, int(now))
+        except BecknError as exc:
+            message, error = None, error_object(exc.code, exc.message, exc.path)
+        ctx = callback_context(request.context, now=_utc(now), bpp_id=provider.bpp_id, bpp_uri=provider.bpp_uri)
+        deadline = request.context.deadline()
+        until = min(deadline.timestamp() if deadline else now + 3600, now + MAX_DELIVERY_S)
+        _enqueue(s, ctx, callback_body(ctx, message, error), now, until, inbox_id=row.id)
+        row.state = "processed"
+        row.processed_time = now
+    return True
+
+
+def _enqueue(s: Session, ctx: Any, body: dict[str, Any], now: float, deadline: float, *, inbox_id: int | None = None) -> None:
+    url = ctx.bap_uri.rstrip("/") + "/" + ctx.action
+    s.add(store.BecknOutbox(inbox_id=inbox_id, action=ctx.action, url=url, bap_id=ctx.bap_id,
+                            message_id=ctx.message_id, transaction_id=ctx.transaction_id, body=render(body),
+                            state="pending", attempts=0, next_attempt_at=now, claimed_until=0.0,
+                            deadline=deadline, created_time=now))
+
+
+def push_order_status(s: Session, order: store.BecknOrder, provider: beckn_actions.Provider, now: float) -> None:
+    """An unsolicited on_status for an order (a new message_id in its transaction)."""
+    previous = context_from_json(json.loads(order.context))
+    ctx = unsolicited_context(previous, action="on_status", message_id=str(uuid.uuid4()), now=_utc(now),
+                              bpp_id=provider.bpp_id, bpp_uri=provider.bpp_uri, ttl=parse_duration(PUSH_TTL))
+    message = beckn_actions.order_status_message(s, order, provider, int(now))
+    _enqueue(s, ctx, callback_body(ctx, message), now, now + 3600)
+
+
+def push_program_status(db: Database, program_id: int, provider: beckn_actions.Provider, now: float) -> int:
+    """Tell the BAP of every active order of a program where its devices stand (after a publish)."""
+    with db.transaction() as s:
+        orders = store.orders_of_program(s, program_id, ("active",))
+        for order in orders:
+            push_order_status(s, order, provider, now)
+        return len(orders)
+
+
+# ------------------------------------------------------------------------------ delivery
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    url: str
+    body: bytes
+
+
+def claim_due(db: Database, now: float, limit: int = 50) -> list[Delivery]:
+    """Outbox rows due now, each claimed for CLAIM_S so no other worker sends it meanwhile."""
+    out = []
+    with db.transaction() as s:
+        ids = store.due_outbox_ids(s, now, limit)
+    for row_id in ids:
+        with db.transaction() as s:
+            if store.claim(s, store.BecknOutbox, row_id, now, CLAIM_S, due=store.BecknOutbox.state == "pending"):
+                row = s.get(store.BecknOutbox, row_id)
+                if row is not None:
+                    out.append(Delivery(row.id, row.url, row.body))
+    return out
+
+
+def record_attempt(db: Database, delivery_id: int, now: float, error: str | None) -> str:
+    """The outcome of one attempt: delivered, or retried later with backoff, or expired."""
+    with db.transaction() as s:
+        row = s.get(store.BecknOutbox, delivery_id)
+        if row is None:
+            return "gone"
+        row.attempts += 1
+        row.claimed_until = 0.0
+        if error is None:
+            row.state, row.delivered_time, row.last_error = "delivered", now, None
+            return row.state
+        row.last_error = error[:500]
+        retry_at = now + min(MAX_BACKOFF_S, 2.0 ** (row.attempts - 1))
+        if retry_at > row.deadline:
+            row.state = "expired"
+        else:
+            row.next_attempt_at = retry_at
+        return row.state
+
+
+def judge(status: int, body: bytes) -> str | None:
+    """None when the BAP took the callback (2xx and an ACK); else why not."""
+    if not 200 <= status < 300:
+        return f"HTTP {status}"
+    try:
+        answer = json.loads(body or b"{}")
+        if answer.get("message", {}).get("ack", {}).get("status") == "NACK":
+            return "NACK: " + json.dumps(answer.get("error"))[:300]
+    except (ValueError, AttributeError):
+        return "the answer is not an ACK"
+    return None
+
+
+Sender = Callable[[str, bytes, dict[str, str]], tuple[int, bytes]]
+
+
+def deliver_once(db: Database, delivery: Delivery, key: signing.SigningKey, send: Sender, now: Callable[[], float]) -> str:
+    """Sign the stored bytes now, send them, record the outcome."""
+    t = now()
+    headers = {"Content-Type": "application/json",
+               "Authorization": signing.authorization_header(delivery.body, key, now=_utc(t), ttl_s=60)}
+    try:
+        status, body = send(delivery.url, delivery.body, headers)
+        error = judge(status, body)
+    except OSError as exc:
+        error = f"network: {exc}"
+    return record_attempt(db, delivery.id, now(), error)
+
+
+def pending_counts(db: Database) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    with db.transaction() as s:
+        rows = s.execute(select(store.BecknOutbox.state, func.count()).group_by(store.BecknOutbox.state)).all()
+    return {state: n for state, n in rows}
+
+
