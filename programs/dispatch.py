@@ -198,11 +198,16 @@ def _need(rating: tuple[float, str] | None, kind: DeviceKind, names: str, why: s
 
 
 def _fixed_w(kind: DeviceKind, power_kw: float, rating: tuple[float, str]) -> ControlPlan:
+    return _percent_plan(kind, MODE_FIXED_W, power_kw, rating)
+
+
+def _percent_plan(kind: DeviceKind, mode: str, power_kw: float, rating: tuple[float, str]) -> ControlPlan:
+    """A control in hundredths of a percent of `rating` (opModFixedW, opModMaxLimW)."""
     den_w, name = rating
     value, clamped = percent_hundredths(power_kw, den_w)
     return ControlPlan(
         kind=kind,
-        mode=MODE_FIXED_W,
+        mode=mode,
         value=value,
         multiplier=None,
         commanded_kw=_hundredths_to_kw(value, den_w),
@@ -240,18 +245,8 @@ def _pv(power_kw: float, r: ControlRatings) -> ControlPlan:
     kind = DeviceKind.PV
     if power_kw <= 0:
         return _zero(kind, MODE_MAX_LIM_W, clamped=power_kw < 0)
-    den_w, name = _need(r.max_w(), kind, "setMaxW or rtgMaxW", "a generation limit")
-    value, clamped = percent_hundredths(power_kw, den_w)
-    return ControlPlan(
-        kind=kind,
-        mode=MODE_MAX_LIM_W,
-        value=value,
-        multiplier=None,
-        commanded_kw=_hundredths_to_kw(value, den_w),
-        clamped=clamped,
-        basis=name,
-        basis_w=den_w,
-    )
+    return _percent_plan(kind, MODE_MAX_LIM_W, power_kw,
+                         _need(r.max_w(), kind, "setMaxW or rtgMaxW", "a generation limit"))
 
 
 def active_power(watts_milli: int) -> tuple[int, int]:
