@@ -103,6 +103,18 @@ def claim(session: Session, model: Any, row_id: int, now: float, lease_s: float,
     return (session.execute(stmt.values(claimed_until=now + lease_s)).rowcount or 0) == 1
 
 
+def claim_many(session: Session, ids: Sequence[int], now: float, lease_s: float) -> Sequence[Any]:
+    """Claim the outbox rows among `ids` still pending and unclaimed (one UPDATE … RETURNING);
+    (id, url, body) of each row this worker now holds."""
+    if not ids:
+        return []
+    stmt = (update(BecknOutbox)
+            .where(BecknOutbox.id.in_(list(ids)), BecknOutbox.state == "pending", BecknOutbox.claimed_until <= now)
+            .values(claimed_until=now + lease_s)
+            .returning(BecknOutbox.id, BecknOutbox.url, BecknOutbox.body))
+    return sorted(session.execute(stmt).all())
+
+
 def received_ids(session: Session, now: float, limit: int = 100) -> Sequence[int]:
     return session.scalars(select(BecknInbox.id).where(
         BecknInbox.state == "received", BecknInbox.claimed_until <= now).order_by(BecknInbox.id).limit(limit)).all()

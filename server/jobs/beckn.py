@@ -93,7 +93,6 @@ class BecknWorker:
         finally:
             with self._lock:
                 self._sending.discard(delivery.id)
-            self._wake.set()
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -115,11 +115,14 @@ def _registered_as_bap(key_lookup: Any, params: signing.SignatureParams, bap_uri
 
 
 def process(db: Database, inbox_id: int, now: float, provider: beckn_actions.Provider) -> bool:
-    """Answer one stored request into the outbox; False when another worker has it."""
+    """Answer one stored request into the outbox; False when another worker has it or had it.
+
+    One transaction: the claim (a conditional UPDATE, which a concurrent worker's UPDATE waits
+    on and then finds processed), the answer, the outbox row and the state change commit
+    together, or none of them does and the request is taken again later."""
     with db.transaction() as s:
         if not store.claim(s, store.BecknInbox, inbox_id, now, CLAIM_S, due=store.BecknInbox.state == "received"):
             return False
-    with db.transaction() as s:
         row = s.get(store.BecknInbox, inbox_id)
         if row is None or row.state != "received":
             return False
@@ -179,16 +182,9 @@ class Delivery:
 
 def claim_due(db: Database, now: float, limit: int = 50) -> list[Delivery]:
     """Outbox rows due now, each claimed for CLAIM_S so no other worker sends it meanwhile."""
-    out = []
     with db.transaction() as s:
         ids = store.due_outbox_ids(s, now, limit)
-    for row_id in ids:
-        with db.transaction() as s:
-            if store.claim(s, store.BecknOutbox, row_id, now, CLAIM_S, due=store.BecknOutbox.state == "pending"):
-                row = s.get(store.BecknOutbox, row_id)
-                if row is not None:
-                    out.append(Delivery(row.id, row.url, row.body))
-    return out
+        return [Delivery(*r) for r in store.claim_many(s, ids, now, CLAIM_S)]
 
 
 def record_attempt(db: Database, delivery_id: int, now: float, error: str | None) -> str:
