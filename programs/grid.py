@@ -292,6 +292,8 @@ def clear_with_grid(book: CurveBook, nodes: np.ndarray, tree: GridTree, requeste
     if n and (nodes.min() < -1 or nodes.max() >= len(tree)):
         raise ValueError("nodes holds an index that is not a node of the tree")
     Q, cap = float(requested_kw), float(price_cap)
+    if not (math.isfinite(Q) and math.isfinite(cap)):
+        raise ValueError("requested_kw and price_cap must be finite")
     shift = np.where(nodes >= 0, tree.adders[np.maximum(nodes, 0)] if len(tree) else 0.0, 0.0)
     limited = [i for i, nd in enumerate(tree.nodes) if nd.limited]
     system = book.take(np.arange(n), shift) if np.any(shift) else book

@@ -2,7 +2,8 @@
 enrollment of devices in a program), ratings.
 
 * `BecknInbox`: every accepted request, raw, unique per (bap_id, action, message_id): a repeat is
-  recognised and changes nothing. State: received → processed (its callback is in the outbox).
+  recognised and changes nothing. State: received → processed (its callback is in the outbox), or
+  failed after three crashed attempts (an error callback is sent instead).
 * `BecknOutbox`: every callback and unsolicited push, as the exact JSON to send; delivered with
   retries until its deadline (the request's TTL), so a restart loses none. State: pending →
   delivered | expired; a worker claims a row by moving `claimed_until` forward.
@@ -34,7 +35,8 @@ class BecknInbox(Base):
     transaction_id: Mapped[str] = mapped_column(String(255))
     body: Mapped[bytes] = mapped_column(LargeBinary)  # the raw bytes that were signed
     received_time: Mapped[float] = mapped_column(Float)
-    state: Mapped[str] = mapped_column(String(16))  # received | processed
+    state: Mapped[str] = mapped_column(String(16))  # received | processed | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # processing attempts that crashed
     claimed_until: Mapped[float] = mapped_column(Float, default=0.0)
     processed_time: Mapped[float | None] = mapped_column(Float)
 
@@ -105,14 +107,22 @@ def claim(session: Session, model: Any, row_id: int, now: float, lease_s: float,
 
 def claim_many(session: Session, ids: Sequence[int], now: float, lease_s: float) -> Sequence[Any]:
     """Claim the outbox rows among `ids` still pending and unclaimed (one UPDATE … RETURNING);
-    (id, url, body) of each row this worker now holds."""
+    (id, url, body, token) of each row this worker now holds: `token` (the new claimed_until) is
+    what its outcome must still find, or another worker has taken the row since."""
     if not ids:
         return []
+    token = now + lease_s
     stmt = (update(BecknOutbox)
             .where(BecknOutbox.id.in_(list(ids)), BecknOutbox.state == "pending", BecknOutbox.claimed_until <= now)
-            .values(claimed_until=now + lease_s)
+            .values(claimed_until=token)
             .returning(BecknOutbox.id, BecknOutbox.url, BecknOutbox.body))
-    return sorted(session.execute(stmt).all())
+    return sorted((*r, token) for r in session.execute(stmt).all())
+
+
+def expire_overdue(session: Session, now: float) -> int:
+    """Pending callbacks past their deadline are expired, whatever their last attempt was."""
+    stmt = update(BecknOutbox).where(BecknOutbox.state == "pending", BecknOutbox.deadline < now).values(state="expired")
+    return session.execute(stmt).rowcount or 0
 
 
 def received_ids(session: Session, now: float, limit: int = 100) -> Sequence[int]:

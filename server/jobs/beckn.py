@@ -29,11 +29,22 @@ SEND_TIMEOUT_S = 5.0
 MAX_ANSWER_BYTES = 65_536
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer (a failed attempt), never followed: following it would carry our
+    signed POST, as a GET, to wherever the BAP points — anywhere, internal addresses included."""
+
+    def redirect_request(self, *_args: object, **_kwargs: object) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
+
+
 def http_post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
     """POST and return (status, the first 64 KiB of the answer); OSError on network failures."""
     req = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(req, timeout=SEND_TIMEOUT_S) as resp:  # noqa: S310 (the BAP's URI)
+        with _OPENER.open(req, timeout=SEND_TIMEOUT_S) as resp:
             return resp.status, resp.read(MAX_ANSWER_BYTES)
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read(MAX_ANSWER_BYTES)
@@ -44,6 +55,7 @@ class BecknWorker:
                  clock: Callable[[], float] = time.time, senders: int = 4, poll_s: float = 0.5):
         self.db, self.provider, self.key, self.send, self.clock = db, provider, key, send, clock
         self.poll_s = poll_s
+        self.senders = senders
         self._pool = ThreadPoolExecutor(senders, thread_name_prefix="beckn-send")
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -76,9 +88,12 @@ class BecknWorker:
         for inbox_id in received:
             try:
                 beckn.process(self.db, inbox_id, self.clock(), self.provider)
-            except Exception:  # one bad row must not stop the others; it is retried after its claim
+            except Exception as exc:  # one bad row must not stop the others
                 log.exception("beckn: processing request %s failed", inbox_id)
-        for delivery in beckn.claim_due(self.db, self.clock()):
+                beckn.fail_processing(self.db, inbox_id, self.clock(), self.provider, repr(exc))
+        with self._lock:  # claim only what the senders can take now, never a row still being sent
+            busy = set(self._sending)
+        for delivery in beckn.claim_due(self.db, self.clock(), self.senders - len(busy), busy=busy):
             with self._lock:
                 self._sending.add(delivery.id)
             self._pool.submit(self._deliver, delivery)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -43,6 +43,8 @@ from server.db.session import Database
 from server.services import beckn_actions
 
 CLAIM_S = 30.0
+SEND_CLAIM_S = 120.0  # longer than a send can take: 5 s per socket operation, a bounded answer
+MAX_PROCESS_ATTEMPTS = 3
 MAX_BACKOFF_S = 60.0
 PUSH_TTL = "PT1H"  # how long an unsolicited push is worth delivering
 MAX_DELIVERY_S = 86_400.0  # a callback is retried at most a day, whatever TTL the request asked for
@@ -109,7 +111,9 @@ def _registered_as_bap(key_lookup: Any, params: signing.SignatureParams, bap_uri
         return None  # a plain key function (tests, embedded use) knows keys only
     if entry.type != "BAP":
         return f"{params.subscriber_id} is registered as a {entry.type}, not a BAP"
-    if entry.url and not (bap_uri == entry.url or bap_uri.startswith(entry.url.rstrip("/") + "/")):
+    if not entry.url:
+        return f"{params.subscriber_id} is registered without a callback URL"
+    if not (bap_uri == entry.url or bap_uri.startswith(entry.url.rstrip("/") + "/")):
         return f"context.bap_uri is not under {params.subscriber_id}'s registered URL {entry.url}"
     return None
 
@@ -178,21 +182,27 @@ class Delivery:
     id: int
     url: str
     body: bytes
+    token: float = 0.0  # the claim this attempt holds (claimed_until when it was claimed)
 
 
-def claim_due(db: Database, now: float, limit: int = 50) -> list[Delivery]:
-    """Outbox rows due now, each claimed for CLAIM_S so no other worker sends it meanwhile."""
+def claim_due(db: Database, now: float, limit: int = 50, *, busy: Collection[int] = ()) -> list[Delivery]:
+    """Outbox rows due now (at most `limit`, none of `busy`: rows this worker is still sending),
+    each claimed for SEND_CLAIM_S so no other worker sends it meanwhile; overdue rows expire."""
+    if limit <= 0:
+        return []
     with db.transaction() as s:
-        ids = store.due_outbox_ids(s, now, limit)
-        return [Delivery(*r) for r in store.claim_many(s, ids, now, CLAIM_S)]
+        store.expire_overdue(s, now)
+        ids = [i for i in store.due_outbox_ids(s, now, limit + len(busy)) if i not in busy][:limit]
+        return [Delivery(*r) for r in store.claim_many(s, ids, now, SEND_CLAIM_S)]
 
 
-def record_attempt(db: Database, delivery_id: int, now: float, error: str | None) -> str:
-    """The outcome of one attempt: delivered, or retried later with backoff, or expired."""
+def record_attempt(db: Database, delivery: Delivery, now: float, error: str | None) -> str:
+    """The outcome of one attempt: delivered, or retried later with backoff, or expired — unless
+    the claim was lost meanwhile (another worker holds the row now: its outcome counts)."""
     with db.transaction() as s:
-        row = s.get(store.BecknOutbox, delivery_id)
-        if row is None:
-            return "gone"
+        row = s.get(store.BecknOutbox, delivery.id, with_for_update=True)
+        if row is None or row.state != "pending" or row.claimed_until != delivery.token:
+            return "claim lost"
         row.attempts += 1
         row.claimed_until = 0.0
         if error is None:
@@ -233,7 +243,31 @@ def deliver_once(db: Database, delivery: Delivery, key: signing.SigningKey, send
         error = judge(status, body)
     except OSError as exc:
         error = f"network: {exc}"
-    return record_attempt(db, delivery.id, now(), error)
+    except Exception as exc:  # a broken HTTP answer (bad status line, cut body…) is a failed attempt
+        error = f"{type(exc).__name__}: {exc}"
+    return record_attempt(db, delivery, now(), error)
+
+
+def fail_processing(db: Database, inbox_id: int, now: float, provider: beckn_actions.Provider, why: str) -> str:
+    """A request whose processing crashed (not a business error): tried again after 2, 4 s; the
+    third crash answers the BAP with error 40000 instead of leaving it without a callback."""
+    with db.transaction() as s:
+        row = s.get(store.BecknInbox, inbox_id, with_for_update=True)
+        if row is None or row.state != "received":
+            return "gone"
+        row.attempts += 1
+        if row.attempts < MAX_PROCESS_ATTEMPTS:
+            row.claimed_until = now + 2.0 ** row.attempts
+            return "retry"
+        doc = json.loads(row.body)
+        request = context_from_json(doc["context"], action=row.action)
+        ctx = callback_context(request, now=_utc(now), bpp_id=provider.bpp_id, bpp_uri=provider.bpp_uri)
+        error = error_object(ErrorCode.BUSINESS_ERROR, "the request could not be processed; send it again later")
+        deadline = request.deadline()
+        until = min(deadline.timestamp() if deadline else now + 3600, now + MAX_DELIVERY_S)
+        _enqueue(s, ctx, callback_body(ctx, None, error), now, until, inbox_id=row.id)
+        row.state, row.processed_time = "failed", now
+        return f"failed: {why[:200]}"
 
 
 def pending_counts(db: Database) -> dict[str, int]:

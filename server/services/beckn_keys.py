@@ -31,6 +31,7 @@ from server.config import Settings
 LOOKUP_TIMEOUT_S = 5.0
 MAX_CACHE_S = 86_400.0
 NEGATIVE_CACHE_S = 60.0
+MAX_CACHED_KEYS = 10_000
 
 
 def new_private_key_b64() -> str:
@@ -82,6 +83,9 @@ class KeyRegistry:
             valid = entry.valid_until.timestamp() if entry.valid_until else self.clock() + MAX_CACHE_S
             until = min(valid, self.clock() + MAX_CACHE_S)
         with self._lock:
+            if len(self._cache) >= MAX_CACHED_KEYS:  # anyone can name a key: keep the cache bounded
+                for stale in list(self._cache)[: MAX_CACHED_KEYS // 10]:
+                    del self._cache[stale]
             self._cache[key] = (until, entry)
         return entry
 

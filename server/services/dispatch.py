@@ -389,7 +389,7 @@ def _publish(s: Session, row: store.FlexProgram, program: Program, w: store.Flex
     book = fleet.book() if len(fleet) else None
     revision = w.revision + 1
     previous = _previous_events(s, w) if w.revision else {}
-    new_keys: dict[tuple[int, int], str] = {}
+    new_keys: dict[tuple[int, int], tuple[str, int, int]] = {}
     intervals = []
     baselines = np.asarray(fleet.baselines, dtype=np.float64)
     description = _der_description(program)
@@ -461,7 +461,7 @@ def _nodes_json(result: GridClearing | None) -> str | None:
 
 def _write_interval(s: Session, row: store.FlexProgram, program: Program, fleet: Fleet, baselines: np.ndarray,
                     result: GridClearing, clearing: store.Clearing, idx: int, description: str, now: int,
-                    new_keys: dict[tuple[int, int], str]) -> None:
+                    new_keys: dict[tuple[int, int], tuple[str, int, int]]) -> None:
     """One event and one setpoint row per device for one interval: controls mapped for the whole
     fleet at once, rows written at the driver's speed (server.db.bulk)."""
     reductions = np.asarray(result.setpoints, dtype=np.float64)
@@ -486,7 +486,7 @@ def _write_interval(s: Session, row: store.FlexProgram, program: Program, fleet:
         if text is None:
             text = texts[cid] = _curve_json(fleet.curves[i], fleet.baselines[i], fleet.sources[i])
         setpoints.append((clearing.id, device_id, fleet.enrollment_ids[i], red, pw, price, text, mrid))
-        new_keys[(device_id, idx)] = mode
+        new_keys[(device_id, idx)] = (mode, clearing.start, clearing.end)
     der_store.insert_events(s, events)
     store.add_setpoints(s, setpoints)
 
@@ -513,10 +513,12 @@ def _previous_events(s: Session, w: store.FlexWindow) -> dict[tuple[int, int], t
 
 
 def _cancel_unsuperseded(s: Session, previous: dict[tuple[int, int], tuple[str, str, int, int]],
-                         new_keys: dict[tuple[int, int], str], now: int) -> None:
-    """Old events that no new event of the same device, interval and modes supersedes: cancel."""
-    doomed = [mrid for key, (mrid, modes, _start, end) in previous.items()
-              if new_keys.get(key) != modes and end > now]
+                         new_keys: dict[tuple[int, int], tuple[str, int, int]], now: int) -> None:
+    """Old events that no new event supersedes — none for the device and interval, other modes,
+    or other times (a moved window: the old event would not even overlap the new one) — are
+    cancelled."""
+    doomed = [mrid for key, (mrid, modes, start, end) in previous.items()
+              if new_keys.get(key) != (modes, start, end) and end > now]
     der_store.cancel_events(s, doomed, now)
 
 

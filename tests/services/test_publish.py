@@ -210,3 +210,16 @@ def test_an_infeasible_request_clears_best_effort_at_the_cap(world, database) ->
     assert iv["quantity_kw"] == pytest.approx(15.0) and iv["available_at_cap_kw"] == pytest.approx(15.0)
     assert "INFEASIBLE" in out["summary"]
     assert all("<opModFixedW>10000</opModFixedW>" in r.base for r in events(database, world["der_program"]))
+
+
+def test_moving_the_window_before_it_starts_cancels_the_controls_at_the_old_times(world, database) -> None:  # noqa: ANN001
+    """The new controls do not overlap the old ones, so 2030.5 supersession would leave both: the
+    old ones must be cancelled, or devices would act at both times."""
+    dispatch.run_window(database, world["program"], KEY, PUBLISH_AT)
+    with database.transaction() as s:
+        flex.update_program(s, world["program"], {"window": {**PROGRAM["window"], "start": "18:00", "end": "20:00"}},
+                            PUBLISH_AT + 10)
+    out = dispatch.run_window(database, world["program"], KEY, PUBLISH_AT + 20)
+    assert out is not None and out["revision"] == 2
+    live = sorted({r.start for r in events(database, world["der_program"]) if r.cancelled_at is None})
+    assert live == [START + 7200, START + 7200 + 3600]

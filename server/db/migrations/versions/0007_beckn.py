@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("body", sa.LargeBinary(), nullable=False),
         sa.Column("received_time", sa.Float(), nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("claimed_until", sa.Float(), nullable=False, server_default="0"),
         sa.Column("processed_time", sa.Float()),
         sa.UniqueConstraint("bap_id", "action", "message_id", name="uq_beckn_inbox_message"),
