@@ -79,14 +79,14 @@ def _start_scheduler(settings: Settings) -> Any:
 
         db = Database(settings.db_url)
         sched = FlexScheduler(db, reconcile_seconds=settings.scheduler_reconcile_seconds,
-                              on_published=_beckn_push(settings, db) if settings.beckn_bind else None)
+                              on_published=beckn_push_hook(settings, db) if settings.beckn_bind else None)
         sched.start()
         _SCHEDULERS.append(sched)
 
     return post_worker_init
 
 
-def _beckn_push(settings: Settings, db: Any) -> Any:
+def beckn_push_hook(settings: Settings, db: Any) -> Any:
     """After a publish: an unsolicited on_status to the BAP of every active order of the program."""
     import time
 

@@ -474,7 +474,13 @@ def scheduler(ctx: Context, once: bool, reconcile_seconds: float) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # schema checks are not the operator's news
     database = _prepare_quiet(ctx.settings())
-    sched = FlexScheduler(database, reconcile_seconds=reconcile_seconds)
+    settings = ctx.settings()
+    push = None
+    if settings.beckn_bind:  # as in `derflex serve`: the orders' BAPs hear of every publish
+        from server.serve import beckn_push_hook
+
+        push = beckn_push_hook(settings, database)
+    sched = FlexScheduler(database, reconcile_seconds=reconcile_seconds, on_published=push)
     try:
         if once:
             for outcome in sched.reconcile():
