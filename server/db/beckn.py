@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, select, update
+from sqlalchemy import BigInteger, Connection, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from server.db.models import Base
@@ -125,12 +125,14 @@ def expire_overdue(session: Session, now: float) -> int:
     return session.execute(stmt).rowcount or 0
 
 
-def received_ids(session: Session, now: float, limit: int = 100) -> Sequence[int]:
+def received_ids(session: Session | Connection, now: float, limit: int = 100) -> Sequence[int]:
+    """Requests waiting to be answered (a plain read: the worker's idle polls take no write lock)."""
     return session.scalars(select(BecknInbox.id).where(
         BecknInbox.state == "received", BecknInbox.claimed_until <= now).order_by(BecknInbox.id).limit(limit)).all()
 
 
-def due_outbox_ids(session: Session, now: float, limit: int = 100) -> Sequence[int]:
+def due_outbox_ids(session: Session | Connection, now: float, limit: int = 100) -> Sequence[int]:
+    """Callbacks due now (a plain read, as received_ids)."""
     return session.scalars(select(BecknOutbox.id).where(
         BecknOutbox.state == "pending", BecknOutbox.next_attempt_at <= now, BecknOutbox.claimed_until <= now,
     ).order_by(BecknOutbox.next_attempt_at, BecknOutbox.id).limit(limit)).all()

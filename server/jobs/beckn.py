@@ -52,7 +52,7 @@ def http_post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, byte
 
 class BecknWorker:
     def __init__(self, db: Database, provider: Provider, key: SigningKey, *, send: beckn.Sender = http_post,
-                 clock: Callable[[], float] = time.time, senders: int = 4, poll_s: float = 0.5):
+                 clock: Callable[[], float] = time.time, senders: int = 8, poll_s: float = 0.5):
         self.db, self.provider, self.key, self.send, self.clock = db, provider, key, send, clock
         self.poll_s = poll_s
         self.senders = senders
@@ -80,11 +80,11 @@ class BecknWorker:
     def wake(self) -> None:
         self._wake.set()
 
-    def run_once(self) -> None:
-        """Process what was received, then hand what is due to the senders."""
+    def run_once(self) -> int:
+        """Process what was received, then hand what is due to the senders; how many rows it took."""
         now = self.clock()
-        with self.db.transaction() as s:
-            received = store.received_ids(s, now)
+        with self.db.read() as c:
+            received = store.received_ids(c, now)
         for inbox_id in received:
             try:
                 beckn.process(self.db, inbox_id, self.clock(), self.provider)
@@ -93,10 +93,12 @@ class BecknWorker:
                 beckn.fail_processing(self.db, inbox_id, self.clock(), self.provider, repr(exc))
         with self._lock:  # claim only what the senders can take now, never a row still being sent
             busy = set(self._sending)
-        for delivery in beckn.claim_due(self.db, self.clock(), self.senders - len(busy), busy=busy):
+        claimed = beckn.claim_due(self.db, self.clock(), self.senders - len(busy), busy=busy)
+        for delivery in claimed:
             with self._lock:
                 self._sending.add(delivery.id)
             self._pool.submit(self._deliver, delivery)
+        return len(received) + len(claimed)
 
     def _deliver(self, delivery: beckn.Delivery) -> None:
         try:
@@ -108,12 +110,15 @@ class BecknWorker:
         finally:
             with self._lock:
                 self._sending.discard(delivery.id)
+            self._wake.set()  # a sender is free: the next due callback need not wait for the poll
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            busy = 0
             try:
-                self.run_once()
+                busy = self.run_once()
             except Exception:
                 log.exception("beckn: worker pass failed")
-            self._wake.wait(self.poll_s)
+            if not busy:  # idle: poll; while there is work, go on at once
+                self._wake.wait(self.poll_s)
             self._wake.clear()

@@ -190,9 +190,12 @@ def claim_due(db: Database, now: float, limit: int = 50, *, busy: Collection[int
     each claimed for SEND_CLAIM_S so no other worker sends it meanwhile; overdue rows expire."""
     if limit <= 0:
         return []
+    with db.read() as c:  # the common answer is "nothing": find out without the write lock
+        ids = [i for i in store.due_outbox_ids(c, now, limit + len(busy)) if i not in busy][:limit]
+    if not ids:
+        return []
     with db.transaction() as s:
         store.expire_overdue(s, now)
-        ids = [i for i in store.due_outbox_ids(s, now, limit + len(busy)) if i not in busy][:limit]
         return [Delivery(*r) for r in store.claim_many(s, ids, now, SEND_CLAIM_S)]
 
 
