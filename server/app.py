@@ -68,7 +68,8 @@ def create_beckn_app(settings: Settings, db: Database | None = None, *, worker: 
     provider = provider_of(settings)
     facade = BecknFacade(database, provider, KeyRegistry(settings), domains=(settings.beckn_domain,))
     if worker:
-        facade.worker = BecknWorker(database, provider, beckn_keys.signing_key(settings))
+        # beside request threads: few senders, so deliveries do not crowd the ACKs out of the interpreter
+        facade.worker = BecknWorker(database, provider, beckn_keys.signing_key(settings), senders=4)
     app.extensions["derflex.beckn"] = facade
     app.register_blueprint(beckn_api.bp)
     beckn_api.register_errors(app)

@@ -188,7 +188,7 @@ def _run_beckn_worker(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, lambda *_a: stop.set())
     signal.signal(signal.SIGINT, lambda *_a: stop.set())
     db = Database(settings.db_url)
-    worker = BecknWorker(db, provider_of(settings), beckn_keys.signing_key(settings), poll_s=0.1)
+    worker = BecknWorker(db, provider_of(settings), beckn_keys.signing_key(settings), poll_s=0.1, eager=True)
     worker.start()
     log.info("Beckn worker running (pid %s)", os.getpid())
     try:

@@ -119,9 +119,14 @@ def claim_many(session: Session, ids: Sequence[int], now: float, lease_s: float)
     return sorted((*r, token) for r in session.execute(stmt).all())
 
 
-def expire_overdue(session: Session, now: float) -> int:
-    """Pending callbacks past their deadline are expired, whatever their last attempt was."""
-    stmt = update(BecknOutbox).where(BecknOutbox.state == "pending", BecknOutbox.deadline < now).values(state="expired")
+def expire_overdue(session: Session, ids: Sequence[int], now: float) -> int:
+    """Those of `ids` (rows found due) that are past their deadline are expired, whatever their last
+    attempt was. Only the candidates: a sweep over every pending row would grow with the backlog."""
+    if not ids:
+        return 0
+    stmt = (update(BecknOutbox)
+            .where(BecknOutbox.id.in_(list(ids)), BecknOutbox.state == "pending", BecknOutbox.deadline < now)
+            .values(state="expired"))
     return session.execute(stmt).rowcount or 0
 
 

@@ -52,10 +52,14 @@ def http_post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, byte
 
 class BecknWorker:
     def __init__(self, db: Database, provider: Provider, key: SigningKey, *, send: beckn.Sender = http_post,
-                 clock: Callable[[], float] = time.time, senders: int = 8, poll_s: float = 0.5):
+                 clock: Callable[[], float] = time.time, senders: int = 8, poll_s: float = 0.5,
+                 eager: bool = False):
         self.db, self.provider, self.key, self.send, self.clock = db, provider, key, send, clock
         self.poll_s = poll_s
         self.senders = senders
+        # eager: a process of its own goes on at once while there is work; beside request threads
+        # (eager=False) it pauses between passes, or it would starve the ACKs of the interpreter
+        self.eager = eager
         self._pool = ThreadPoolExecutor(senders, thread_name_prefix="beckn-send")
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -119,6 +123,6 @@ class BecknWorker:
                 busy = self.run_once()
             except Exception:
                 log.exception("beckn: worker pass failed")
-            if not busy:  # idle: poll; while there is work, go on at once
+            if not (busy and self.eager):  # idle, or sharing the interpreter: wait for a wake or the poll
                 self._wake.wait(self.poll_s)
             self._wake.clear()

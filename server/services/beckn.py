@@ -195,7 +195,7 @@ def claim_due(db: Database, now: float, limit: int = 50, *, busy: Collection[int
     if not ids:
         return []
     with db.transaction() as s:
-        store.expire_overdue(s, now)
+        store.expire_overdue(s, ids, now)
         return [Delivery(*r) for r in store.claim_many(s, ids, now, SEND_CLAIM_S)]
 
 
