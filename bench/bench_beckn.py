@@ -58,7 +58,6 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
-import platform
 import random
 import resource
 import shutil
@@ -79,7 +78,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 HOST = "127.0.0.1"
-LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+from benchlib import PgDatabase, machine_info  # noqa: E402
 TARGET_P99_MS = 50.0
 TARGET_RATE = 100.0
 START_TIMEOUT_S = 30.0
@@ -146,81 +145,6 @@ def dist_ms(seconds: list[float]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------- the machine
-
-
-def _machine() -> dict[str, Any]:
-    import sqlite3
-    from importlib.metadata import PackageNotFoundError, version
-
-    model, mem = "", ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem = f"{int(line.split()[1]) / 2**20:.1f} GiB"
-                break
-    except OSError:
-        pass
-    versions = {}
-    for dist in ("gunicorn", "Flask", "SQLAlchemy", "psycopg", "cryptography"):
-        try:
-            versions[dist] = version(dist)
-        except PackageNotFoundError:
-            versions[dist] = "-"
-    return {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_model": model,
-        "memory": mem,
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "platform": platform.platform(),
-        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
-        "packages": versions,
-    }
-
-
-class PgDatabase:
-    """A private database on a local PostgreSQL server, dropped at the end."""
-
-    def __init__(self, admin_url: str):
-        from sqlalchemy.engine import make_url
-
-        url = make_url(admin_url)
-        if url.host not in LOOPBACK:
-            raise SystemExit("--postgres must point at this machine (127.0.0.1, localhost or ::1)")
-        self.name = f"derflex_bench_beckn_{uuid.uuid4().hex[:10]}"
-        self.admin_dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self.url = url.set(drivername="postgresql+psycopg", database=self.name).render_as_string(hide_password=False)
-        self.created = False
-
-    def create(self) -> None:
-        import psycopg
-
-        with psycopg.connect(self.admin_dsn, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{self.name}"')
-        self.created = True
-
-    def version(self) -> str:
-        import psycopg
-
-        with psycopg.connect(self.admin_dsn, autocommit=True, connect_timeout=5) as conn:
-            row = conn.execute("SHOW server_version").fetchone()
-            settings = {name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
-                        for name in ("shared_buffers", "synchronous_commit", "max_connections")}
-        return f"{row[0] if row else '?'} ({', '.join(f'{k} {v}' for k, v in settings.items())})"
-
-    def drop(self) -> None:
-        import psycopg
-
-        if not self.created:
-            return
-        with psycopg.connect(self.admin_dsn, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-        self.created = False
 
 
 # ---------------------------------------------------------------------------------- CPU
@@ -695,14 +619,14 @@ class Bench:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.home = Path(tempfile.mkdtemp(prefix="derflex-bench-beckn-"))
-        self.pg = PgDatabase(args.postgres) if args.postgres else None
+        self.pg = PgDatabase(args.postgres, "derflex_bench_beckn") if args.postgres else None
         self.server: subprocess.Popen | None = None
         self.receiver: RemoteReceiver | None = None
         self.stop = threading.Event()
         self.bpp_worker: int | None = None
         self.result: dict[str, Any] = {
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-            "machine": _machine(),
+            "machine": machine_info(("gunicorn", "Flask", "SQLAlchemy", "psycopg", "cryptography")),
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "database": "postgresql" if self.pg else "sqlite",
             "target": {"p99_ack_ms": TARGET_P99_MS, "rate_per_s": TARGET_RATE},

@@ -37,7 +37,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import random
 import secrets
 import shutil
@@ -45,7 +44,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -57,7 +55,7 @@ if str(REPO) not in sys.path:
 DAY = 86_400
 STEP = 300  # five minutes
 PER_DAY = DAY // STEP
-LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+from benchlib import PgDatabase, machine_info  # noqa: E402
 
 
 def _say(msg: str) -> None:
@@ -75,70 +73,13 @@ def _stats(ms: list[float]) -> dict[str, float | None]:
     return {"n": len(s), "p50": pct(50), "p90": pct(90), "p99": pct(99), "mean": sum(s) / len(s)}
 
 
-def _machine() -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = {}
-    for dist in ("Flask", "SQLAlchemy", "lxml", "numpy", "psycopg"):
-        try:
-            versions[dist] = version(dist)
-        except PackageNotFoundError:
-            versions[dist] = "-"
-    import sqlite3
-
-    return {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "platform": platform.platform(),
-        "loadavg": list(os.getloadavg()),
-        "packages": versions,
-    }
-
-
-class PgDatabase:
-    """A private database on a local PostgreSQL server, dropped at the end."""
-
-    def __init__(self, admin_url: str):
-        from sqlalchemy.engine import make_url
-
-        url = make_url(admin_url)
-        if url.host not in LOOPBACK:
-            raise SystemExit("--postgres must point at this machine (127.0.0.1, localhost or ::1)")
-        self.name = f"derflex_bench_{uuid.uuid4().hex[:10]}"
-        self.admin_dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self.url = url.set(drivername="postgresql", database=self.name).render_as_string(hide_password=False)
-
-    def create(self) -> None:
-        import psycopg
-
-        with psycopg.connect(self.admin_dsn, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{self.name}"')
-
-    def drop(self) -> None:
-        import psycopg
-
-        with psycopg.connect(self.admin_dsn, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-
-
 class Bench:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.tmp = Path(tempfile.mkdtemp(prefix="derflex-bench-metering-"))
         self.pg = PgDatabase(args.postgres) if args.postgres else None
         self.result: dict[str, Any] = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-                                       "machine": _machine(), "config": {k: v for k, v in vars(args).items()}}
+                                       "machine": machine_info(("Flask", "SQLAlchemy", "lxml", "numpy", "psycopg")), "config": {k: v for k, v in vars(args).items()}}
 
     # ------------------------------------------------------------------------------ set-up
     def setup(self) -> None:

@@ -67,7 +67,6 @@ import datetime as dt
 import io
 import json
 import os
-import platform
 import pstats
 import random
 import resource
@@ -75,7 +74,6 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
@@ -86,7 +84,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+from benchlib import PgDatabase, machine_info  # noqa: E402
 CHUNK = 10_000
 TARGET_S = 20.0
 ALL_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -103,67 +101,6 @@ LIMITED = "feeder-3"
 
 def _say(msg: str) -> None:
     print(msg, flush=True)
-
-
-def _machine() -> dict[str, Any]:
-    import sqlite3
-    from importlib.metadata import PackageNotFoundError, version
-
-    model, mem = "", ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem = f"{int(line.split()[1]) / 2**20:.1f} GiB"
-                break
-    except OSError:
-        pass
-    versions = {}
-    for dist in ("Flask", "SQLAlchemy", "numpy", "psycopg", "lxml"):
-        try:
-            versions[dist] = version(dist)
-        except PackageNotFoundError:
-            versions[dist] = "-"
-    return {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_model": model,
-        "memory": mem,
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "platform": platform.platform(),
-        "loadavg_start": list(os.getloadavg()),
-        "packages": versions,
-    }
-
-
-class PgDatabase:
-    """A private database on a local PostgreSQL server, dropped at the end."""
-
-    def __init__(self, admin_url: str):
-        from sqlalchemy.engine import make_url
-
-        url = make_url(admin_url)
-        if url.host not in LOOPBACK:
-            raise SystemExit("--postgres must point at this machine (127.0.0.1, localhost or ::1)")
-        self.name = f"derflex_bench_{uuid.uuid4().hex[:10]}"
-        self.admin_dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self.url = url.set(drivername="postgresql", database=self.name).render_as_string(hide_password=False)
-
-    def create(self) -> None:
-        import psycopg
-
-        with psycopg.connect(self.admin_dsn, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{self.name}"')
-
-    def drop(self) -> None:
-        import psycopg
-
-        with psycopg.connect(self.admin_dsn, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
 # ------------------------------------------------------------------------------ phase timers
@@ -335,7 +272,7 @@ class Bench:
         self.pg = PgDatabase(args.postgres) if args.postgres else None
         self.result: dict[str, Any] = {
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-            "machine": _machine(),
+            "machine": machine_info(("Flask", "SQLAlchemy", "numpy", "psycopg", "lxml")),
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "database": "postgresql" if self.pg else "sqlite",
         }

@@ -1,0 +1,90 @@
+"""What the benchmark scripts share: a description of the machine they ran on, and a private
+PostgreSQL database on this machine that is dropped at the end. Imported by the scripts in this
+folder (run as `python bench/bench_*.py`, so this folder is on the path)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import uuid
+from pathlib import Path
+from typing import Any
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def machine_info(packages: tuple[str, ...] = ("Flask", "SQLAlchemy", "numpy", "psycopg")) -> dict[str, Any]:
+    """Date, cores, CPU model, memory, Python, SQLite, platform, load and package versions."""
+    import sqlite3
+    from importlib.metadata import PackageNotFoundError, version
+
+    model, mem = "", ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 2**20:.1f} GiB"
+                break
+    except OSError:
+        pass
+    versions = {}
+    for dist in packages:
+        try:
+            versions[dist] = version(dist)
+        except PackageNotFoundError:
+            versions[dist] = "-"
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "memory": mem,
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "platform": platform.platform(),
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+        "packages": versions,
+    }
+
+
+class PgDatabase:
+    """A private database on a local PostgreSQL server, dropped at the end (only if we made it)."""
+
+    def __init__(self, admin_url: str, prefix: str = "derflex_bench"):
+        from sqlalchemy.engine import make_url
+
+        url = make_url(admin_url)
+        if url.host not in LOOPBACK:
+            raise SystemExit("--postgres must point at this machine (127.0.0.1, localhost or ::1)")
+        self.name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        self.admin_dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.url = url.set(drivername="postgresql", database=self.name).render_as_string(hide_password=False)
+        self.created = False
+
+    def _admin(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self.admin_dsn, autocommit=True, connect_timeout=5)
+
+    def create(self) -> None:
+        with self._admin() as conn:
+            conn.execute(f'CREATE DATABASE "{self.name}"')
+        self.created = True
+
+    def version(self) -> str:
+        """The server's version and the settings that matter for write latency."""
+        with self._admin() as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+            settings = {name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
+                        for name in ("shared_buffers", "synchronous_commit", "max_connections")}
+        return f"{row[0] if row else '?'} ({', '.join(f'{k} {v}' for k, v in settings.items())})"
+
+    def drop(self) -> None:
+        if not self.created:
+            return
+        with self._admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        self.created = False
