@@ -22,6 +22,17 @@ from server.tls import server_context
 log = logging.getLogger("derflex.serve")
 
 
+def _gunicorn_options(bind: str, workers: int, threads: int, name: str, access_log: bool) -> dict[str, Any]:
+    """What both listeners share: gthread workers with keep-alive, logs to stderr."""
+    return {
+        "bind": [bind], "workers": workers, "worker_class": "gthread", "threads": threads,
+        "keepalive": 75, "timeout": 60, "graceful_timeout": 10, "proc_name": name,
+        # gunicorn's control socket is one path per user: two servers would fight over it.
+        "control_socket_disable": True,
+        "accesslog": "-" if access_log else None, "errorlog": "-", "loglevel": "info",
+    }
+
+
 class DerflexServer(BaseApplication):  # type: ignore[misc]
     def __init__(self, settings: Settings, *, access_log: bool = False):
         self.settings = settings
@@ -30,22 +41,8 @@ class DerflexServer(BaseApplication):  # type: ignore[misc]
 
     def load_config(self) -> None:
         s = self.settings
-        options: dict[str, Any] = {
-            "bind": [s.bind],
-            "workers": s.workers,
-            "worker_class": "gthread",
-            "threads": s.threads,
-            "keepalive": 75,
-            "timeout": 60,
-            "graceful_timeout": 10,
-            "proc_name": "derflex",
-            # gunicorn's control socket is one path per user: two servers would fight over it.
-            "control_socket_disable": True,
-            "accesslog": "-" if self.access_log else None,
-            "errorlog": "-",
-            "loglevel": "info",
-            "forwarded_allow_ips": ",".join(s.trusted_proxies) if s.proxy_mode else "127.0.0.1",
-        }
+        options = _gunicorn_options(s.bind, s.workers, s.threads, "derflex", self.access_log)
+        options["forwarded_allow_ips"] = ",".join(s.trusted_proxies) if s.proxy_mode else "127.0.0.1"
         if s.scheduler:
             # Every worker is a candidate; the database elects one (server.jobs.scheduler).
             options.update(post_worker_init=_start_scheduler(s), worker_exit=_stop_scheduler)
@@ -138,12 +135,7 @@ class BecknServer(BaseApplication):  # type: ignore[misc]
 
     def load_config(self) -> None:
         s = self.settings
-        options: dict[str, Any] = {
-            "bind": [s.beckn_bind], "workers": 1, "worker_class": "gthread", "threads": s.threads,
-            "keepalive": 75, "timeout": 60, "graceful_timeout": 10, "proc_name": "derflex-beckn",
-            "control_socket_disable": True, "accesslog": "-" if self.access_log else None,
-            "errorlog": "-", "loglevel": "info",
-        }
+        options = _gunicorn_options(s.beckn_bind, 1, s.threads, "derflex-beckn", self.access_log)
         if not _worker_beside_listener(s):
             options.update(post_worker_init=_start_inline_worker, worker_exit=_stop_inline_worker)
         for key, value in options.items():
