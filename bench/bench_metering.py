@@ -39,7 +39,6 @@ import json
 import os
 import random
 import secrets
-import shutil
 import sys
 import tempfile
 import threading
@@ -55,7 +54,7 @@ if str(REPO) not in sys.path:
 DAY = 86_400
 STEP = 300  # five minutes
 PER_DAY = DAY // STEP
-from benchlib import PgDatabase, machine_info  # noqa: E402
+from benchlib import PgDatabase, clean_up, machine_info  # noqa: E402
 
 
 def _say(msg: str) -> None:
@@ -302,18 +301,7 @@ class Bench:
 
     # ------------------------------------------------------------------------------ clean-up
     def cleanup(self) -> None:
-        db = getattr(self, "db", None)
-        if db is not None:
-            db.dispose()
-        if self.pg is not None:
-            try:
-                self.pg.drop()
-            except Exception as exc:  # report, do not hide the run's own error
-                _say(f"could not drop {self.pg.name}: {exc}")
-        if self.args.keep:
-            _say(f"kept {self.tmp}")
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        clean_up(getattr(self, "db", None), self.pg, self.tmp, self.args.keep, _say)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -70,7 +70,6 @@ import os
 import pstats
 import random
 import resource
-import shutil
 import sys
 import tempfile
 import time
@@ -84,7 +83,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchlib import PgDatabase, machine_info  # noqa: E402
+from benchlib import PgDatabase, clean_up, machine_info  # noqa: E402
 CHUNK = 10_000
 TARGET_S = 20.0
 ALL_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -756,18 +755,7 @@ class Bench:
 
     # ------------------------------------------------------------------------------ clean-up
     def cleanup(self) -> None:
-        db = getattr(self, "db", None)
-        if db is not None:
-            db.dispose()
-        if self.pg is not None:
-            try:
-                self.pg.drop()
-            except Exception as exc:  # report, do not hide the run's own error
-                _say(f"could not drop {self.pg.name}: {exc}")
-        if self.args.keep:
-            _say(f"kept {self.tmp}")
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        clean_up(getattr(self, "db", None), self.pg, self.tmp, self.args.keep, _say)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +90,18 @@ class PgDatabase:
         with self._admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
         self.created = False
+
+
+def clean_up(db: Any, pg: PgDatabase | None, tmp: Path, keep: bool, say: Callable[[str], None]) -> None:
+    """After a run: close the database, drop the scratch PostgreSQL database, remove the home."""
+    if db is not None:
+        db.dispose()
+    if pg is not None:
+        try:
+            pg.drop()
+        except Exception as exc:  # report, do not hide the run's own error
+            say(f"could not drop {pg.name}: {exc}")
+    if keep:
+        say(f"kept {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
