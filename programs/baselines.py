@@ -69,7 +69,7 @@ import numpy as np
 __all__ = [
     "ADJUSTMENTS", "DAY_TYPES", "KINDS", "METHODS",
     "BaselineError", "BaselineResult", "BaselineRule", "FleetBaseline", "Resampled",
-    "baseline", "fleet_baselines", "resample", "x_of_y_days",
+    "baseline", "fleet_baselines", "grid_average", "needed_instants", "resample", "x_of_y_days",
 ]
 
 KINDS = ("energy", "power")
@@ -314,6 +314,88 @@ def resample(times: Any, values: Any, interval_s: int, start: Any, end: Any, kin
     return Resampled(edges[:-1], kw, missing, coverage)
 
 
+@dataclass(frozen=True, eq=False)
+class _Plan:
+    dt: int
+    n: int
+    points: np.ndarray   # the event day: n event interval starts, then the m pre-event window ones
+    k_need: int          # how many of `points` a candidate day must have (n, or n + m with adjustment)
+    day0: date
+    cands: list[date]    # candidate local dates, most recent first
+    wanted: np.ndarray   # (C, k_need) the same wall-clock instants on each candidate day
+
+
+def _plan(interval_s: Any, start: Any, end: Any, tz: Any, rule: BaselineRule) -> _Plan:
+    dt = _interval(interval_s)
+    a, b = _epoch("start", start), _epoch("end", end)
+    zone = _zone(tz)
+    n = _count("end", b - a, dt)
+    w_from, w_to = round(rule.adjust_from_h * 3600), round(rule.adjust_to_h * 3600)
+    m = _count("adjust_from_h", w_from - w_to, dt)
+    points = np.concatenate([a + dt * np.arange(n), a - w_from + dt * np.arange(m)]).astype(np.int64)
+    k_need = n + m if rule.adjustment != "none" else n
+    day0 = datetime.fromtimestamp(a, zone).date()
+    walls = [datetime.fromtimestamp(int(p), zone).replace(tzinfo=None) for p in points[:k_need]]
+    offsets = [((w.date() - day0).days, w.time()) for w in walls]
+    cands = [day0 - timedelta(days=i) for i in range(1, rule.lookback_days + 1)]
+    wanted = np.array([[datetime.combine(d + timedelta(days=o), tm).replace(tzinfo=zone, fold=0).timestamp()
+                        for o, tm in offsets] for d in cands], dtype=float).reshape(len(cands), k_need)
+    return _Plan(dt, n, points, k_need, day0, cands, wanted)
+
+
+def needed_instants(interval_s: int, start: Any, end: Any, tz: str, rule: BaselineRule) -> np.ndarray:
+    """Every interval start `fleet_baselines` may look up for the event [start, end) (sorted,
+    unique, int64 epoch s): the event and pre-event window intervals on the event day and the
+    same wall-clock instants on every candidate day. Readings covering [t, t + Δ) for these t are
+    all a baseline reads, so a loader need fetch nothing else."""
+    p = _plan(interval_s, start, end, tz, rule)
+    return np.unique(np.concatenate([p.points, p.wanted.ravel().astype(np.int64)]))
+
+
+def grid_average(device_index: Any, starts: Any, durations: Any, watts: Any, n_devices: int,
+                 grid: Any, interval_s: int, *, min_coverage: float = 0.9) -> np.ndarray:
+    """Power readings of many devices → average kW per (device, grid interval), NaN = missing.
+
+    Reading i of device `device_index[i]` is the average `watts[i]` over [starts[i], starts[i] +
+    durations[i]); it counts in grid interval [g, g + Δ) by its overlap (time-weighted, as
+    `resample` kind "power"); an interval covered less than `min_coverage` is NaN. `grid` (T,)
+    holds interval starts Δ apart from grid[0] by whole multiples (gaps allowed); readings of one
+    device must not overlap. Vectorised over all readings at once."""
+    dt = _interval(interval_s)
+    g = np.asarray(grid, dtype=np.int64)
+    if g.ndim != 1 or (g.size > 1 and (np.diff(g) <= 0).any()) or (g.size and ((g - g[0]) % dt).any()):
+        raise BaselineError(["grid: must be increasing interval starts a whole number of intervals apart"])
+    dev = np.asarray(device_index, dtype=np.int64)
+    st = np.asarray(starts, dtype=np.int64)
+    du = np.asarray(durations, dtype=np.int64)
+    w = np.asarray(watts, dtype=np.float64)
+    if not (dev.shape == st.shape == du.shape == w.shape) or dev.ndim != 1:
+        raise BaselineError(["readings: device_index, starts, durations and watts must be 1-D and equal in length"])
+    if (du <= 0).any():
+        raise BaselineError(["durations: every reading must last a positive time"])
+    T = g.size
+    out = np.full((n_devices, T), np.nan)
+    if T == 0 or st.size == 0:
+        return out
+    origin = int(g[0])
+    gk = (g - origin) // dt
+    first = (st - origin) // dt
+    nb = (st + du - 1 - origin) // dt - first + 1
+    rep = np.repeat(np.arange(st.size), nb)
+    k = first[rep] + (np.arange(rep.size) - np.repeat(np.cumsum(nb) - nb, nb))
+    bin_start = origin + k * dt
+    overlap = (np.minimum(st[rep] + du[rep], bin_start + dt) - np.maximum(st[rep], bin_start)).astype(np.float64)
+    col = np.clip(np.searchsorted(gk, k), 0, T - 1)
+    keep = (gk[col] == k) & (overlap > 0) & ~np.isnan(w[rep])
+    flat = dev[rep][keep] * T + col[keep]
+    energy = np.bincount(flat, weights=(w[rep] * overlap)[keep], minlength=n_devices * T).reshape(n_devices, T)
+    covered = np.bincount(flat, weights=overlap[keep], minlength=n_devices * T).reshape(n_devices, T)
+    ok = covered >= (min_coverage * dt - 1e-9)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(ok, energy / np.where(covered > 0, covered, 1.0) / 1000.0, np.nan)
+    return out
+
+
 # --- the core: X-of-Y over (devices × days × intervals) -----------------------------------------
 def x_of_y_days(days: np.ndarray, usable: np.ndarray, x: int, y: int, n_event: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -411,28 +493,14 @@ def fleet_baselines(times: Any, values: Any, interval_s: int, start: Any, end: A
     (1-D), the event [start, end), the program's zone `tz`, `excluded` and `holidays` local dates."""
     if not isinstance(rule, BaselineRule):
         raise BaselineError([f"rule: must be a BaselineRule, got {rule!r}"])
-    dt = _interval(interval_s)
-    a, b = _epoch("start", start), _epoch("end", end)
     t = _times(times)
     vals = _values(values, t.size, (2,))
-    zone = _zone(tz)
     excl, hol = _dates("excluded", excluded), _dates("holidays", holidays)
-    n = _count("end", b - a, dt)
-    w_from, w_to = round(rule.adjust_from_h * 3600), round(rule.adjust_to_h * 3600)
-    m = _count("adjust_from_h", w_from - w_to, dt)
-
-    # the needed instants on the event day: n event intervals, then m window intervals
-    points = np.concatenate([a + dt * np.arange(n), a - w_from + dt * np.arange(m)]).astype(np.int64)
-    k_need = n + m if rule.adjustment != "none" else n
-    day0 = datetime.fromtimestamp(a, zone).date()
-    walls = [datetime.fromtimestamp(int(p), zone).replace(tzinfo=None) for p in points[:k_need]]
-    offsets = [((w.date() - day0).days, w.time()) for w in walls]
-    cands = [day0 - timedelta(days=i) for i in range(1, rule.lookback_days + 1)]
+    p = _plan(interval_s, start, end, tz, rule)
+    dt, n, points, k_need, day0, cands, wanted = p.dt, p.n, p.points, p.k_need, p.day0, p.cands, p.wanted
     want_type = _day_type(day0, hol)
     usable = np.array([d not in excl and (rule.day_types == "any" or _day_type(d, hol) == want_type)
                        for d in cands], dtype=bool)
-    wanted = np.array([[datetime.combine(d + timedelta(days=o), tm).replace(tzinfo=zone, fold=0).timestamp()
-                        for o, tm in offsets] for d in cands], dtype=float).reshape(len(cands), k_need)
 
     def gather(instants: np.ndarray) -> np.ndarray:  # (..., ) instants -> (D, ...) values, NaN if absent
         pos = np.clip(np.searchsorted(t, instants), 0, max(t.size - 1, 0))

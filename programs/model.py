@@ -20,7 +20,8 @@ the format knows; those marked optional may be left out and take the default sho
       "randomize_start_s": 0,             # optional; 2030.5 randomizeStart
       "eligible_kinds": ["battery", "ev_charger", "load"],
       "grid_node_ids": [],                # optional; empty = the whole service area
-      "description": "Evening peak"       # optional; <= 32 bytes, the DERProgram description
+      "description": "Evening peak",      # optional; <= 32 bytes, the DERProgram description
+      "measurement": {...}                # optional; M&V and settlement terms (programs.measurement)
     }
 
 Rules:
@@ -55,6 +56,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping, cast
 
 from programs.kinds import DeviceKind
+from programs.measurement import Terms, TermsError, measurement_interval
 from programs.windows import Window, WindowError, WindowRule, split
 
 __all__ = ["Incentive", "Program", "ProgramError", "Request", "INCENTIVE_KINDS"]
@@ -272,6 +274,7 @@ class Program:
     randomize_start_s: int = 0
     grid_node_ids: tuple[str, ...] = field(default=())
     description: str = ""
+    measurement: Terms = field(default_factory=Terms)
 
     def __post_init__(self) -> None:
         values, errors = _validate({f.name: getattr(self, f.name) for f in fields(self)})
@@ -302,12 +305,14 @@ class Program:
                     v = WindowRule.from_dict(v)
                 elif f.name == "incentive":
                     v = Incentive.from_dict(v)
+                elif f.name == "measurement":
+                    v = Terms.from_dict(v)
                 elif f.name in ("eligible_kinds", "grid_node_ids") and not isinstance(v, list):
                     raise ValueError(f"must be a JSON list, got {v!r}")
             except WindowError as e:
                 errors.extend(f"window.{m}" for m in e.errors)
                 continue
-            except ProgramError as e:
+            except (ProgramError, TermsError) as e:
                 errors.extend(e.errors)
                 continue
             except ValueError as e:
@@ -338,6 +343,7 @@ class Program:
             "eligible_kinds": sorted(k.value for k in self.eligible_kinds),
             "grid_node_ids": list(self.grid_node_ids),
             "description": self.description,
+            "measurement": self.measurement.to_dict(),
         }
 
     # --- scheduling --------------------------------------------------------------------------
@@ -365,6 +371,11 @@ class Program:
             out.append(Request(s, e, self.requested_kw[k]))
         return out
 
+    @property
+    def mv_interval_s(self) -> int:
+        """The M&V interval Δ (programs.measurement.measurement_interval)."""
+        return measurement_interval(self.measurement, self.window.nominal_s, self.interval_s)
+
     def publish_at(self, window: Window) -> datetime:
         """When to publish the events of `window`: its start minus the lead time."""
         return window.start - timedelta(seconds=self.lead_time_s)
@@ -387,6 +398,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "randomize_start_s": lambda v: _whole(v, 0, MAX_RANDOMIZE_S, " seconds"),
     "grid_node_ids": _node_ids,
     "description": _description,
+    "measurement": _instance(Terms),
 }
 
 
@@ -404,6 +416,11 @@ def _validate(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         errors.append(f"price_floor: must be below price_cap ({out['price_floor']!r} >= {out['price_cap']!r})")
     if not {"requested_kw", "interval_s", "window"} & bad:
         errors.extend(_check_profile(out.get("requested_kw"), out.get("interval_s"), out.get("window")))
+    if not {"interval_s", "window", "measurement"} & bad and "window" in out:
+        try:
+            measurement_interval(out.get("measurement") or Terms(), out["window"].nominal_s, out.get("interval_s"))
+        except TermsError as e:
+            errors.extend(e.errors)
     return out, errors
 
 

@@ -54,7 +54,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 __all__ = ["CURRENCY_EXPONENTS", "DeviceDelivery", "DeviceSettlement", "Flow", "IntervalDelivery",
            "Line", "RevenueSplit", "ROLES", "Settlement", "SettlementError", "SettlementRule",
-           "exact", "exponent", "largest_remainder", "round_half_even", "settle", "to_minor"]
+           "exact", "exponent", "largest_remainder", "round_half_even", "settle", "text", "to_minor"]
 
 # ISO 4217 minor-unit exponents (a selection; extend as programs need).
 CURRENCY_EXPONENTS: dict[str, int] = {
@@ -142,6 +142,9 @@ def _text(x: Fraction) -> str:
         return f"{x.numerator}/{x.denominator}"
     v = Decimal(x.numerator * 10 ** k // x.denominator).scaleb(-k)
     return format(v.normalize(), "f")
+
+
+text = _text  # public: reports write exact numbers the same way
 
 
 # --- field checks: value -> normalised value, or ValueError --------------------------------------

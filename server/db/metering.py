@@ -492,3 +492,87 @@ def load_series(
     if len(unique) == len(starts):
         return starts, watts
     return unique, np.add.reduceat(watts, first)
+
+
+# ----------------------------------------------------------------------------- fleets (M&V)
+MAX_READING_S = 3600  # a reading longer than this that starts before a span is not looked for
+_FLEET_CHUNK = 900
+
+_FLEET_POWER_READINGS = (
+    select(_MR.c.id, _UP.c.device_id, _MR.c.usage_point_id, _MR.c.flow_direction, _UP.c.role_flags)
+    .join(_UP, _UP.c.id == _MR.c.usage_point_id)
+    .where(
+        _UP.c.device_id.in_(bindparam("device_ids", expanding=True)),
+        _MR.c.uom == UOM_W,
+        or_(_MR.c.phase.is_(None), _MR.c.phase == 0),
+        or_(_MR.c.data_qualifier.is_(None), _MR.c.data_qualifier.in_(_POWER_QUALIFIERS)),
+    )
+    .order_by(_UP.c.device_id, _UP.c.id, _MR.c.id)
+)
+_FLEET_SERIES = (
+    select(_R.c.meter_reading_id, _R.c.start, _R.c.duration, _R.c.value, _R.c.multiplier)
+    .where(
+        _R.c.meter_reading_id.in_(bindparam("ids", expanding=True)),
+        _R.c.start >= bindparam("t1"),
+        _R.c.start < bindparam("t2"),
+    )
+)
+
+
+@dataclass(frozen=True)
+class FleetReadings:
+    """Power readings of many devices (one entry per reading, W, positive = drawn from the grid):
+    `device_index` into the device list given, and per device the usage point and meter readings
+    they came from (`sources`: device_id -> (usage_point_id, meter reading ids))."""
+
+    device_index: np.ndarray
+    starts: np.ndarray
+    durations: np.ndarray
+    watts: np.ndarray
+    sources: dict[int, tuple[int, tuple[int, ...]]]
+
+
+def load_fleet_readings(db: Reader, device_ids: Sequence[int], spans: Iterable[tuple[int, int]]) -> FleetReadings:
+    """Readings of `device_ids` that may overlap any of `spans` ([t1, t2) UTC seconds), chosen as
+    `load_series` chooses them (one usage point per device: its premises aggregation point, else
+    its first; W, whole device, the power itself; reverse flow negative); readings of several meter
+    readings with the same start and duration are added up. Unscoped (M&V)."""
+    index = {d: i for i, d in enumerate(device_ids)}
+    chosen: dict[int, tuple[int, int]] = {}  # meter reading id -> (device index, sign)
+    sources: dict[int, tuple[int, tuple[int, ...]]] = {}
+    ids = list(device_ids)
+    for k in range(0, len(ids), _FLEET_CHUNK):
+        rows = db.execute(_FLEET_POWER_READINGS, {"device_ids": ids[k:k + _FLEET_CHUNK]}).all()
+        by_device: dict[int, list[Any]] = {}
+        for r in rows:
+            by_device.setdefault(r.device_id, []).append(r)
+        for dev, cands in by_device.items():
+            premises = [c for c in cands if c.role_flags & ROLE_PREMISES_AGGREGATION_POINT]
+            up = (premises or cands)[0].usage_point_id
+            mine = [c for c in cands if c.usage_point_id == up]
+            sources[dev] = (up, tuple(c.id for c in mine))
+            for c in mine:
+                chosen[c.id] = (index[dev], -1 if c.flow_direction == FLOW_REVERSE else 1)
+    parts: list[tuple[Any, ...]] = []
+    mr_ids = sorted(chosen)
+    for t1, t2 in spans:
+        for k in range(0, len(mr_ids), _FLEET_CHUNK):
+            parts.extend(db.execute(_FLEET_SERIES, {"ids": mr_ids[k:k + _FLEET_CHUNK],
+                                                    "t1": t1 - MAX_READING_S, "t2": t2}).all())
+    n = len(parts)
+    if not n:
+        empty_i, empty_f = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+        return FleetReadings(empty_i, empty_i, empty_i, empty_f, sources)
+    arr = np.array([(chosen[p[0]][0], p[1], p[2], p[3], p[4], chosen[p[0]][1]) for p in parts], dtype=np.float64)
+    dev, start, dur = arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2].astype(np.int64)
+    mult = arr[:, 4]
+    scale = np.power(10.0, np.abs(mult))
+    watts = np.where(mult >= 0, arr[:, 3] * scale, arr[:, 3] / scale) * arr[:, 5]
+    # one entry per (device, start, duration); spans that overlap fetch a reading twice: keep it once
+    meter = np.array([p[0] for p in parts], dtype=np.int64)
+    _, first = np.unique(np.stack([meter, start]), axis=1, return_index=True)
+    dev, start, dur, watts = dev[first], start[first], dur[first], watts[first]
+    key = np.stack([dev, start, dur])
+    uniq, inverse = np.unique(key, axis=1, return_inverse=True)
+    summed = np.bincount(inverse.ravel(), weights=watts, minlength=uniq.shape[1])
+    return FleetReadings(uniq[0], uniq[1], uniq[2], summed, sources)

@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from programs.measurement import Terms
+
 from server.sep2 import codec
 from server.sep2.der import ActivePower, DERCapability, WattHour
 from server.sep2.derp import DERControlList, DERProgramList
@@ -161,7 +163,8 @@ def test_create_a_program_and_its_der_program(operator, client_for) -> None:  # 
     # stored in the canonical form: every key, floats for kW and prices, defaults filled in
     assert view["program"] == {**program_body(requested_kw=400.0, primacy=7, price_cap=0.5), "interval_s": None,
                                "price_floor": 0.0, "lead_time_s": 3600, "randomize_start_s": 0, "grid_node_ids": [],
-                               "incentive": {"kind": "pay_as_clear", "rate_per_kwh": None, "under_delivery_per_kwh": 0.0}}
+                               "incentive": {"kind": "pay_as_clear", "rate_per_kwh": None, "under_delivery_per_kwh": 0.0},
+                               "measurement": Terms().to_dict()}
     der = ok(operator("GET", f"/der-programs/{view['der_program_id']}"))
     assert (der["primacy"], der["description"], der["members"]) == (7, "Evening peak", [])
     assert ok(operator("GET", resp.headers["Location"].removeprefix(API))) == view

@@ -67,7 +67,7 @@ def test_round_trip_is_exact_both_ways_and_json_safe():
     assert out["requested_kw"] == d["requested_kw"]
     assert set(out) == {"name", "currency", "window", "requested_kw", "interval_s", "price_cap", "price_floor",
                         "incentive", "primacy", "lead_time_s", "randomize_start_s", "eligible_kinds",
-                        "grid_node_ids", "description"}
+                        "grid_node_ids", "description", "measurement"}
 
 
 def test_weekday_numbers_are_accepted_and_written_back_as_names():

@@ -1,0 +1,198 @@
+"""Measurement and settlement of a published window (server.services.settlement): hand-computed
+baselines, reductions and money from mirrored readings; stored, reproducible, re-settled (never
+silently changed) when late readings arrive; the scheduler's pass settles after the delay."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import func, select
+
+from server.db import flex as store
+from server.db import settlement as records
+from server.scope import Scope
+from server.sep2.der import ActivePower, DERCapability, DERSettings
+from server.sep2.mup import MirrorMeterReading, MirrorReadingSet, MirrorUsagePoint, Reading, ReadingType
+from server.sep2.derp import DateTimeInterval
+from server.services import der, dispatch, edev, flex
+from server.services import mup as mup_service
+from server.services import settlement
+from server.services.der import DER_ID
+from server.services.errors import Conflict
+
+# Monday 2026-11-30, 16:00–18:00 New York (EST) = 21:00–23:00 UTC
+START = int(datetime(2026, 11, 30, 21, 0, tzinfo=timezone.utc).timestamp())
+END = START + 7200
+PUBLISH_AT = START - 3600
+KEY = "2026-11-30"
+DAY = 86_400
+SPLIT = {"tax_rate": "1/9", "tax_mode": "inclusive", "grid_fee_rate": "0.2", "aggregator_fee_rate": "0.1"}
+PROGRAM = {
+    "name": "Peak Saver", "currency": "USD",
+    "window": {"weekdays": ["mon", "tue", "wed", "thu", "fri"], "start": "16:00", "end": "18:00",
+               "tz": "America/New_York"},
+    "requested_kw": 6.0, "interval_s": 3600, "price_cap": 0.5,
+    "incentive": {"kind": "pay_as_clear"}, "eligible_kinds": ["battery"], "lead_time_s": 3600,
+    "measurement": {"interval_s": 900, "delay_s": 600, "resettle_days": 2, "split": SPLIT,
+                    "baseline": {"x": 3, "y": 3, "min_days": 3, "lookback_days": 10, "day_types": "any"}},
+}
+OFFER = {"power": [[0.10, 0.0], [0.50, 5.0]]}  # 3 batteries clear 6 kW at 0.26: 2 kW each
+CAPABILITY = DERCapability(modes_supported="00000080", rtg_max_w=ActivePower(multiplier=0, value=5000),
+                           rtg_max_charge_rate_w=ActivePower(multiplier=0, value=5000),
+                           rtg_max_discharge_rate_w=ActivePower(multiplier=0, value=5000), type=80)
+SETTINGS = DERSettings(modes_enabled="00000080", set_grad_w=100, set_max_w=ActivePower(multiplier=0, value=5000),
+                       set_max_charge_rate_w=ActivePower(multiplier=0, value=5000),
+                       set_max_discharge_rate_w=ActivePower(multiplier=0, value=5000), updated_time=0)
+RT_W = ReadingType(accumulation_behaviour=12, commodity=1, data_qualifier=2, flow_direction=1, interval_length=900,
+                   kind=37, power_of_ten_multiplier=0, uom=38)
+# import during the event: baseline 3 kW everywhere; reductions 2 (= setpoint), 1 (half), 3 (more than asked)
+EVENT_W = (1000, 2000, 0)
+
+
+def _lfdi(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:40].upper()
+
+
+def mirror(database, lfdi: str, start: int, watts: list[int], step: int = 900, now: int = PUBLISH_AT) -> None:  # noqa: ANN001
+    """POST readings the way a device does (services.mup), one reading per `step`."""
+    readings = [Reading(time_period=DateTimeInterval(start=start + i * step, duration=step), value=w, quality_flags="01")
+                for i, w in enumerate(watts)]
+    mmr = MirrorMeterReading(mrid="A0000000000000000000000000000001", reading_type=RT_W, mirror_reading_sets=[
+        MirrorReadingSet(mrid=f"B{start:031X}", time_period=DateTimeInterval(start=start, duration=step * len(watts)),
+                         readings=readings)])
+    mup = MirrorUsagePoint(mrid="0123456789ABCDEF0123456789ABCDEF", device_lfdi=lfdi, role_flags="03",
+                           service_category_kind=0, status=1, mirror_meter_readings=[mmr])
+    with database.transaction() as s:
+        mup_service.post_mirror_usage_point(s, Scope.operator(), mup, now)
+
+
+@pytest.fixture
+def world(database):  # noqa: ANN001, ANN201
+    now = PUBLISH_AT - 10 * DAY
+    lfdis = [_lfdi(f"battery-{i}") for i in range(3)]
+    with database.transaction() as s:
+        devices = []
+        for lfdi in lfdis:
+            d = edev.register_out_of_band(s, lfdi, now).id
+            der.put(s, Scope.operator(), d, DER_ID, CAPABILITY, now)
+            der.put(s, Scope.operator(), d, DER_ID, SETTINGS, now)
+            devices.append(d)
+        program = flex.create_program(s, PROGRAM, now)
+        for i, d in enumerate(devices):
+            flex.enroll(s, program["id"], {"device_id": d, "customer": f"customer-{i}", "offer": OFFER}, now)
+    for lfdi in lfdis:  # five earlier days: 3 kW over 15:00–18:00 local (the window and an hour before)
+        for back in range(1, 6):
+            mirror(database, lfdi, START - back * DAY - 3600, [3000] * 12)
+    with database.transaction() as s:
+        dispatch.plan_windows(s, PUBLISH_AT - DAY, 7 * DAY)
+    assert dispatch.run_window(database, program["id"], KEY, PUBLISH_AT)["devices"] == 3
+    return {"program": program["id"], "devices": devices, "lfdis": lfdis}
+
+
+def deliver(database, world, watts=EVENT_W) -> None:  # noqa: ANN001
+    for lfdi, w in zip(world["lfdis"], watts):
+        mirror(database, lfdi, START, [w] * 8, now=END)
+
+
+def device_rows(database, version: int | None = None) -> dict[int, records.SettlementDevice]:  # noqa: ANN001
+    with database.transaction() as s:
+        w = store.window(s, world_program(s), KEY)
+        run = records.current_run(s, w.id) if version is None else records.run(s, w.id, version)
+        rows = {r.device_id: r for r in records.device_rows(s, run.id)}
+        s.expunge_all()
+        return rows
+
+
+def world_program(s) -> int:  # noqa: ANN001
+    return s.scalars(select(store.FlexProgram.id)).one()
+
+
+def test_hand_computed_reduction_energy_and_money(world, database) -> None:  # noqa: ANN001
+    deliver(database, world)
+    out = settlement.settle_window(database, world["program"], KEY, END + 600)
+    s = out["settlement"]
+    assert (out["version"], out["reason"], s["devices"], s["interval_s"]) == (1, "scheduled", 3, 900)
+    assert s["methods"] == {"x_of_y": 3}
+    # per 15-minute interval: requested 6, cleared 3 × 2, delivered 2 + 1 + 3 = 6, credited 2 + 1 + 2 = 5
+    assert len(s["intervals"]) == 8
+    for iv in s["intervals"]:
+        assert (iv["requested_kw"], iv["cleared_kw"], iv["delivered_kw"], iv["credited_kw"], iv["measured_devices"]) \
+            == (6.0, 6.0, 6.0, 5.0, 3)
+        assert iv["price"] == pytest.approx(0.26)
+    assert (s["requested_kwh"], s["cleared_kwh"], s["delivered_kwh"], s["credited_kwh"]) == (12.0, 12.0, 12.0, 10.0)
+    # credited 4, 2, 4 kWh at 0.26 $/kWh, one line per 15-minute interval rounded half-even:
+    # 0.5 kWh × 0.26 = 13 c (×8 = 104); 0.25 kWh × 0.26 = 6.5 c → 6 (×8 = 48, not 52)
+    rows = device_rows(database)
+    a, b, c = (rows[d] for d in world["devices"])
+    assert [r.gross_minor for r in (a, b, c)] == [104, 48, 104]
+    assert [r.energy_kwh for r in (a, b, c)] == [4.0, 2.0, 4.0]
+    assert [r.performance for r in (a, b, c)] == [1.0, 0.5, 1.0]
+    assert [r.customer for r in (a, b, c)] == ["customer-0", "customer-1", "customer-2"]
+    # 104 split: tax 104/10 = 10.4, grid 20.8, platform 10.4, prosumer 62.4 → floors 62/20/10/10, the two
+    # leftover cents by largest remainder: grid (.8), then the prosumer (first of the .4 ties)
+    flows = {f["role"]: f["amount_minor"] for f in json.loads(a.detail)["flows"]}
+    assert flows == {"SELLER": 63, "GRID_OPERATOR": 21, "AGGREGATOR": 10, "GOVERNMENT": 10}
+    assert s["gross_minor"] == 256 and s["total_minor"] == 256
+    assert sum(f["amount_minor"] for f in s["flows"]) == 256
+    detail = json.loads(b.detail)
+    assert detail["days_used"] == ["2026-11-29", "2026-11-28", "2026-11-27"]
+    first = detail["intervals"][0]
+    assert (first["baseline_kw"], first["actual_kw"], first["reduction_kw"], first["setpoint_kw"]) == (3.0, 2.0, 1.0, 2.0)
+    assert first["lines"] == [{"kind": "delivery", "energy_kwh": "0.25", "price_per_kwh": "0.26", "amount_minor": 6}]
+    assert detail["readings"]["meter_reading_ids"] and detail["readings"]["intervals_read"] > 8
+
+
+def test_re_running_gives_identical_numbers_and_writes_nothing(world, database) -> None:  # noqa: ANN001
+    deliver(database, world)
+    first = settlement.settle_window(database, world["program"], KEY, END + 600)
+    assert settlement.settle_window(database, world["program"], KEY, END + 700) is None
+    with database.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(records.SettlementRun)) == 1
+        run = s.scalars(select(records.SettlementRun)).one()
+        assert json.loads(run.summary)["inputs_digest"] == first["settlement"]["inputs_digest"]
+        assert run.checked_time == END + 700
+
+
+def test_a_late_reading_makes_a_recorded_resettlement(world, database) -> None:  # noqa: ANN001
+    # device 2 has not reported yet: its intervals are unmeasured, neither paid nor charged
+    deliver(database, world, watts=EVENT_W[:2])
+    v1 = settlement.settle_window(database, world["program"], KEY, END + 600)
+    assert v1["settlement"]["gross_minor"] == 152
+    c = device_rows(database)[world["devices"][2]]
+    assert (c.gross_minor, json.loads(c.detail)["flags"]) == (0, ["actual_missing"])
+    mirror(database, world["lfdis"][2], START, [0] * 8, now=END + 3000)  # the late readings
+    v2 = settlement.settle_window(database, world["program"], KEY, END + 3600)
+    assert (v2["version"], v2["reason"]) == (2, "late_readings")
+    assert v2["settlement"]["changes"] == {"previous_version": 1, "delivered_kwh": [6.0, 12.0],
+                                           "gross_minor": [152, 256], "total_minor": [152, 256]}
+    with database.transaction() as s:
+        runs = records.runs(s, store.window(s, world["program"], KEY).id)
+        assert [(r.version, r.superseded_time) for r in runs] == [(1, END + 3600), (2, None)]
+    assert device_rows(database, version=1)[world["devices"][2]].gross_minor == 0  # the old figures stay
+    assert device_rows(database)[world["devices"][2]].gross_minor == 104
+
+
+def test_the_scheduler_pass_waits_for_the_delay_then_rechecks(world, database) -> None:  # noqa: ANN001
+    deliver(database, world)
+    assert settlement.run_due(database, END + 599) == []  # delay_s 600
+    [out] = settlement.run_due(database, END + 600)
+    assert out["version"] == 1
+    assert settlement.run_due(database, END + 601) == []  # settled; recheck not due yet
+    mirror(database, world["lfdis"][1], START, [3000] * 8, now=END + 1000)  # device 1 did nothing after all
+    assert settlement.run_due(database, END + 600 + settlement.RECHECK_S - 1) == []
+    [again] = settlement.run_due(database, END + 600 + settlement.RECHECK_S)
+    assert (again["version"], again["reason"]) == (2, "late_readings")
+    assert again["settlement"]["gross_minor"] == 208
+    # after the re-settlement period nothing is looked at again
+    mirror(database, world["lfdis"][0], START, [3000] * 8, now=END + 3 * DAY)
+    assert settlement.run_due(database, END + 3 * DAY) == []
+
+
+def test_no_settlement_before_the_end_or_of_an_unpublished_window(world, database) -> None:  # noqa: ANN001
+    with pytest.raises(Conflict, match="can be settled after"):
+        settlement.settle_window(database, world["program"], KEY, END - 1)
+    with pytest.raises(Conflict, match="not published"):
+        settlement.settle_window(database, world["program"], "2026-12-01", END + DAY)
