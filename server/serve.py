@@ -84,14 +84,22 @@ def _start_scheduler(settings: Settings) -> Any:
 
 
 def beckn_push_hook(settings: Settings, db: Any) -> Any:
-    """After a publish: an unsolicited on_status to the BAP of every active order of the program."""
+    """After a publish: an unsolicited on_status to the BAP of every active order of the program;
+    after a settlement: one, with the settled quote and revenue flows, to every order in it."""
     import time
 
     from server.app import provider_of
     from server.services import beckn
 
     provider = provider_of(settings)
-    return lambda outcome: beckn.push_program_status(db, outcome["program_id"], provider, time.time())
+
+    def push(outcome: dict[str, Any]) -> None:
+        if outcome.get("action") == "settled":
+            beckn.push_settlement(db, (outcome["program_id"], outcome["window"]), provider, time.time())
+        else:
+            beckn.push_program_status(db, outcome["program_id"], provider, time.time())
+
+    return push
 
 
 def _stop_scheduler(_server: Any, _worker: Any) -> None:

@@ -10,7 +10,13 @@ APScheduler with:
   late windows that have not ended are published, ended ones recorded as missed, published ones
   whose inputs changed cleared again (programs.publishing decides; the services execute);
 * `publish:<program>:<window>` date jobs, so a window is published on time and not up to a
-  reconcile period late.
+  reconcile period late;
+* after each reconcile, the settlement pass (server.services.settlement.run_due): windows that
+  ended at least their program's delay ago are measured and settled, recent settlements are
+  re-checked for late readings (a changed input makes a recorded new version).
+
+`on_published` hears of every publish and every settlement (outcome["action"] "publish",
+"republish" or "settled"): `derflex serve` and `derflex scheduler` tell the Beckn BAPs.
 
 Both kinds of job only call `server.services.dispatch`, whose every step is idempotent and one
 transaction, so a job run twice, or a leader that died mid-publish, publishes nothing twice. When
@@ -30,7 +36,7 @@ from typing import Any
 
 from server.db.leader import LEASE_SECONDS, Leadership
 from server.db.session import Database, make_engine
-from server.services import dispatch
+from server.services import dispatch, settlement
 
 log = logging.getLogger("derflex.scheduler")
 
@@ -71,7 +77,7 @@ class FlexScheduler:
         self._aps: Any = None
         self._lock = threading.Lock()
         self.outcomes: list[dict[str, Any]] = []  # what this process published (most recent last)
-        self.on_published = on_published  # told of every publish (the Beckn facade pushes on_status)
+        self.on_published = on_published  # told of every publish and settlement (Beckn pushes on_status)
 
     # ------------------------------------------------------------------------- lifecycle
     @property
@@ -160,7 +166,22 @@ class FlexScheduler:
                         )
             with self.db.transaction() as s:
                 due = dispatch.due_windows(s, now)
-            return [o for pid, key in due if (o := self._run(pid, key)) is not None]
+            outcomes = [o for pid, key in due if (o := self._run(pid, key)) is not None]
+            return outcomes + self._settle(now)
+
+    def _settle(self, now: int) -> list[dict[str, Any]]:
+        """Measure and settle the windows that ended (after their delay), re-check recent ones."""
+        try:
+            settled = settlement.run_due(self.db, now)
+        except Exception:
+            log.exception("scheduler: settlement pass failed; it will be retried")
+            return []
+        for outcome in settled:
+            log.info("scheduler: %s", outcome["summary"])
+            self.outcomes.append(outcome)
+            del self.outcomes[:-100]
+            self._tell(outcome)
+        return settled
 
     def publish(self, program_id: int, window_key: str) -> dict[str, Any] | None:
         with self._lock:
@@ -176,9 +197,14 @@ class FlexScheduler:
             log.info("scheduler: %s", outcome.get("summary", outcome))
             self.outcomes.append(outcome)
             del self.outcomes[:-100]
-            if self.on_published is not None and outcome.get("action") in ("publish", "republish"):
-                try:
-                    self.on_published(outcome)
-                except Exception:  # telling others must never undo or repeat a publish
-                    log.exception("scheduler: after-publish hook failed for %s", window_key)
+            if outcome.get("action") in ("publish", "republish"):
+                self._tell(outcome)
         return outcome
+
+    def _tell(self, outcome: dict[str, Any]) -> None:
+        if self.on_published is None:
+            return
+        try:
+            self.on_published(outcome)
+        except Exception:  # telling others must never undo or repeat a publish or a settlement
+            log.exception("scheduler: hook failed for %s %s", outcome.get("action"), outcome.get("window"))

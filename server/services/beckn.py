@@ -39,8 +39,10 @@ from server.beckn.envelope import Request, ack, callback_body, error_object, nac
 from server.beckn.errors import BecknError, ErrorCode
 from server.beckn.timefmt import parse_duration
 from server.db import beckn as store
+from server.db import flex as flex_store
+from server.db import settlement as settlement_store
 from server.db.session import Database
-from server.services import beckn_actions
+from server.services import beckn_actions, beckn_settlement
 
 CLAIM_S = 30.0
 SEND_CLAIM_S = 120.0  # longer than a send can take: 5 s per socket operation, a bounded answer
@@ -169,6 +171,21 @@ def push_program_status(db: Database, program_id: int, provider: beckn_actions.P
     """Tell the BAP of every active order of a program where its devices stand (after a publish)."""
     with db.transaction() as s:
         orders = store.orders_of_program(s, program_id, ("active",))
+        for order in orders:
+            push_order_status(s, order, provider, now)
+        return len(orders)
+
+
+def push_settlement(db: Database, run_window: tuple[int, str], provider: beckn_actions.Provider, now: float) -> int:
+    """After a window is settled (or re-settled): an unsolicited on_status, with the settled quote
+    and revenue flows, to the BAP of every order with a device in it."""
+    program_id, window_key = run_window
+    with db.transaction() as s:
+        w = flex_store.window(s, program_id, window_key)
+        run = settlement_store.current_run(s, w.id) if w is not None else None
+        if run is None:
+            return 0
+        orders = beckn_settlement.orders_to_tell(s, run.id)
         for order in orders:
             push_order_status(s, order, provider, now)
         return len(orders)

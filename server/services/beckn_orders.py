@@ -94,6 +94,7 @@ from server.services.beckn_catalog import (
     text,
     ts,
 )
+from server.services import beckn_settlement
 from server.services.errors import Conflict, Invalid, NotFound, ServiceError, check_text
 
 if TYPE_CHECKING:
@@ -489,6 +490,11 @@ def order_view(session: Session, order: BecknOrder, provider: Provider, now: int
     }]
     if "cancellation" in data:
         out["cancellation"] = data["cancellation"]
+    settled = None if draft else beckn_settlement.order_settlement(session, order, f"program-{row.id}")
+    if settled is not None:  # the latest settled window replaces the expected pay
+        out["quote"] = settled["quote"]
+        out["payments"][0]["params"]["amount"] = settled["seller_amount"]
+        out["tags"] = settled["tags"]
     out["created_at"] = ts(order.created_time)
     out["updated_at"] = ts(order.updated_time)
     return out

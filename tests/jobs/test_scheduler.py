@@ -69,7 +69,8 @@ def test_a_leader_stores_its_jobs_in_the_database_and_publishes_on_time(database
         assert _wait(lambda: _jobs(database) >= {"reconcile", job}, 10), _jobs(database)
         # fired by APScheduler at start − 86 s, i.e. about 4 s from now (the reconcile ran at once)
         assert _wait(lambda: _state(database, program["id"], key) == "published", 20)
-        assert job not in _jobs(database)  # a date job is gone once it ran
+        # a date job is gone once it ran (APScheduler removes it just after the run returns)
+        assert _wait(lambda: job not in _jobs(database), 5), _jobs(database)
     finally:
         sched.stop()
     assert not sched.leading
@@ -165,3 +166,19 @@ def test_after_each_publish_the_hook_is_told_once_and_its_failure_changes_nothin
     assert out["action"] == "publish" and told == [("publish", KEY)]
     assert sched.reconcile() == [] and told == [("publish", KEY)]
     assert len(events(database, world["der_program"])) == 6
+
+
+def test_after_a_window_ends_the_pass_settles_it_and_tells_the_hook(database) -> None:  # noqa: ANN001
+    from tests.services import test_settlement as ts
+
+    told: list[dict] = []
+    world = ts.make_world(database)
+    ts.deliver(database, world)
+    clock = Clock(ts.END + 599)  # the program's delay is 600 s
+    sched = FlexScheduler(database, clock=clock, on_published=told.append)
+    assert [o for o in sched.reconcile() if o["action"] == "settled"] == []
+    clock.t = ts.END + 600
+    settled = [o for o in sched.reconcile() if o["action"] == "settled"]
+    assert [(o["window"], o["version"]) for o in settled] == [(ts.KEY, 1)]
+    assert [o["action"] for o in told] == ["settled"] and told[0]["settlement"]["gross_minor"] == 256
+    assert [o for o in sched.reconcile() if o["action"] == "settled"] == []

@@ -71,6 +71,11 @@ def mirror(database, lfdi: str, start: int, watts: list[int], step: int = 900, n
 
 @pytest.fixture
 def world(database):  # noqa: ANN001, ANN201
+    return make_world(database)
+
+
+def make_world(database):  # noqa: ANN001, ANN201
+    """3 batteries enrolled in PROGRAM, five days of history, the window published."""
     now = PUBLISH_AT - 10 * DAY
     lfdis = [_lfdi(f"battery-{i}") for i in range(3)]
     with database.transaction() as s:
