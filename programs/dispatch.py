@@ -388,6 +388,14 @@ def _active_power_array(mw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return value, mult
 
 
+def _lenient(get: Any) -> float:
+    try:
+        got = get()
+    except DispatchError:
+        return math.nan
+    return math.nan if got is None else got[0]
+
+
 def fleet_controls(kinds: np.ndarray, power_kw: np.ndarray, ratings: list[ControlRatings]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`control_for` for a whole fleet, vectorised: (mode index into MODES, value, multiplier)
     per device, equal element by element to the scalar mapping (multiplier 0 where the mode has
@@ -403,8 +411,10 @@ def fleet_controls(kinds: np.ndarray, power_kw: np.ndarray, ratings: list[Contro
     for i, r in enumerate(ratings):  # fleets share a handful of rating sets: resolve each once
         d = cache.get(r)
         if d is None:
-            dis, chg, mx = r.max_discharge_rate_w(), r.max_charge_rate_w(), r.max_w()
-            d = cache[r] = ((dis or mx or (math.nan,))[0], (chg or (math.nan,))[0], (mx or (math.nan,))[0])
+            # a rating this device's kind does not use may be anything (an EV charger reports a
+            # discharge rate of 0): NaN here; the ones it needs were checked by `control_for`
+            dis, chg, mx = _lenient(r.max_discharge_rate_w), _lenient(r.max_charge_rate_w), _lenient(r.max_w)
+            d = cache[r] = (mx if math.isnan(dis) else dis, chg, mx)
         den[i] = d
     mode = np.zeros(n, dtype=np.int64)
     value = np.zeros(n, dtype=np.int64)

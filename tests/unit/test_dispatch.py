@@ -421,3 +421,19 @@ def test_fleet_controls_equal_control_for_device_by_device():
         plan = control_for(KINDS[kinds[i]], powers[i], ratings[i])
         assert (MODES[mode[i]], int(value[i]), int(mult[i])) == (plan.mode, plan.value, plan.multiplier or 0), (
             KINDS[kinds[i]], powers[i], ratings[i])
+
+
+def test_fleet_controls_ignore_a_zero_rating_the_kind_does_not_use():
+    """An EV charger or a load reports setMaxDischargeRateW 0 (it cannot discharge): the scalar
+    mapping never reads it, so the vectorised one must not refuse the whole fleet for it."""
+    from programs.dispatch import KIND_INDEX, MODES, fleet_controls
+
+    r = ControlRatings(set_max_w=7200.0, set_max_charge_rate_w=7200.0, set_max_discharge_rate_w=0.0)
+    cases = [(EV, -3.6), (DeviceKind.LOAD, -1.0)]
+    mode, value, mult = fleet_controls(np.array([KIND_INDEX[k] for k, _ in cases]), np.array([p for _, p in cases]),
+                                       [r, r])
+    for i, (k, p) in enumerate(cases):
+        plan = control_for(k, p, r)
+        assert (MODES[mode[i]], int(value[i]), int(mult[i])) == (plan.mode, plan.value, plan.multiplier or 0)
+    with pytest.raises(DispatchError, match="setMaxDischargeRateW"):  # a battery does need it
+        control_for(B, 2.0, r)
