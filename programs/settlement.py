@@ -284,7 +284,8 @@ class RevenueSplit:
             agg = min(self.aggregator_fee_rate * g + self.aggregator_fee_fixed_minor, left - grid)
             amounts = largest_remainder(total, [left - grid - agg, grid, agg, tax])
         parties = (prosumer, self.grid_operator, self.aggregator, self.government)
-        tax_note = f"Tax ({self.tax_mode} {_text(self.tax_rate * 100)}%)"
+        pct = _text(self.tax_rate * 100)
+        tax_note = f"Tax ({self.tax_mode} {pct if '/' not in pct else format(float(self.tax_rate * 100), '.2f')}%)"
         return tuple(Flow(p, r, a, currency, tax_note if r == "GOVERNMENT" else _DESCRIPTIONS[r])
                      for p, r, a in zip(parties, ROLES, amounts))
 

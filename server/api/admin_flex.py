@@ -21,6 +21,17 @@ request stores nothing. The rules live in server.services.flex and server.servic
     PUT    /flex/grid-nodes                        {name, parent?, load_percent?, …} create or change
     GET    /flex/grid-nodes
     DELETE /flex/grid-nodes/{name}
+
+Settlement (server.services.settlement runs it; server.services.settlement_reports reads it back):
+
+    POST   /flex/programs/{id}/windows/{key}/settle                 measure and settle now (409 before
+                                                                    the end or unpublished; {"unchanged": true}
+                                                                    when the inputs did not change)
+    GET    /flex/programs/{id}/windows/{key}/settlement             ?version&start&limit — summary, devices, versions
+    GET    /flex/programs/{id}/windows/{key}/settlement.csv         ?version — device × interval rows
+    GET    /flex/programs/{id}/windows/{key}/settlement.png         ?version — requested vs cleared vs delivered
+    GET    /flex/programs/{id}/windows/{key}/settlement/devices/{d} ?version — one device down to its readings
+    GET    /flex/programs/{id}/enrollments/{e}/settlement[.csv]     every current settlement of its device
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from server.api.admin import int_arg, json_object, require_token
 from server.api.client import now, runtime
-from server.services import dispatch, flex, plots
+from server.services import dispatch, flex, plots, settlement, settlement_reports
 from server.services.errors import Invalid, check_text
 
 bp = Blueprint("admin_flex", __name__, url_prefix="/admin/api/v1/flex")
@@ -161,3 +172,83 @@ def delete_grid_node(name: str) -> tuple[str, int]:
     with runtime().db.transaction() as s:
         flex.delete_grid_node(s, name)
     return "", 204
+
+
+# ---------------------------------------------------------------------------------- settlement
+
+MAX_VERSION = 2**31 - 1
+
+
+def _version() -> int | None:
+    """?version=N (a stored settlement version), or None for the current one."""
+    raw = request.args.get("version")
+    if raw is None or raw == "":
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 10 or not 1 <= int(raw) <= MAX_VERSION:
+        raise Invalid(f"'version' must be a whole number from 1 to {MAX_VERSION}, got {raw[:20]!r}")
+    return int(raw)
+
+
+def _csv(text: str, filename: str) -> Response:
+    return Response(text, mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@bp.post(f"{_WINDOW}/settle")
+def settle_window(program_id: int, key: str) -> Response:
+    key = _window_key(key) or ""
+    db = runtime().db
+    outcome = settlement.settle_window(db, program_id, key, now(), reason="operator")
+    if outcome is not None:
+        return jsonify({"unchanged": False, **outcome})
+    with db.transaction() as s:  # the inputs did not change: the current version stands
+        report = settlement_reports.window_report(s, program_id, key, limit=0)
+    return jsonify({"unchanged": True, "program_id": program_id, "window": key, "action": "unchanged",
+                    "version": report["version"], "reason": report["reason"],
+                    "summary": f"program {report['program']!r} window {key}: the inputs did not change, "
+                               f"version {report['version']} stands",
+                    "settlement": report["summary"]})
+
+
+@bp.get(f"{_WINDOW}/settlement")
+def window_settlement(program_id: int, key: str) -> Response:
+    version, start, limit = _version(), int_arg("start", 0, 2**31), int_arg("limit", 100, 1000)
+    with runtime().db.transaction() as s:
+        return jsonify(settlement_reports.window_report(s, program_id, _window_key(key) or "", version=version,
+                                                        start=start, limit=limit))
+
+
+@bp.get(f"{_WINDOW}/settlement.csv")
+def window_settlement_csv(program_id: int, key: str) -> Response:
+    version, key = _version(), _window_key(key) or ""
+    with runtime().db.transaction() as s:
+        text = settlement_reports.window_csv(s, program_id, key, version=version)
+    return _csv(text, f"settlement-{program_id}-{key}.csv")
+
+
+@bp.get(f"{_WINDOW}/settlement.png")
+def window_settlement_png(program_id: int, key: str) -> Response:
+    version = _version()
+    with runtime().db.transaction() as s:
+        args = settlement_reports.window_plot_args(s, program_id, _window_key(key) or "", version)
+    return Response(plots.delivery_png(**args), mimetype="image/png")  # drawn with no transaction open
+
+
+@bp.get(f"{_WINDOW}/settlement/devices/<int(max=2147483647):device_id>")
+def device_settlement(program_id: int, key: str, device_id: int) -> Response:
+    version = _version()
+    with runtime().db.transaction() as s:
+        return jsonify(settlement_reports.device_trace(s, program_id, _window_key(key) or "", device_id,
+                                                       version=version))
+
+
+@bp.get(f"{_ENROLLMENT}/settlement")
+def enrollment_settlement(program_id: int, enrollment_id: int) -> Response:
+    with runtime().db.transaction() as s:
+        return jsonify(settlement_reports.enrollment_report(s, program_id, enrollment_id))
+
+
+@bp.get(f"{_ENROLLMENT}/settlement.csv")
+def enrollment_settlement_csv(program_id: int, enrollment_id: int) -> Response:
+    with runtime().db.transaction() as s:
+        text = settlement_reports.enrollment_csv(s, program_id, enrollment_id)
+    return _csv(text, f"settlement-{program_id}-enrollment-{enrollment_id}.csv")

@@ -13,12 +13,12 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 import numpy as np
 
-__all__ = ["requested_vs_delivered_png", "supply_curve_figure", "supply_curve_png"]
+__all__ = ["delivery_figure", "delivery_png", "requested_vs_delivered_png", "supply_curve_figure", "supply_curve_png"]
 
 DPI = 100
 DEFAULT_SIZE_PX = (960, 600)
@@ -317,3 +317,139 @@ def requested_vs_delivered_png(
     ax.legend(loc="upper center", ncols=3, fontsize=11, framealpha=0.95)
     ax.ticklabel_format(axis="y", style="plain", useOffset=False)
     return _png(fig)
+
+
+_DELIVERY_COLORS = {"requested": "#444444", "cleared": "#1f77b4", "delivered": "#2ca02c", "negative": "#d62728",
+                    "missing": "#9e9e9e"}
+
+
+def _edge_labels(edges: Sequence[datetime]) -> list[str]:
+    """HH:MM for each interval edge; the weekday and date under the first and at each new day."""
+    labels, last_day = [], None
+    for t in edges:
+        labels.append(t.strftime("%H:%M\n%a %d %b") if t.date() != last_day else t.strftime("%H:%M"))
+        last_day = t.date()
+    return labels
+
+
+def delivery_png(
+    times: list[datetime],
+    requested_kw: Sequence[float | None],
+    cleared_kw: Sequence[float | None],
+    delivered_kw: Sequence[float | None],
+    *,
+    interval_s: int,
+    title: str,
+    requested_kwh: float,
+    delivered_kwh: float,
+    paid: str,
+    currency: str,
+    credited_kwh: float | None = None,
+    subtitle: str = "",
+    tz: tzinfo | None = None,
+    size_px: tuple[int, int] = DEFAULT_SIZE_PX,
+) -> bytes:
+    """A settled window for someone who has never heard of 2030.5: per interval (x, local time)
+    the load reduction asked for (dashed black step), what the fleet committed to (cleared, blue
+    step) and what the meters show it delivered against its baseline (green bars; red where the
+    load went up instead; "no reading" where nothing was measured), in kW. The title names the
+    program and the window in local time; the headline under it says "Delivered X of Y kWh asked
+    (Z %) — paid CUR N for C kWh" (`paid` is a major-unit text, e.g. "2.56"; C the credited kWh,
+    what was paid for: each device's reduction up to its commitment). `times` are
+    the interval starts (aware); None or NaN values draw nothing. Fixed pixel size."""
+    return _png(delivery_figure(
+        times, requested_kw, cleared_kw, delivered_kw, interval_s=interval_s, title=title, requested_kwh=requested_kwh,
+        delivered_kwh=delivered_kwh, paid=paid, currency=currency, credited_kwh=credited_kwh, subtitle=subtitle, tz=tz,
+        size_px=size_px,
+    ))
+
+
+def delivery_figure(
+    times: list[datetime],
+    requested_kw: Sequence[float | None],
+    cleared_kw: Sequence[float | None],
+    delivered_kw: Sequence[float | None],
+    *,
+    interval_s: int,
+    title: str,
+    requested_kwh: float,
+    delivered_kwh: float,
+    paid: str,
+    currency: str,
+    credited_kwh: float | None = None,
+    subtitle: str = "",
+    tz: tzinfo | None = None,
+    size_px: tuple[int, int] = DEFAULT_SIZE_PX,
+) -> Any:
+    """The matplotlib Figure of `delivery_png` (for tests and callers that want other formats)."""
+    n = len(times)
+    if n == 0:
+        raise ValueError("no intervals to plot: times is empty")
+    if any(t.tzinfo is None or t.utcoffset() is None for t in times):
+        raise ValueError("times must be timezone-aware (they are labelled in local time)")
+    if isinstance(interval_s, bool) or not isinstance(interval_s, int) or interval_s <= 0:
+        raise ValueError(f"interval_s must be a positive whole number of seconds, got {interval_s!r}")
+    req = _series("requested_kw", requested_kw, n)
+    clr = _series("cleared_kw", cleared_kw, n)
+    dlv = _series("delivered_kw", delivered_kw, n)
+    requested_kwh = _finite("requested_kwh", requested_kwh)
+    delivered_kwh = _finite("delivered_kwh", delivered_kwh)
+    zone = tz or times[0].tzinfo
+    local = [t.astimezone(zone) for t in times]
+    edges = local + [(times[-1] + timedelta(seconds=interval_s)).astimezone(zone)]
+    zone_name = "/".join(dict.fromkeys(t.tzname() or "local" for t in edges))
+
+    k = _scale(size_px)
+    fig, ax = _figure(size_px)
+    x = np.arange(n + 1, dtype=np.float64)  # interval j spans [j, j + 1)
+    measured = ~np.isnan(dlv)
+    colors = [_DELIVERY_COLORS["negative"] if v < 0 else _DELIVERY_COLORS["delivered"] for v in np.nan_to_num(dlv)]
+    if measured.any():
+        ax.bar(x[:-1][measured] + 0.5, dlv[measured], 0.72, color=[c for c, m in zip(colors, measured) if m],
+               edgecolor="white", linewidth=0.5, zorder=2)
+    ax.bar([np.nan], [np.nan], color=_DELIVERY_COLORS["delivered"],  # the legend's entries, whatever was drawn
+           label="Delivered: measured reduction vs the baseline (kW)")
+    if (np.nan_to_num(dlv) < 0).any():
+        ax.bar([np.nan], [np.nan], color=_DELIVERY_COLORS["negative"], label="Load went up instead (kW)")
+
+    def step(values: np.ndarray, **kw: Any) -> None:
+        ax.stairs(np.where(np.isnan(values), np.nan, values), x, baseline=None, zorder=3, **kw)
+
+    # cleared as a wide translucent band, requested as a thin dashed line on top: both stay
+    # visible where they coincide (the usual case when the fleet can cover the request)
+    step(clr, color=_DELIVERY_COLORS["cleared"], lw=7 * k, alpha=0.55, label="Cleared: reduction the fleet committed to (kW)")
+    step(req, color=_DELIVERY_COLORS["requested"], lw=1.8 * k, ls=(0, (5, 3)), label="Requested by the program (kW)")
+    values = np.concatenate([v[~np.isnan(v)] for v in (req, clr, dlv)] + [np.zeros(1)])
+    top, bottom = float(values.max()), float(values.min())
+    span = (top - bottom) or 1.0
+    ax.set_ylim(bottom - 0.06 * span * (bottom < 0), top + 0.12 * span)
+    for j in np.flatnonzero(~measured):
+        ax.text(j + 0.5, 0.02 * span, "no reading", rotation=90, ha="center", va="bottom",
+                fontsize=10 * k, color=_DELIVERY_COLORS["missing"], zorder=4)
+    ax.axhline(0, color="black", lw=0.8, zorder=1)
+    # at most ~10 time labels, on round times (every 5, 10, 15, 30 minutes, 1, 2, 3 … hours)
+    round_s = [c for c in (60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+               if c % interval_s == 0 and c * 10 >= n * interval_s]
+    step_labels = round_s[0] // interval_s if round_s else max(1, math.ceil((n + 1) / 10))
+    ax.set_xticks(x[::step_labels], _edge_labels(edges[::step_labels]))
+    ax.set_xlim(0, n)
+    minutes = interval_s // 60 if interval_s % 60 == 0 else interval_s / 60
+    ax.set_xlabel(f"Local time ({zone_name}); each bar is one {minutes}-minute interval", fontsize=12.5 * k)
+    ax.set_ylabel("Load reduction (kW)", fontsize=12.5 * k)
+    ax.tick_params(labelsize=11 * k)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+
+    share = delivered_kwh / requested_kwh if requested_kwh > 0 else math.nan
+    pct = f" ({share:.0%})".replace("%", " %") if math.isfinite(share) else ""
+    credited = "" if credited_kwh is None else f" for {_finite('credited_kwh', credited_kwh):,.1f} kWh"
+    headline = f"Delivered {delivered_kwh:,.1f} of {requested_kwh:,.1f} kWh asked{pct} — paid {currency} {paid}{credited}"
+    if not measured.any():
+        share = math.nan
+        headline = f"Not measured: no meter readings cover this window — paid {currency} {paid}"
+    good = math.isfinite(share) and share >= 0.9
+    colour = _COLORS["ok"] if good else _COLORS["bad"] if not math.isfinite(share) or share < 0.5 else "#a35200"
+    fig.suptitle(_wrap(title + (f"\n{subtitle}" if subtitle else ""), size_px[0], 14 * k), fontsize=14 * k)
+    ax.set_title(_wrap(headline, size_px[0], 13 * k, "bold"), fontsize=13 * k, fontweight="bold", color=colour)
+    fig.legend(loc="outside lower center", ncols=2 if size_px[0] >= 700 else 1, fontsize=10.5 * k, frameon=False)
+    return fig

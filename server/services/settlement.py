@@ -29,6 +29,7 @@ import json
 import logging
 import math
 from datetime import date, datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,7 @@ from sqlalchemy.orm import Session
 from programs.baselines import fleet_baselines, grid_average, needed_instants
 from programs.measurement import performance
 from programs.model import Program
-from programs.settlement import DeviceDelivery, IntervalDelivery, SettlementRule, settle, text
+from programs.settlement import DeviceDelivery, IntervalDelivery, SettlementRule, exponent, settle, text
 from server.db import flex as store
 from server.db import metering
 from server.db import settlement as records
@@ -263,7 +264,7 @@ def _summary(row: store.FlexProgram, program: Program, w: store.FlexWindow, m: M
         "requested_kwh": _kw(float(perf.requested_kw.sum()) * m.dt / 3600),
         "cleared_kwh": _kw(float(perf.cleared_kw.sum()) * m.dt / 3600),
         "delivered_kwh": _kw(float(perf.delivered_kw.sum()) * m.dt / 3600),
-        "credited_kwh": _kw(float(res.devices and sum(d.energy_kwh for d in res.devices))),
+        "credited_kwh": _kw(float(sum((d.energy_kwh for d in res.devices), 0))),
         "gross_minor": res.gross_minor, "tax_minor": res.tax_minor, "total_minor": res.total_minor,
         "flows": _flows(res.flows), "terms": m.terms.to_dict(), "inputs_digest": m.digest,
     }
@@ -278,7 +279,7 @@ def _summary(row: store.FlexProgram, program: Program, w: store.FlexWindow, m: M
 
 
 def _headline(row: store.FlexProgram, w: store.FlexWindow, s: dict[str, Any]) -> str:
-    money = f"{s['total_minor']} minor units of {s['currency']}"
+    money = f"{s['currency']} {Decimal(s['total_minor']).scaleb(-exponent(s['currency']))} paid in all"
     return (f"program {row.name!r} window {w.window_key} settled (v{s['version']}, {s['reason']}): "
             f"{s['devices']} devices, {s['delivered_kwh']} kWh delivered of {s['cleared_kwh']} cleared, {money}")
 

@@ -201,3 +201,21 @@ def test_no_settlement_before_the_end_or_of_an_unpublished_window(world, databas
         settlement.settle_window(database, world["program"], KEY, END - 1)
     with pytest.raises(Conflict, match="not published"):
         settlement.settle_window(database, world["program"], "2026-12-01", END + DAY)
+
+
+def test_a_window_published_with_no_devices_settles_to_nothing(database) -> None:  # noqa: ANN001
+    with database.transaction() as s:
+        program = flex.create_program(s, {**PROGRAM, "name": "Nobody Came"}, PUBLISH_AT - DAY)
+        dispatch.plan_windows(s, PUBLISH_AT - DAY, 7 * DAY)
+    assert dispatch.run_window(database, program["id"], KEY, PUBLISH_AT)["devices"] == 0
+    out = settlement.settle_window(database, program["id"], KEY, END + 600)
+    s = out["settlement"]
+    assert (s["devices"], s["gross_minor"], s["total_minor"], s["credited_kwh"], s["flows"]) == (0, 0, 0, 0.0, [])
+    assert "USD 0.00 paid in all" in out["summary"]
+
+
+def test_an_inexact_tax_rate_reads_as_a_percentage(world, database) -> None:  # noqa: ANN001
+    deliver(database, world)
+    settlement.settle_window(database, world["program"], KEY, END + 600)
+    flows = json.loads(device_rows(database)[world["devices"][0]].detail)["flows"]
+    assert [f["description"] for f in flows if f["role"] == "GOVERNMENT"] == ["Tax (inclusive 11.11%)"]
