@@ -15,10 +15,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)  ## create .venv and install derflex with its test extras
 
-demo: $(STAMP)  ## the main job on the embedded default (for now: serve with two demo devices)
-	$(BIN)/derflex serve --demo-devices 2
+demo: $(STAMP)  ## the main job end to end on the embedded default (about five minutes; see derflex demo --help)
+	$(BIN)/derflex demo
 
-serve: demo
+serve: $(STAMP)  ## serve 2030.5 (and the Beckn BPP) with two pre-registered demo devices
+	$(BIN)/derflex serve --demo-devices 2
 
 test: $(STAMP)  ## the whole test suite on SQLite, plus the layer contracts
 	$(BIN)/pytest
@@ -30,4 +31,4 @@ bench: $(STAMP)  ## serving benchmark; results in bench/results, figures in docs
 	$(BIN)/python bench/bench_serve.py
 
 clean:  ## remove the virtual environment and local state (keeps certs/README.md)
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache demo-delivery.png

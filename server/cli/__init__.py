@@ -279,12 +279,14 @@ def admin_post_rate(ctx: Context, device_id: int, seconds: int) -> None:
 def _add_subcommands() -> None:
     from server.cli.bap import bap_group
     from server.cli.beckn import beckn_group
+    from server.cli.demo import demo
     from server.cli.pki import pki
     from server.cli.flex import flex_group, scheduler
     from server.cli.programs import event, program
 
     main.add_command(bap_group)
     main.add_command(beckn_group)
+    main.add_command(demo)
     main.add_command(flex_group)
     main.add_command(scheduler)
     main.add_command(pki)
