@@ -11,6 +11,7 @@ from flask import Blueprint, Response, request
 
 from server.api.client import client_identity, client_scope, now, runtime
 from server.api.sep2 import _body, no_content, resource, rule
+from server.db.der import DER_FAMILY
 from server.db.repo import Reader
 from server.scope import Scope
 from server.sep2 import uris
@@ -39,7 +40,7 @@ def get_der(s: Reader, scope: Scope, edev_id: int, der_id: int) -> object:
 def _document_routes(template: str, model: type, name: str) -> None:
     """GET and PUT of one of the documents the device reports."""
 
-    @resource()
+    @resource(family=DER_FAMILY)
     def get(s: Reader, scope: Scope, edev_id: int, der_id: int) -> object:
         return der.document(s, scope, edev_id, der_id, model)
 

@@ -25,7 +25,10 @@ from server.db.repo import Reader, scope_params, visible_to
 from server.scope import Role, Scope
 
 # What cached 2030.5 documents show: a write bumps the "sep2" change counter (server.db.changes).
-_TABLE_ARGS = {"info": {"cache_family": "sep2"}}
+# Their own cache family: a device reports its status every postRate, and that must not empty the
+# cached poll documents of every other device (/dcap, /edev, programs, controls).
+DER_FAMILY = "der"
+_TABLE_ARGS = {"info": {"cache_family": DER_FAMILY}}
 
 
 def _device_fk() -> Any:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from server.config import Settings
 from server.db import changes, repo
+from server.db.der import DER_FAMILY
 from server.db.session import Database
 from server.scope import Scope
 from server.services.cache import TTLCache
@@ -79,6 +80,8 @@ class Runtime:
         if family in (None, changes.SEP2):
             self._scopes.invalidate()
             self._rates.invalidate()
+        # DER documents hang off devices: a change of devices (sep2) drops them too, not the reverse
+        dropped = {family, DER_FAMILY} if family == changes.SEP2 else {family}
         for name, cache in list(self._responses.items()):
-            if family is None or name == family:
+            if family is None or name in dropped:
                 cache.invalidate()

@@ -147,3 +147,27 @@ def test_a_value_loaded_during_an_invalidation_is_not_kept() -> None:
 
     assert cache.get("k", load_while_someone_writes) == "old"
     assert cache.get("k", lambda: "new") == "new"
+
+
+def test_a_der_status_report_keeps_the_other_cached_documents(app, cast, client_for, database) -> None:  # noqa: ANN001
+    """Devices report DERStatus every postRate: that moves the `der` family only, so the program
+    and device documents every device polls stay cached (found in the simulator's review)."""
+    from sqlalchemy import select
+
+    from server.db.changes import ChangeCounter
+    from server.scope import Scope
+    from server.sep2.der import DERStatus
+    from server.services import der
+    from server.services.der import DER_ID
+    from server.services.runtime import CHECK_EVERY
+
+    dev = _registered(database, cast)
+    c = client_for(cast["owner"])
+    assert _category(c, f"/edev/{dev}") is None
+    _write_by_hand(database, dev, "0F")  # invisible to derflex: the cached body stays as it was
+    with database.transaction() as s:  # another process takes a status report
+        der.put(s, Scope.operator(), dev, DER_ID, DERStatus(reading_time=1), 1)
+    with database.transaction() as s:  # the counter moves as the transaction commits
+        assert s.scalar(select(ChangeCounter.value).where(ChangeCounter.family == "der")) == 1
+    time.sleep(CHECK_EVERY + 0.05)
+    assert _category(c, f"/edev/{dev}") is None  # still cached: only the der family moved
