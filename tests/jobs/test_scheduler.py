@@ -169,7 +169,7 @@ def test_after_each_publish_the_hook_is_told_once_and_its_failure_changes_nothin
 
 
 def test_after_a_window_ends_the_pass_settles_it_and_tells_the_hook(database) -> None:  # noqa: ANN001
-    from tests.services import test_settlement as ts
+    from tests import settlement_world as ts
 
     told: list[dict] = []
     world = ts.make_world(database)

@@ -29,7 +29,7 @@ from tests.services.test_beckn_actions import (  # noqa: F401 - fixtures
     schema,
     world,
 )
-from tests.services.test_settlement import mirror
+from tests.settlement_world import mirror
 
 DAY = 86_400
 

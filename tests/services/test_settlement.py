@@ -4,102 +4,32 @@ silently changed) when late readings arrive; the scheduler's pass settles after 
 
 from __future__ import annotations
 
-import hashlib
 import json
-from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy import func, select
 
 from server.db import flex as store
 from server.db import settlement as records
-from server.scope import Scope
-from server.sep2.der import ActivePower, DERCapability, DERSettings
-from server.sep2.mup import MirrorMeterReading, MirrorReadingSet, MirrorUsagePoint, Reading, ReadingType
-from server.sep2.derp import DateTimeInterval
-from server.services import der, dispatch, edev, flex
-from server.services import mup as mup_service
-from server.services import settlement
-from server.services.der import DER_ID
+from server.services import dispatch, flex, settlement
 from server.services.errors import Conflict
-
-# Monday 2026-11-30, 16:00–18:00 New York (EST) = 21:00–23:00 UTC
-START = int(datetime(2026, 11, 30, 21, 0, tzinfo=timezone.utc).timestamp())
-END = START + 7200
-PUBLISH_AT = START - 3600
-KEY = "2026-11-30"
-DAY = 86_400
-SPLIT = {"tax_rate": "1/9", "tax_mode": "inclusive", "grid_fee_rate": "0.2", "aggregator_fee_rate": "0.1"}
-PROGRAM = {
-    "name": "Peak Saver", "currency": "USD",
-    "window": {"weekdays": ["mon", "tue", "wed", "thu", "fri"], "start": "16:00", "end": "18:00",
-               "tz": "America/New_York"},
-    "requested_kw": 6.0, "interval_s": 3600, "price_cap": 0.5,
-    "incentive": {"kind": "pay_as_clear"}, "eligible_kinds": ["battery"], "lead_time_s": 3600,
-    "measurement": {"interval_s": 900, "delay_s": 600, "resettle_days": 2, "split": SPLIT,
-                    "baseline": {"x": 3, "y": 3, "min_days": 3, "lookback_days": 10, "day_types": "any"}},
-}
-OFFER = {"power": [[0.10, 0.0], [0.50, 5.0]]}  # 3 batteries clear 6 kW at 0.26: 2 kW each
-CAPABILITY = DERCapability(modes_supported="00000080", rtg_max_w=ActivePower(multiplier=0, value=5000),
-                           rtg_max_charge_rate_w=ActivePower(multiplier=0, value=5000),
-                           rtg_max_discharge_rate_w=ActivePower(multiplier=0, value=5000), type=80)
-SETTINGS = DERSettings(modes_enabled="00000080", set_grad_w=100, set_max_w=ActivePower(multiplier=0, value=5000),
-                       set_max_charge_rate_w=ActivePower(multiplier=0, value=5000),
-                       set_max_discharge_rate_w=ActivePower(multiplier=0, value=5000), updated_time=0)
-RT_W = ReadingType(accumulation_behaviour=12, commodity=1, data_qualifier=2, flow_direction=1, interval_length=900,
-                   kind=37, power_of_ten_multiplier=0, uom=38)
-# import during the event: baseline 3 kW everywhere; reductions 2 (= setpoint), 1 (half), 3 (more than asked)
-EVENT_W = (1000, 2000, 0)
-
-
-def _lfdi(name: str) -> str:
-    return hashlib.sha256(name.encode()).hexdigest()[:40].upper()
-
-
-def mirror(database, lfdi: str, start: int, watts: list[int], step: int = 900, now: int = PUBLISH_AT) -> None:  # noqa: ANN001
-    """POST readings the way a device does (services.mup), one reading per `step`."""
-    readings = [Reading(time_period=DateTimeInterval(start=start + i * step, duration=step), value=w, quality_flags="01")
-                for i, w in enumerate(watts)]
-    mmr = MirrorMeterReading(mrid="A0000000000000000000000000000001", reading_type=RT_W, mirror_reading_sets=[
-        MirrorReadingSet(mrid=f"B{start:031X}", time_period=DateTimeInterval(start=start, duration=step * len(watts)),
-                         readings=readings)])
-    mup = MirrorUsagePoint(mrid="0123456789ABCDEF0123456789ABCDEF", device_lfdi=lfdi, role_flags="03",
-                           service_category_kind=0, status=1, mirror_meter_readings=[mmr])
-    with database.transaction() as s:
-        mup_service.post_mirror_usage_point(s, Scope.operator(), mup, now)
+from tests.settlement_world import (  # noqa: F401 - the world the settlement tests share
+    DAY,
+    END,
+    EVENT_W,
+    KEY,
+    PROGRAM,
+    PUBLISH_AT,
+    START,
+    deliver,
+    make_world,
+    mirror,
+)
 
 
 @pytest.fixture
 def world(database):  # noqa: ANN001, ANN201
     return make_world(database)
-
-
-def make_world(database):  # noqa: ANN001, ANN201
-    """3 batteries enrolled in PROGRAM, five days of history, the window published."""
-    now = PUBLISH_AT - 10 * DAY
-    lfdis = [_lfdi(f"battery-{i}") for i in range(3)]
-    with database.transaction() as s:
-        devices = []
-        for lfdi in lfdis:
-            d = edev.register_out_of_band(s, lfdi, now).id
-            der.put(s, Scope.operator(), d, DER_ID, CAPABILITY, now)
-            der.put(s, Scope.operator(), d, DER_ID, SETTINGS, now)
-            devices.append(d)
-        program = flex.create_program(s, PROGRAM, now)
-        for i, d in enumerate(devices):
-            flex.enroll(s, program["id"], {"device_id": d, "customer": f"customer-{i}", "offer": OFFER}, now)
-    for lfdi in lfdis:  # five earlier days: 3 kW over 15:00–18:00 local (the window and an hour before)
-        for back in range(1, 6):
-            mirror(database, lfdi, START - back * DAY - 3600, [3000] * 12)
-    with database.transaction() as s:
-        dispatch.plan_windows(s, PUBLISH_AT - DAY, 7 * DAY)
-    assert dispatch.run_window(database, program["id"], KEY, PUBLISH_AT)["devices"] == 3
-    return {"program": program["id"], "devices": devices, "lfdis": lfdis}
-
-
-def deliver(database, world, watts=EVENT_W) -> None:  # noqa: ANN001
-    for lfdi, w in zip(world["lfdis"], watts):
-        mirror(database, lfdi, START, [w] * 8, now=END)
 
 
 def device_rows(database, version: int | None = None) -> dict[int, records.SettlementDevice]:  # noqa: ANN001
