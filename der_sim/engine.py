@@ -347,14 +347,16 @@ class EventEngine:
         rec.ended = ended
 
     def _aborted_at(self, rec: _Known, now: int, better: list[_Known]) -> int | None:
-        """When a running, better event of another program that sets every mode of `rec` took over."""
+        """When a running, better event of another program that sets every mode of `rec` took over:
+        the first moment both run and both are known (never before `rec`'s own start: a better event
+        that ends or is cancelled before then takes nothing from it)."""
         first: int | None = None
         for w in better:
             if w.program == rec.program or w.receipt is not R.RECEIVED or not rec.modes <= w.modes:
                 continue
             if w.started_at is None or not (w.eff_start < rec.eff_end and rec.eff_start < w.eff_end):
                 continue
-            moment = max(w.started_at, rec.first_seen)
+            moment = max(w.started_at, rec.eff_start, rec.first_seen)
             if moment > now or moment >= rec.eff_end or (w.ended is not None and moment >= w.ended[0]):
                 continue
             first = moment if first is None else min(first, moment)

@@ -7,7 +7,9 @@ Configuration (`Terms`, the program's optional "measurement" key; every key has 
      "resettle_days": 3,          # re-check settled windows this long for late readings
      "baseline": {...},           # programs.baselines.BaselineRule (default 10-in-10)
      "split": {...},              # programs.settlement.RevenueSplit (default: all to the prosumer)
-     "allow_net_negative": false} # may penalties exceed what a device earned?
+     "allow_net_negative": false, # may penalties exceed what a device earned?
+     "holidays": [],              # local dates counted as weekend days ("2026-12-25")
+     "excluded_days": []}         # local dates never used as baseline days (outages, other events)
 
 Δ must divide an hour (so a day earlier on a DST change is still on the grid), divide the window's
 nominal length and, when the program clears per interval, its interval_s: M&V intervals never
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any, Mapping
 
 import numpy as np
@@ -37,7 +40,9 @@ __all__ = ["DEFAULT_INTERVAL_S", "Performance", "Terms", "TermsError", "measurem
 DEFAULT_INTERVAL_S = 900
 MAX_DELAY_S = 7 * 86400
 MAX_RESETTLE_DAYS = 31
-_KEYS = ("interval_s", "delay_s", "resettle_days", "baseline", "split", "allow_net_negative")
+_KEYS = ("interval_s", "delay_s", "resettle_days", "baseline", "split", "allow_net_negative", "holidays",
+         "excluded_days")
+MAX_DAYS_LISTED = 1000
 
 
 class TermsError(ValueError):
@@ -65,9 +70,23 @@ class Terms:
     baseline: BaselineRule = field(default_factory=BaselineRule)
     split: RevenueSplit = field(default_factory=RevenueSplit)
     allow_net_negative: bool = False
+    holidays: tuple[date, ...] = ()
+    excluded_days: tuple[date, ...] = ()
 
     def __post_init__(self) -> None:
         errors: list[str] = []
+        for name in ("holidays", "excluded_days"):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or len(value) > MAX_DAYS_LISTED:
+                errors.append(f"measurement.{name}: must be a list of at most {MAX_DAYS_LISTED} dates, got {value!r}")
+                continue
+            days = []
+            for v in value:
+                try:
+                    days.append(v if isinstance(v, date) and not isinstance(v, datetime) else date.fromisoformat(v))
+                except (TypeError, ValueError):
+                    errors.append(f"measurement.{name}: {v!r} is not a date like \"2026-12-25\"")
+            object.__setattr__(self, name, tuple(sorted(set(days))))
         if self.interval_s is not None:
             iv = _whole("interval_s", self.interval_s, 60, 3600, errors)
             if iv is not None and 3600 % iv:
@@ -112,7 +131,9 @@ class Terms:
     def to_dict(self) -> dict[str, Any]:
         return {"interval_s": self.interval_s, "delay_s": self.delay_s, "resettle_days": self.resettle_days,
                 "baseline": self.baseline.to_dict(), "split": self.split.to_dict(),
-                "allow_net_negative": self.allow_net_negative}
+                "allow_net_negative": self.allow_net_negative,
+                "holidays": [d.isoformat() for d in self.holidays],
+                "excluded_days": [d.isoformat() for d in self.excluded_days]}
 
 
 def measurement_interval(terms: Terms, window_s: int, clearing_interval_s: int | None) -> int:

@@ -9,7 +9,8 @@ For one window (`settle_window`), in one transaction:
    same wall-clock times on the look-back days) are loaded for every device in one pass
    (db.metering.load_fleet_readings), averaged into the Δ grid (grid_average; missing stays
    missing), and the fleet's baselines computed with the program's rule. Days with another
-   published window of the program are excluded (event days).
+   published window of the program (event days) and the program's excluded days (outages) are
+   not baseline days; its holidays count as weekend days.
 3. Performance (programs.measurement.performance) and money (programs.settlement.settle): pay
    as clear per interval at the device's price, up to its setpoint; an interval whose reduction
    cannot be measured is neither paid nor charged (and flagged); the program's revenue split.
@@ -168,11 +169,12 @@ def measure(session: Session, row: store.FlexProgram, program: Program, w: store
     S, P = set_kw[:, which], price[:, which]
     requested = np.array([clearings[k].requested_kw for k in which])
 
-    excluded = _event_days(session, row, program, w)
+    excluded = _event_days(session, row, program, w) | set(terms.excluded_days)
     grid = needed_instants(dt, w.start, w.end, tz, terms.baseline)
     readings = metering.load_fleet_readings(session, device_ids, _spans(grid, dt))
     values = grid_average(readings.device_index, readings.starts, readings.durations, readings.watts, D, grid, dt)
-    fb = fleet_baselines(grid.astype(float), values, dt, w.start, w.end, tz, terms.baseline, excluded=excluded)
+    fb = fleet_baselines(grid.astype(float), values, dt, w.start, w.end, tz, terms.baseline, excluded=excluded,
+                         holidays=terms.holidays)
     reduction = np.round(fb.reduction, _KW_DIGITS)
     perf = performance(reduction, S, requested)
 

@@ -149,3 +149,12 @@ def test_an_inexact_tax_rate_reads_as_a_percentage(world, database) -> None:  # 
     settlement.settle_window(database, world["program"], KEY, END + 600)
     flows = json.loads(device_rows(database)[world["devices"][0]].detail)["flows"]
     assert [f["description"] for f in flows if f["role"] == "GOVERNMENT"] == ["Tax (inclusive 11.11%)"]
+
+
+def test_an_excluded_outage_day_is_not_a_baseline_day(database) -> None:  # noqa: ANN001
+    # 2026-11-28 had an outage: with 3 of 3 days wanted and 5 days of history, the next is used
+    world = make_world(database, measurement={**PROGRAM["measurement"], "excluded_days": ["2026-11-28"]})
+    deliver(database, world)
+    settlement.settle_window(database, world["program"], KEY, END + 600)
+    detail = json.loads(device_rows(database)[world["devices"][0]].detail)
+    assert detail["days_used"] == ["2026-11-29", "2026-11-27", "2026-11-26"]

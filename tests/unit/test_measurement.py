@@ -119,3 +119,13 @@ def test_needed_instants_are_all_a_baseline_reads() -> None:
     assert np.array_equal(full.adjusted, only.adjusted) and np.array_equal(full.reduction, only.reduction)
     one = baseline(times[keep], values[0, keep], 900, start, start + 3600, "America/New_York", rule)
     assert np.array_equal(one.adjusted, full.adjusted[0])
+
+
+def test_holidays_and_excluded_days_are_dates() -> None:
+    t = Terms.from_dict({"holidays": ["2026-12-25", "2026-12-25"], "excluded_days": ["2026-11-27"]})
+    assert [d.isoformat() for d in t.holidays] == ["2026-12-25"]
+    assert Terms.from_dict(t.to_dict()) == t
+    with pytest.raises(TermsError, match='measurement.excluded_days: .*not a date like "2026-12-25"'):
+        Terms.from_dict({"excluded_days": ["yesterday"]})
+    with pytest.raises(TermsError, match="measurement.holidays: must be a list"):
+        Terms.from_dict({"holidays": "2026-12-25"})
