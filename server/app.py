@@ -53,8 +53,7 @@ class BecknFacade:
 
 
 def provider_of(settings: Settings) -> Provider:
-    return Provider(bpp_id=settings.beckn_subscriber_id, bpp_uri=settings.beckn_uri,
-                    track_url=f"{settings.beckn_uri}/track")
+    return Provider.of(settings)
 
 
 def create_beckn_app(settings: Settings, db: Database | None = None, *, worker: bool = False) -> Flask:

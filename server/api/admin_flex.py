@@ -36,11 +36,14 @@ Settlement (server.services.settlement runs it; server.services.settlement_repor
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, Response, jsonify, request
 
 from server.api.admin import int_arg, json_object, require_token
 from server.api.client import now, runtime
-from server.services import dispatch, flex, plots, settlement, settlement_reports
+from server.services import beckn, dispatch, flex, plots, settlement, settlement_reports
+from server.services.beckn_actions import Provider
 from server.services.errors import Invalid, check_text
 
 bp = Blueprint("admin_flex", __name__, url_prefix="/admin/api/v1/flex")
@@ -199,6 +202,9 @@ def settle_window(program_id: int, key: str) -> Response:
     db = runtime().db
     outcome = settlement.settle_window(db, program_id, key, now(), reason="operator")
     if outcome is not None:
+        settings = runtime().settings
+        if settings.beckn_bind:  # the orders' BAPs hear of it, as after the scheduler's settlement
+            beckn.push_settlement(db, (program_id, key), Provider.of(settings), time.time())
         return jsonify({"unchanged": False, **outcome})
     with db.transaction() as s:  # the inputs did not change: the current version stands
         report = settlement_reports.window_report(s, program_id, key, limit=0)

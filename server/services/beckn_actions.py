@@ -49,6 +49,12 @@ class Provider:
     support_phone: str = "+1-000-000-0000"
     track_url: str = ""  # base; an order's tracking URL is f"{track_url}/{order_id}"
 
+    @classmethod
+    def of(cls, settings: Any) -> "Provider":
+        """Ours, from the server's settings (server.config.Settings)."""
+        return cls(bpp_id=settings.beckn_subscriber_id, bpp_uri=settings.beckn_uri,
+                   track_url=f"{settings.beckn_uri}/track")
+
 
 Handler = Callable[[Session, Request, Provider, int], dict[str, Any]]
 

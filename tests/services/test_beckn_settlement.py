@@ -96,3 +96,24 @@ def test_orders_without_a_device_in_the_window_hear_nothing(world, bpp, database
         view = order_status_message(s, s.get(BecknOrder, late), PROVIDER, END + 902)["order"]
     assert "tags" not in view and view["quote"]["breakup"][0]["title"].endswith("one window")
     assert beckn.push_settlement(database, (world["peak"], "2026-12-01"), PROVIDER, END + 901) == 0
+
+
+def test_an_operator_settlement_through_the_admin_api_is_pushed_too(world, bpp, database, operator,  # noqa: ANN001
+                                                                    monkeypatch) -> None:
+    import server.api.admin_flex as views
+
+    monkeypatch.setattr(views, "now", lambda: END + 900)  # the admin API's clock: after the window
+    order_id = _confirm(bpp, world, ["battery-0"])
+    dispatch.run_window(database, world["peak"], KEY, PUBLISH_AT)
+    mirror(database, lfdi("battery-0"), START, [0] * 8, now=END)
+    with database.transaction() as s:
+        before = s.scalar(select(BecknOutbox.id).order_by(BecknOutbox.id.desc()).limit(1)) or 0
+    resp = operator("POST", f"/flex/programs/{world['peak']}/windows/{KEY}/settle")
+    assert resp.status_code == 200 and resp.get_json()["reason"] == "operator"
+    with database.transaction() as s:
+        boxes = s.scalars(select(BecknOutbox).where(BecknOutbox.id > before)).all()
+        assert [(b.action, json.loads(b.body)["message"]["order"]["id"]) for b in boxes] == [("on_status", order_id)]
+    # settling again with the same inputs changes nothing and tells nobody again
+    assert operator("POST", f"/flex/programs/{world['peak']}/windows/{KEY}/settle").get_json()["unchanged"] is True
+    with database.transaction() as s:
+        assert len(s.scalars(select(BecknOutbox).where(BecknOutbox.id > before)).all()) == 1
