@@ -82,16 +82,6 @@ def run(session: Session, window_id: int, version: int) -> SettlementRun | None:
     ).first()
 
 
-def recheck_candidates(session: Session, checked_before: int, limit: int = 20) -> Sequence[SettlementRun]:
-    """Current runs last checked at or before `checked_before` (oldest check first)."""
-    return session.scalars(
-        select(SettlementRun)
-        .where(SettlementRun.superseded_time.is_(None), SettlementRun.checked_time <= checked_before)
-        .order_by(SettlementRun.checked_time)
-        .limit(limit)
-    ).all()
-
-
 def device_rows(session: Session, run_id: int, *, device_ids: Sequence[int] | None = None,
                 enrollment_ids: Sequence[int] | None = None) -> Sequence[SettlementDevice]:
     stmt = select(SettlementDevice).where(SettlementDevice.run_id == run_id)

@@ -38,7 +38,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from programs.baselines import fleet_baselines, grid_average, needed_instants
-from programs.measurement import performance
+from programs.measurement import MAX_RESETTLE_DAYS, performance
 from programs.model import Program
 from programs.settlement import DeviceDelivery, IntervalDelivery, SettlementRule, exponent, settle, text
 from server.db import flex as store
@@ -90,17 +90,23 @@ def due(session: Session, now: int) -> list[tuple[int, str]]:
 
 def recheck_due(session: Session, now: int, limit: int = 20) -> list[tuple[int, str]]:
     """Settled windows still inside their program's re-settlement period, not checked for
-    RECHECK_S: they are measured again and re-settled only if their inputs changed."""
+    RECHECK_S: they are measured again and re-settled only if their inputs changed. Windows
+    that ended more than MAX_RESETTLE_DAYS ago are never looked at (so old ones cannot crowd out
+    the recent ones)."""
+    r, w, p = records.SettlementRun, store.FlexWindow, store.FlexProgram
+    rows = session.execute(
+        select(w.program_id, w.window_key, w.end, p.spec)
+        .join(r, r.window_id == w.id).join(p, p.id == w.program_id)
+        .where(r.superseded_time.is_(None), r.checked_time <= now - RECHECK_S,
+               w.end >= now - MAX_RESETTLE_DAYS * 86_400)
+        .order_by(r.checked_time)
+    ).all()
     out = []
-    for run in records.recheck_candidates(session, now - RECHECK_S, limit=limit * 4):
-        w = session.get(store.FlexWindow, run.window_id)
-        row = session.get(store.FlexProgram, w.program_id) if w is not None else None
-        if w is None or row is None:
-            continue
-        if now <= w.end + program_of(row).measurement.resettle_days * 86_400:
-            out.append((w.program_id, w.window_key))
-        if len(out) >= limit:
-            break
+    for pid, key, end, spec in rows:
+        if now <= end + Program.from_dict(json.loads(spec)).measurement.resettle_days * 86_400:
+            out.append((pid, key))
+            if len(out) >= limit:
+                break
     return out
 
 

@@ -158,3 +158,22 @@ def test_an_excluded_outage_day_is_not_a_baseline_day(database) -> None:  # noqa
     settlement.settle_window(database, world["program"], KEY, END + 600)
     detail = json.loads(device_rows(database)[world["devices"][0]].detail)
     assert detail["days_used"] == ["2026-11-29", "2026-11-27", "2026-11-26"]
+
+
+def test_old_settlements_never_crowd_out_the_recent_ones_when_rechecking(world, database) -> None:  # noqa: ANN001
+    deliver(database, world)
+    settlement.settle_window(database, world["program"], KEY, END + 600)
+    with database.transaction() as s:  # 30 stale runs of long-gone windows, checked long ago
+        w = store.window(s, world["program"], KEY)
+        for i in range(30):
+            old = store.FlexWindow(program_id=world["program"], window_key=f"old-{i}", start=START - (40 + i) * DAY,
+                                   end=END - (40 + i) * DAY, publish_at=0, state="published", revision=1,
+                                   updated_time=0)
+            s.add(old)
+            s.flush()
+            s.add(records.SettlementRun(window_id=old.id, version=1, reason="scheduled", revision=1, interval_s=900,
+                                        currency="USD", inputs_digest="x", summary="{}", created_time=0,
+                                        checked_time=0, superseded_time=None))
+        assert w is not None
+    with database.transaction() as s:
+        assert settlement.recheck_due(s, END + 600 + settlement.RECHECK_S, limit=5) == [(world["program"], KEY)]
