@@ -3,7 +3,8 @@
 What it does, step by step (each step says what it is doing; any failure stops the demo with one
 clear line and a pointer to the server's log, and everything started is shut down):
 
-1. a fresh home (`--home`, default ./var/demo, emptied first): database, dev PKI, admin token;
+1. a fresh home (`--home`, default ./var/demo: new, empty, or made by an earlier demo and emptied;
+   any other folder is refused): database, dev PKI, admin token;
 2. `derflex serve` started as a real process (2030.5 over TLS 1.2 CCM8, the Beckn BPP, the
    scheduler reconciling every few seconds, devices told to poll every few seconds);
 3. N simulated devices (der_sim.fleet: batteries, controllable loads, EV chargers) with their own
@@ -38,6 +39,7 @@ from typing import Any
 import click
 
 MIX = {"battery": 0.45, "load": 0.35, "ev_charger": 0.20}
+MARKER = ".derflex-demo"  # a home the demo made (and may empty again)
 PRICE_CAP = 12.0  # INR per kWh
 HISTORY_DAYS = 7
 RESPONSE_NAMES = {1: "received", 2: "started", 3: "completed", 4: "opted out", 5: "opted out",
@@ -98,9 +100,13 @@ class Demo:
         from server.bootstrap import prepare
         from server.config import from_env
 
-        if self.home.exists():
+        if self.home.exists() and any(self.home.iterdir()):
+            if not (self.home / MARKER).exists():  # never wipe a folder the demo did not make
+                raise DemoError(f"derflex demo: {self.home} exists and is not a demo home (no {MARKER}); "
+                                "give an empty or new folder with --home")
             shutil.rmtree(self.home)
-        self.home.mkdir(parents=True)
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / MARKER).write_text("made by `derflex demo`; emptied by the next run\n")
         self.settings = from_env({**os.environ, **self.env}, home=self.home,
                                  bind=f"127.0.0.1:{self.port}")
         self.db = prepare(self.settings, say=lambda m: _say(f"  {m}"))
@@ -352,7 +358,8 @@ class Demo:
 @click.option("--window-minutes", type=click.IntRange(1, 30), default=2, show_default=True,
               help="Length of the peak window (time is compressed: a real one lasts hours).")
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=Path("var/demo"),
-              show_default=True, help="Folder for the demo's server (EMPTIED first).")
+              show_default=True, help="Folder for the demo's server: new, empty, or one an earlier demo made "
+                                      "(which is emptied first).")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=Path("demo-delivery.png"),
               show_default=True, help="Where to write the picture of requested vs delivered.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the simulated fleet.")
