@@ -84,6 +84,7 @@ import pstats
 import random
 import re
 import resource
+import signal
 import statistics
 import sys
 import tempfile
@@ -1148,8 +1149,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return a
 
 
+def _terminate(signum: int, _frame: Any) -> None:
+    """SIGTERM/SIGHUP: leave through the `finally` blocks, so the scratch database and home go too."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     res: dict[str, Any] = {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "machine": machine_info(("SQLAlchemy", "numpy", "psycopg")),
