@@ -24,21 +24,28 @@ What one run does (everything on 127.0.0.1, every wait bounded):
      readings every --post-rate; every --sample-seconds the server's processes are read from /proc
      (the `serve` process = gunicorn master, its 2030.5 worker(s), the Beckn BPP and its child(ren);
      with PostgreSQL also the backends of the scratch database): CPU % of one core and of the
-     machine, RSS and PSS; the load generator's own CPU (this process); the whole machine's busy
-     share (/proc/stat: other work on a shared machine shows there).
+     machine, RSS and PSS, the workers' main thread (gunicorn's accept/keep-alive loop) apart; the
+     server's TCP connections by state (/proc/net/tcp); the load generator's own CPU (this
+     process); the whole machine's busy share (/proc/stat: other work on a shared machine shows).
   6. At the end: requests (registration phase and soak phase apart), failed requests (status >= 400
      or no answer; must be 0 — when not, the statuses, the devices' last errors and the server log's
      errors are reported), exact latency percentiles per method and per resource, requests/s,
      achieved polls and posts against the pollRate/postRate asked, server CPU mean/max, RSS
-     start/end/max and its slope, the fleet's counters against the rows in the database; JSON to
-     bench/results/soak-<UTC timestamp>.json (and the server log beside it if anything failed).
+     start/end/max and its slope, the fleet's counters (with TLS connections opened and answers
+     that closed the keep-alive) against the rows in the database, change-counter bumps per cache
+     family; JSON to bench/results/soak-<UTC timestamp>.json (and the server and client logs beside
+     it if anything failed).
+
+--diagnose starts the same server (server.serve.run) through this script with the 2030.5 app
+wrapped to measure thread CPU per request by method and resource (the Flask part, not gunicorn's
+TLS and parsing): where the server's CPU goes. Its figures are a diagnosis, not the product's.
 
 The machine matters: the load generator runs on the same cores as the server (on a 2-core
 machine it competes with it), so its CPU is reported next to the server's.
 
 Examples:
     .venv/bin/python bench/bench_soak.py --smoke             # ~2 minutes, 100 devices
-    .venv/bin/python bench/bench_soak.py                     # 2,000 devices, 10 minutes, SQLite
+    .venv/bin/python bench/bench_soak.py                     # 2,000 devices, 10 minutes, SQLite, 300 s
     .venv/bin/python bench/bench_soak.py --db postgresql --workers 2
 """
 
@@ -1061,14 +1068,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog=(
             "The load generator runs in this process on the same machine: on a small machine it competes "
             "with the server for the cores, and both are reported. Devices follow the pollRate the server "
-            "announces (DERFLEX_POLL_RATE). A 2,000-device, 10-minute run takes about 13 minutes in all."),
+            "announces (DERFLEX_POLL_RATE). A 2,000-device, 10-minute run takes about 15 minutes in all (the "
+            "devices start over one pollRate)."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--devices", type=int, default=2000, help="simulated devices (one certificate and connection each)")
     p.add_argument("--minutes", type=float, default=10.0, help="length of the soak after every device registered")
-    p.add_argument("--poll-rate", type=int, default=60,
-                   help="the compressed pollRate in seconds (DERFLEX_POLL_RATE; also /tm's)")
-    p.add_argument("--post-rate", type=int, default=60,
+    p.add_argument("--poll-rate", type=int, default=300,
+                   help="the compressed pollRate in seconds (DERFLEX_POLL_RATE; also /tm's); 300 s is what one "
+                        "worker sustained with 2,000 devices on 2 shared cores (docs/benchmarks.md)")
+    p.add_argument("--post-rate", type=int, default=300,
                    help="seconds between a device's DERStatus/DERAvailability PUTs and meter-reading POSTs")
     p.add_argument("--interval", type=int, default=60, help="metering interval of the readings, seconds")
     p.add_argument("--workers", type=int, default=1, help="gunicorn worker processes of the 2030.5 server")
