@@ -83,7 +83,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchlib import PgDatabase, clean_up, machine_info  # noqa: E402
+from benchlib import PgDatabase, TimedDatabase, Timers, clean_up, machine_info  # noqa: E402
 CHUNK = 10_000
 TARGET_S = 20.0
 ALL_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -100,70 +100,6 @@ LIMITED = "feeder-3"
 
 def _say(msg: str) -> None:
     print(msg, flush=True)
-
-
-# ------------------------------------------------------------------------------ phase timers
-
-
-class Timers:
-    """Inclusive wall time and call count per name, from wrappers installed for one run."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.calls: dict[str, int] = defaultdict(int)
-        self._undo: list[tuple[Any, str, Any]] = []
-        self.phase = ""  # the enclosing phase (gather, _write_interval): inner calls are counted per phase
-
-    def wrap(self, owner: Any, attr: str, name: str | None = None, *, phase: bool = False) -> None:
-        original = getattr(owner, attr)
-        raw = owner.__dict__[attr] if isinstance(owner, type) else original  # a classmethod stays one
-        label = name or attr
-        seconds, calls = self.seconds, self.calls
-        perf = time.perf_counter
-
-        def timed(*a: Any, **kw: Any) -> Any:
-            key = label if phase or not self.phase else f"{self.phase}/{label}"
-            outer = self.phase
-            if phase:
-                self.phase = label
-            t0 = perf()
-            try:
-                return original(*a, **kw)
-            finally:
-                seconds[key] += perf() - t0
-                calls[key] += 1
-                self.phase = outer
-
-        self._undo.append((owner, attr, raw))
-        setattr(owner, attr, timed)
-
-    def restore(self) -> None:
-        for owner, attr, original in reversed(self._undo):
-            setattr(owner, attr, original)
-        self._undo.clear()
-
-
-class TimedDatabase:
-    """The Database run_window is given: the same engine, with the commit timed."""
-
-    def __init__(self, db: Any, timers: Timers):
-        self._db, self._timers = db, timers
-        self.url, self.engine = db.url, db.engine
-
-    @contextmanager
-    def transaction(self) -> Iterator[Any]:
-        cm = self._db.transaction()
-        session = cm.__enter__()
-        try:
-            yield session
-        except BaseException:
-            if not cm.__exit__(*sys.exc_info()):
-                raise
-            return
-        t0 = time.perf_counter()
-        cm.__exit__(None, None, None)
-        self._timers.seconds["commit"] += time.perf_counter() - t0
-        self._timers.calls["commit"] += 1
 
 
 # ------------------------------------------------------------------------------ the fleet

@@ -102,7 +102,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchlib import PgDatabase, clean_up, machine_info  # noqa: E402
+from benchlib import PgDatabase, TimedDatabase, Timers, clean_up, machine_info  # noqa: E402
 from bench_publish import ALL_DAYS, Fleet, der_rows  # noqa: E402  (the publish bench's fleet and DER rows)
 
 DAY = 86_400
@@ -175,63 +175,6 @@ def peak_memory(out: dict[str, Any]) -> Iterator[None]:
         out["rss_before_mib"] = round(before / 1024, 1)
         out["peak_mib"] = round(max(0, peak - before) / 1024, 1)
         out["peak_exact"] = resettable
-
-
-class Timers:
-    """Inclusive wall time and calls per name, from wrappers installed for one call."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.calls: dict[str, int] = defaultdict(int)
-        self.last: dict[str, Any] = {}
-        self._undo: list[tuple[Any, str, Any]] = []
-
-    def wrap(self, owner: Any, attr: str, label: str | None = None, *, keep: bool = False) -> None:
-        original = getattr(owner, attr)
-        name = label or attr
-        seconds, calls, last = self.seconds, self.calls, self.last
-
-        def timed(*a: Any, **kw: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                out = original(*a, **kw)
-            finally:
-                seconds[name] += time.perf_counter() - t0
-                calls[name] += 1
-            if keep:
-                last[name] = out
-            return out
-
-        self._undo.append((owner, attr, original))
-        setattr(owner, attr, timed)
-
-    def restore(self) -> None:
-        for owner, attr, original in reversed(self._undo):
-            setattr(owner, attr, original)
-        self._undo.clear()
-
-
-class TimedDatabase:
-    """The Database settle_window is given: the same engine, with the commit timed."""
-
-    def __init__(self, db: Any, timers: Timers):
-        self._db, self._timers = db, timers
-        self.url, self.engine = db.url, db.engine
-
-    @contextmanager
-    def transaction(self) -> Iterator[Any]:
-        cm = self._db.transaction()
-        session = cm.__enter__()
-        try:
-            yield session
-        except BaseException:
-            if not cm.__exit__(*sys.exc_info()):
-                raise
-            return
-        t0 = time.perf_counter()
-        cm.__exit__(None, None, None)
-        self._timers.seconds["commit"] += time.perf_counter() - t0
-        self._timers.calls["commit"] += 1
 
 
 class WriteProbe(threading.Thread):

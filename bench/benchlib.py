@@ -1,5 +1,5 @@
-"""What the benchmark scripts share: a description of the machine they ran on, and a private
-PostgreSQL database on this machine that is dropped at the end. Imported by the scripts in this
+"""What the benchmark scripts share: a description of the machine they ran on, a private
+PostgreSQL database on this machine that is dropped at the end, and phase timers. Imported by the scripts in this
 folder (run as `python bench/bench_*.py`, so this folder is on the path)."""
 
 from __future__ import annotations
@@ -8,8 +8,12 @@ import datetime as dt
 import os
 import platform
 import shutil
+import sys
+import time
 import uuid
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +109,74 @@ def clean_up(db: Any, pg: PgDatabase | None, tmp: Path, keep: bool, say: Callabl
         say(f"kept {tmp}")
     else:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------ phase timers
+
+
+class Timers:
+    """Inclusive wall time and call count per name, from wrappers installed for one run.
+
+    `wrap(owner, attr)` times every call of owner.attr; with `phase=True` the calls made inside it
+    are counted per phase ("gather/…"); with `keep=True` the last result is kept in `last`."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.last: dict[str, Any] = {}
+        self._undo: list[tuple[Any, str, Any]] = []
+        self.phase = ""  # the enclosing phase: inner calls are counted per phase
+
+    def wrap(self, owner: Any, attr: str, name: str | None = None, *, phase: bool = False, keep: bool = False) -> None:
+        original = getattr(owner, attr)
+        raw = owner.__dict__[attr] if isinstance(owner, type) else original  # a classmethod stays one
+        label = name or attr
+        seconds, calls, last = self.seconds, self.calls, self.last
+        perf = time.perf_counter
+
+        def timed(*a: Any, **kw: Any) -> Any:
+            key = label if phase or not self.phase else f"{self.phase}/{label}"
+            outer = self.phase
+            if phase:
+                self.phase = label
+            t0 = perf()
+            try:
+                out = original(*a, **kw)
+            finally:
+                seconds[key] += perf() - t0
+                calls[key] += 1
+                self.phase = outer
+            if keep:
+                last[label] = out
+            return out
+
+        self._undo.append((owner, attr, raw))
+        setattr(owner, attr, timed)
+
+    def restore(self) -> None:
+        for owner, attr, original in reversed(self._undo):
+            setattr(owner, attr, original)
+        self._undo.clear()
+
+
+class TimedDatabase:
+    """The Database a timed service is given: the same engine, with the commit timed."""
+
+    def __init__(self, db: Any, timers: Timers):
+        self._db, self._timers = db, timers
+        self.url, self.engine = db.url, db.engine
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        cm = self._db.transaction()
+        session = cm.__enter__()
+        try:
+            yield session
+        except BaseException:
+            if not cm.__exit__(*sys.exc_info()):
+                raise
+            return
+        t0 = time.perf_counter()
+        cm.__exit__(None, None, None)
+        self._timers.seconds["commit"] += time.perf_counter() - t0
+        self._timers.calls["commit"] += 1
