@@ -638,7 +638,9 @@ class Bench:
         from server.bootstrap import prepare
         from server.config import from_env
         from server.db import migrate
-        from server.services import beckn_keys, edev, flex
+        from server.services.bpp import keys as beckn_keys
+        from server.services.sep2 import edev
+        from server.services.flex import programs as flex
 
         if self.pg is not None:
             self.pg.create()

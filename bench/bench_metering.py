@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import random
 import secrets
 import sys
@@ -86,7 +85,7 @@ class Bench:
         from server.bootstrap import prepare
         from server.config import Settings
         from server.pki import DevPKI
-        from server.services import edev
+        from server.services.sep2 import edev
 
         a = self.args
         if self.pg is not None:

@@ -21,19 +21,19 @@ What one run does (every loop is bounded; nothing touches the network):
      Mix: 50 % batteries (3 models; DERStatus with a per-device state of charge; no offer: the
      default curve from their ratings), 30 % EV chargers (3 models; a power-curve offer, 30
      variants), 20 % loads (3 models; a power-curve offer, 30 variants).
-  3. Grid: a substation and four feeders (server.services.flex.put_grid_node); feeder-3 has a
+  3. Grid: a substation and four feeders (server.services.flex.programs.put_grid_node); feeder-3 has a
      forward-flow limit that binds (its devices must deliver more than the fleet average); 5 % of
-     the devices sit behind no node. A program (server.services.flex.create_program): every day,
+     the devices sit behind no node. A program (server.services.flex.programs.create_program): every day,
      UTC, a 2 h window starting about 30 min from now, lead time 1 h (so it is due now),
      requested_kw = --kw-per-device × N, one interval (or --interval-s).
   4. Enrollment: the first --service-enrollments devices (the three pollers included) through
-     server.services.flex.enroll, timed per device; then every other device but the last
+     server.services.flex.programs.enroll, timed per device; then every other device but the last
      --late-enrollments in bulk with Core inserts matching what enroll writes (an `enrollments` row
      in state active and a `der_program_members` row for the program's DERProgram); then the last
      ones through enroll again, to show what one enrollment costs once the program is full (enroll
      reads every member of the program to add one: see the report). A service row and a bulk row are
      compared column by column. Then ANALYZE (a database that grew to this size has statistics).
-  5. Publish, timed: server.services.dispatch.run_window(db, program_id, window_key, now) at now
+  5. Publish, timed: server.services.flex.publishing.run_window(db, program_id, window_key, now) at now
      (publish_at <= now < start). Phases are timed by thin wrappers installed on the dispatch
      module's names for this run only (inclusive wall times; nested phases overlap):
      input_digest, gather (and inside it curve making), CurveBook.from_curves, clear_fleet,
@@ -76,7 +76,7 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,9 +182,9 @@ class Fleet:
 
 
 def der_rows(device_id: int, docs: list[Any], now: int) -> list[tuple[Any, dict[str, Any]]]:
-    """What server.services.der.put stores for each document: (table, row), without its checks."""
+    """What server.services.sep2.der.put stores for each document: (table, row), without its checks."""
     from server.sep2 import codec, uris
-    from server.services import der as der_service
+    from server.services.sep2 import der as der_service
 
     out = []
     for doc in docs:
@@ -253,7 +253,7 @@ class Bench:
         from server.db.models import Device
         from server.pki import DevPKI
         from server.sep2.identity import sfdi_from_lfdi
-        from server.services import edev
+        from server.services.sep2 import edev
 
         now = self.now0
         with self.step("devices"):
@@ -289,7 +289,7 @@ class Bench:
 
         from server.db import der as der_db
         from server.sep2 import codec, uris
-        from server.services.der import DER_ID
+        from server.services.sep2.der import DER_ID
 
         now = self.now0
         templates = {"DERCapability": uris.DERCAP, "DERSettings": uris.DERG, "DERStatus": uris.DERS}
@@ -322,7 +322,7 @@ class Bench:
         _say(f"  {n_rows:,} DER documents (3 devices by PUT, the rest bulk) in {self.steps['der_documents']} s")
 
     def program(self) -> None:
-        from server.services import flex
+        from server.services.flex import grid_nodes, programs as flex
 
         now = self.now0
         node_count = {f: 0 for f in FEEDERS}
@@ -331,13 +331,13 @@ class Bench:
                 node_count[name] += 1
         limited = node_count[LIMITED]
         with self.step("program"), self.db.transaction() as s:
-            flex.put_grid_node(s, {"name": "sub-1", "load_percent": 60.0, "adder_per_percent": 0.0005}, now)
+            grid_nodes.put_grid_node(s, {"name": "sub-1", "load_percent": 60.0, "adder_per_percent": 0.0005}, now)
             for k, f in enumerate(FEEDERS):
                 body: dict[str, Any] = {"name": f, "parent": "sub-1", "load_percent": 40.0 + 10 * k,
                                         "adder_per_percent": 0.0002 * (k + 1)}
                 if f == LIMITED:  # must relieve 2.5 kW per device behind it: more than the average ask
                     body.update(current_load_kw=4.0 * limited, max_forward_kw=1.5 * limited)
-                flex.put_grid_node(s, body, now)
+                grid_nodes.put_grid_node(s, body, now)
             start = (now // 60 + 31) * 60  # whole minutes, about 30 min from now: due now with 1 h lead
             t = lambda x: time.strftime("%H:%M", time.gmtime(x))  # noqa: E731
             spec = {
@@ -372,7 +372,7 @@ class Bench:
 
         from server.db import derp as der_store
         from server.db import flex as store
-        from server.services import flex
+        from server.services.flex import enrollments
 
         now = self.now0
         first = max(3, min(self.args.service_enrollments, self.n))
@@ -383,7 +383,7 @@ class Bench:
         t_first = time.perf_counter()
         with self.db.transaction() as s:
             for i in range(first):
-                flex.enroll(s, self.program_id, self._body(i), now)
+                enrollments.enroll(s, self.program_id, self._body(i), now)
         t_first = time.perf_counter() - t_first
         t_bulk = time.perf_counter()
         with self.db.transaction() as s:
@@ -403,7 +403,7 @@ class Bench:
         with self.db.transaction() as s:
             for i in range(bulk_end, self.n):
                 t0 = time.perf_counter()
-                flex.enroll(s, self.program_id, self._body(i), now)
+                enrollments.enroll(s, self.program_id, self._body(i), now)
                 late_each.append(time.perf_counter() - t0)
         # a bulk row matches a service row of the same shape, column by column
         e = store.Enrollment
@@ -440,8 +440,8 @@ class Bench:
             a = max(0.0, per_first - b * first / 2)
             est = self.n * a + b * self.n * self.n / 2
             self.result["enrollment"]["service_all_estimate_s"] = round(est, 1)
-        _say(f"  enrollments: {first} through flex.enroll ({per_first * 1000:.2f} ms each, program nearly empty), "
-             f"{bulk_end - first:,} bulk in {t_bulk:.1f} s, {len(late_each)} through flex.enroll with "
+        _say(f"  enrollments: {first} through enrollments.enroll ({per_first * 1000:.2f} ms each, program nearly empty), "
+             f"{bulk_end - first:,} bulk in {t_bulk:.1f} s, {len(late_each)} through enrollments.enroll with "
              f"{bulk_end:,} members ({(per_late or 0) * 1000:.1f} ms each); ANALYZE {self.steps['analyze']} s")
 
     # ---------------------------------------------------------------------------- publish
@@ -459,7 +459,7 @@ class Bench:
         from programs import clearing as clearing_mod
         from server.db import derp as der_store_mod
         from server.db import flex as flex_store_mod
-        from server.services import dispatch
+        from server.services.flex import publishing as dispatch
 
         now = int(time.time())
         w = self._window(now)
@@ -514,16 +514,16 @@ class Bench:
         self._gather_query_alone()
 
     def _gather_query_alone(self) -> None:
-        """The gather statement's SELECT + fetchall on its own (built as dispatch.gather builds it)."""
+        """The gather statement's SELECT + fetchall on its own (built as gathering.gather builds it)."""
         from sqlalchemy import select
 
         from server.db import flex as store
         from server.db.models import Device
-        from server.services import dispatch
+        from server.services.flex import gathering
 
         e = store.Enrollment
-        stmt = dispatch._with_ratings(
-            select(e.id, e.device_id, e.device_kind, e.grid_node_id, e.offer, *dispatch._RATINGS_COLUMNS)
+        stmt = gathering._with_ratings(
+            select(e.id, e.device_id, e.device_kind, e.grid_node_id, e.offer, *gathering._RATINGS_COLUMNS)
             .join(Device, Device.id == e.device_id), e.device_id,
         ).where(e.program_id == self.program_id, e.state == "active", Device.enabled.is_(True)).order_by(e.device_id)
         times = []
@@ -707,8 +707,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kw-per-device", type=float, default=1.5, help="requested kW = this x devices")
     p.add_argument("--interval-s", type=int, default=None, help="program interval_s (default: one interval, one "
                    "event per device)")
-    p.add_argument("--service-enrollments", type=int, default=200, help="first enrollments through flex.enroll")
-    p.add_argument("--late-enrollments", type=int, default=20, help="last enrollments through flex.enroll")
+    p.add_argument("--service-enrollments", type=int, default=200, help="first enrollments through enrollments.enroll")
+    p.add_argument("--late-enrollments", type=int, default=20, help="last enrollments through enrollments.enroll")
     p.add_argument("--seed", type=int, default=2030)
     p.add_argument("--profile", action="store_true", help="run run_window under cProfile (figures not comparable)")
     p.add_argument("--profile-top", type=int, default=35)

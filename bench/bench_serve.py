@@ -382,7 +382,7 @@ class Bench:
         from server.bootstrap import prepare, tls_files
         from server.config import Settings
         from server.pki import DevPKI
-        from server.services import derp, edev
+        from server.services.sep2 import derp, edev
 
         a = self.args
         self.tmp = Path(tempfile.mkdtemp(prefix="derflex-bench-"))

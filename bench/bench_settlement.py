@@ -13,14 +13,14 @@ What one run does per database (every loop is bounded; nothing touches the netwo
      only) and dropped at the end (bench/benchlib.py).
   2. M EndDevices (bulk, in `devices` terms as bench_publish.py writes them); the first N get the DER
      documents and offers of bench_publish.py's fleet (50 % batteries, 30 % EV chargers, 20 %
-     loads) and are enrolled in one program: the first 3 through server.services.flex.enroll, the
+     loads) and are enrolled in one program: the first 3 through server.services.flex.programs.enroll, the
      rest bulk (a bulk row is compared with a service row).
   3. The program: every day 16:00–18:00 America/New_York, clearing interval 1 h (2 clearings),
      pay-as-clear, price cap 0.50, revenue split as tests/services/test_settlement.py; measurement:
      M&V interval 15 min, baseline 10-in-10 over a 14-day look-back, day_types "any" (every day is a
      candidate: the window runs every day), multiplicative day-of adjustment capped at ±20 % over
      [start − 4 h, start − 1 h) (--adjustment). The event: Wednesday 2026-11-18 (EST; no DST change
-     in the look-back), published by server.services.dispatch.run_window at start − 1 h; no other
+     in the look-back), published by server.services.flex.publishing.run_window at start − 1 h; no other
      window of the program was ever published (the program was created 2 h before the event), so no
      look-back day is an event day.
   4. Meter data for all M devices, one usage point (premises aggregation point) with one real-power
@@ -30,7 +30,7 @@ What one run does per database (every loop is bounded; nothing touches the netwo
      the event day's pre-event hours are read in any case (the flat fallback). That is 300 readings
      per device with the adjustment (30 M for 100,000 devices), 132 without. The set of instants is
      checked equal to programs.baselines.needed_instants. The first 3 devices mirror theirs through
-     server.services.mup.post_mirror_usage_point; the others' usage point and meter reading rows are
+     server.services.sep2.mup.post_mirror_usage_point; the others' usage point and meter reading rows are
      copies of those (other device, same columns) and their readings are bulk-inserted (sqlite3
      executemany / binary COPY) with their reading_days rows; a bulk device's load_series is checked
      against the values generated. Then ANALYZE.
@@ -497,7 +497,7 @@ class World:
         from server.db import bulk
         from server.db.models import Device
         from server.sep2.identity import sfdi_from_lfdi
-        from server.services import edev
+        from server.services.sep2 import edev
 
         rng = random.Random(self.args.seed + 1)
         lfdis: list[str] = []
@@ -540,7 +540,7 @@ class World:
 
         from server.db import derp as der_store
         from server.db import flex as store
-        from server.services import dispatch, flex
+        from server.services.flex import enrollments, programs as flex, windows
 
         with self.step("program_enroll"):
             with self.db.transaction() as s:
@@ -548,7 +548,7 @@ class World:
                 self.program_id, self.der_program_id = view["id"], view["der_program_id"]
                 first = min(3, self.n)
                 for i in range(first):
-                    flex.enroll(s, self.program_id, self._body(i), CREATED)
+                    enrollments.enroll(s, self.program_id, self._body(i), CREATED)
                 for k in range(first, self.n, CHUNK):
                     part = range(k, min(k + CHUNK, self.n))
                     s.execute(insert(store.Enrollment), [
@@ -559,7 +559,7 @@ class World:
                          "created_time": CREATED, "updated_time": CREATED} for i in part])
                     s.execute(insert(der_store.ProgramMember),
                               [{"program_id": self.der_program_id, "device_id": self.ids[i]} for i in part])
-                dispatch.plan_windows(s, CREATED, 7 * DAY)
+                windows.plan_windows(s, CREATED, 7 * DAY)
             if self.n > first:
                 e = store.Enrollment
                 with self.db.read() as conn:
@@ -570,7 +570,7 @@ class World:
                         if got[self.ids[0]][k] != got[self.ids[first]][k]}
                 if diff:
                     raise RuntimeError(f"a bulk enrollment differs from a service one: {diff}")
-        _say(f"  program {self.program_id} and {self.n:,} enrollments (3 through flex.enroll) in "
+        _say(f"  program {self.program_id} and {self.n:,} enrollments (3 through enrollments.enroll) in "
              f"{self.steps['program_enroll']} s")
 
     def _body(self, i: int) -> dict[str, Any]:
@@ -583,7 +583,7 @@ class World:
         from sqlalchemy import select
 
         from server.db import flex as store
-        from server.services import dispatch
+        from server.services.flex import publishing as dispatch
 
         with self.step("publish"):
             out = dispatch.run_window(self.db, self.program_id, KEY, PUBLISH_AT)
@@ -609,7 +609,7 @@ class World:
         from server.scope import Scope
         from server.sep2.derp import DateTimeInterval
         from server.sep2.mup import MirrorMeterReading, MirrorReadingSet, MirrorUsagePoint, Reading, ReadingType
-        from server.services import mup as mup_service
+        from server.services.sep2 import mup as mup_service
 
         mt = self.meters
         ok = mt.present(np.array([i]))[0]
@@ -763,7 +763,7 @@ class World:
         from server.db import flex as flex_store
         from server.db import metering
         from server.db import settlement as records
-        from server.services import settlement
+        from server.services.flex import settlement
 
         runs = []
         for r in range(self.args.runs):
@@ -854,7 +854,7 @@ class World:
     def baseline_runs(self) -> None:
         from programs.baselines import fleet_baselines, grid_average, needed_instants
         from server.db import metering
-        from server.services.settlement import _spans
+        from server.services.flex.settlement import _spans
 
         dtm = MV_S
         ids = self.ids
@@ -894,7 +894,7 @@ class World:
         the proposed fix (prototype_load_fleet_readings) checked equal to it and timed."""
         from server.db import metering
         from programs.baselines import needed_instants
-        from server.services.settlement import _spans
+        from server.services.flex.settlement import _spans
 
         ids = self.ids
         spans = _spans(needed_instants(MV_S, START, END, TZ, self.rule), MV_S)
@@ -962,8 +962,8 @@ class World:
 
         from programs.baselines import needed_instants
         from server.db import metering
-        from server.services import settlement
-        from server.services.settlement import _spans
+        from server.services.flex import settlement
+        from server.services.flex.settlement import _spans
 
         texts = {}
         with self.db.transaction() as s:

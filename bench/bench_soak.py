@@ -647,7 +647,7 @@ class Soak:
         from sqlalchemy import select
 
         from server.db.models import Device
-        from server.services import derp
+        from server.services.sep2 import derp
 
         now = int(time.time())
         with self.db.transaction() as s:
@@ -662,7 +662,7 @@ class Soak:
     def publish(self) -> None:
         """One event per member (its own opModFixedW), starting one pollRate + 30 s from now (every
         device sees it before it starts), --event-duration long."""
-        from server.services import derp
+        from server.services.sep2 import derp
 
         lead, duration = self.args.poll_rate + 30, self.args.event_duration
         now = int(time.time())

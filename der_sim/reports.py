@@ -5,7 +5,7 @@
 - Metering mirror: the device's MirrorUsagePoint and the MirrorMeterReading that carries its
   average real power per interval.
 
-Conventions the server relies on (server/services/mup.py, server/db/metering.load_series): the
+Conventions the server relies on (server/services/sep2/mup.py, server/db/metering.load_series): the
 readings are average W (uom 38, kind 37 power, dataQualifier 2 average, powerOfTenMultiplier 0)
 with flowDirection 1 (forward: positive = delivered to the customer), i.e. the value is the
 device's `metered_import_w` (negative when it exports). Consecutive readings go in one

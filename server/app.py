@@ -14,9 +14,9 @@ from server.bootstrap import tls_files
 from server.config import Settings
 from server.db.session import Database
 from server.jobs.beckn import BecknWorker
-from server.services import beckn_keys
-from server.services.beckn_actions import Provider
-from server.services.beckn_keys import KeyRegistry
+from server.services.bpp import keys as beckn_keys
+from server.services.bpp.actions import Provider
+from server.services.bpp.keys import KeyRegistry
 from server.services.runtime import Runtime
 from server.tls import ChainVerifier
 

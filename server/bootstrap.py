@@ -13,7 +13,9 @@ from server.config import Settings
 from server.db import migrate, repo
 from server.db.session import Database
 from server.pki import Credential, DevPKI
-from server.services import admin, beckn_keys, edev
+from server.services import tokens
+from server.services.bpp import keys as beckn_keys
+from server.services.sep2 import edev
 
 DEMO_PIN = 111115
 
@@ -71,7 +73,7 @@ def _ensure_admin_token(settings: Settings, db: Database, say: Callable[[str], N
     with db.transaction() as s:
         if repo.list_admin_tokens(s):
             return
-        token = admin.create_token(s, "first-run", int(time.time()))
+        token = tokens.create_token(s, "first-run", int(time.time()))
     _write_private(settings.admin_token_path, token + "\n")
     say(f"admin API token written to {settings.admin_token_path} (mode 0600)")
 

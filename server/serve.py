@@ -89,7 +89,7 @@ def beckn_push_hook(settings: Settings, db: Any) -> Any:
     import time
 
     from server.app import provider_of
-    from server.services import beckn
+    from server.services.bpp import pipeline as beckn
 
     provider = provider_of(settings)
 
@@ -182,7 +182,7 @@ def _run_beckn_worker(settings: Settings) -> int:
     from server.app import provider_of
     from server.db.session import Database
     from server.jobs.beckn import BecknWorker
-    from server.services import beckn_keys
+    from server.services.bpp import keys as beckn_keys
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_a: stop.set())

@@ -191,10 +191,10 @@ ADMIN_API = "/admin/api/v1"
 @pytest.fixture
 def token(database: Database) -> str:
     """A valid admin API token."""
-    from server.services import admin
+    from server.services import tokens
 
     with database.transaction() as s:
-        return admin.create_token(s, "test", 0)
+        return tokens.create_token(s, "test", 0)
 
 
 @pytest.fixture

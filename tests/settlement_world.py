@@ -59,7 +59,7 @@ def lfdi(name: str) -> str:
 def mirror(database: Any, device_lfdi: str, start: int, watts: list[int], step: int = 900,
            now: int = PUBLISH_AT) -> None:
     """POST readings the way a device does (services.mup), one reading per `step`."""
-    from server.services import mup as mup_service
+    from server.services.sep2 import mup as mup_service
 
     readings = [Reading(time_period=DateTimeInterval(start=start + i * step, duration=step), value=w,
                         quality_flags="01") for i, w in enumerate(watts)]
@@ -75,8 +75,9 @@ def mirror(database: Any, device_lfdi: str, start: int, watts: list[int], step: 
 def make_world(database: Any, **program_over: Any) -> dict[str, Any]:
     """The program (PROGRAM with `program_over`), 3 enrolled batteries with history, the window
     published (not yet settled). Returns {"program", "devices", "lfdis", "enrollments"}."""
-    from server.services import der, dispatch, edev, flex
-    from server.services.der import DER_ID
+    from server.services.flex import enrollments, programs as flex, publishing as dispatch, windows
+    from server.services.sep2 import der, edev
+    from server.services.sep2.der import DER_ID
 
     now = PUBLISH_AT - 10 * DAY
     lfdis = [lfdi(f"battery-{i}") for i in range(3)]
@@ -88,15 +89,15 @@ def make_world(database: Any, **program_over: Any) -> dict[str, Any]:
             der.put(s, Scope.operator(), d, DER_ID, SETTINGS, now)
             devices.append(d)
         program = flex.create_program(s, {**PROGRAM, **program_over}, now)
-        enrollments = [flex.enroll(s, program["id"], {"device_id": d, "customer": f"customer-{i}", "offer": OFFER},
+        enrolled = [enrollments.enroll(s, program["id"], {"device_id": d, "customer": f"customer-{i}", "offer": OFFER},
                                    now)["id"] for i, d in enumerate(devices)]
     for x in lfdis:  # five earlier days: 3 kW over 15:00–18:00 local (the window and an hour before)
         for back in range(1, 6):
             mirror(database, x, START - back * DAY - 3600, [3000] * 12)
     with database.transaction() as s:
-        dispatch.plan_windows(s, PUBLISH_AT - DAY, 7 * DAY)
+        windows.plan_windows(s, PUBLISH_AT - DAY, 7 * DAY)
     assert dispatch.run_window(database, program["id"], KEY, PUBLISH_AT)["devices"] == 3
-    return {"program": program["id"], "devices": devices, "lfdis": lfdis, "enrollments": enrollments}
+    return {"program": program["id"], "devices": devices, "lfdis": lfdis, "enrollments": enrolled}
 
 
 def deliver(database: Any, world: dict[str, Any], watts: tuple[int, ...] = EVENT_W, start: int = START,
@@ -106,6 +107,6 @@ def deliver(database: Any, world: dict[str, Any], watts: tuple[int, ...] = EVENT
 
 
 def settle(database: Any, world: dict[str, Any], now: int = SETTLED_AT, key: str = KEY) -> dict[str, Any] | None:
-    from server.services import settlement
+    from server.services.flex import settlement
 
     return settlement.settle_window(database, world["program"], key, now)

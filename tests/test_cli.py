@@ -73,13 +73,13 @@ def test_poll_rate_round_trip(run) -> None:  # noqa: ANN001
 
 def test_admin_token_is_usable(run, tmp_path: Path) -> None:  # noqa: ANN001
     from server.db.session import Database
-    from server.services import admin
+    from server.services import tokens
 
     token = run("admin", "token", "--name", "ops").output.strip()
     assert token.startswith("dfx_")
     db = Database(f"sqlite:///{(tmp_path / 'var' / 'derflex.db').resolve()}")
     with db.transaction() as s:
-        assert admin.check_token(s, token) and not admin.check_token(s, token + "x")
+        assert tokens.check_token(s, token) and not tokens.check_token(s, token + "x")
     db.dispose()
 
 

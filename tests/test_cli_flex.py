@@ -80,7 +80,7 @@ def batteries(database, kw_by_device: dict[int, float]) -> None:  # noqa: ANN001
     curve is then 0 kW at the price floor rising linearly to that kW at the cap."""
     from server.scope import Scope
     from server.sep2.der import ActivePower, DERAvailability, DERCapability
-    from server.services import der
+    from server.services.sep2 import der
 
     now = int(time.time())
     with database.transaction() as s:

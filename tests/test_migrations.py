@@ -33,7 +33,7 @@ def downgrade() -> None:
 
 
 def test_recreating_devices_keeps_the_rows_that_refer_to_it(tmp_path: Path) -> None:
-    from server.services import derp, edev
+    from server.services.sep2 import derp, edev
 
     db = Database(f"sqlite:///{tmp_path / 'm.db'}")
     migrate.upgrade(db.engine)

@@ -16,7 +16,8 @@ from flask import Blueprint, Response, jsonify, request
 
 from server.api.client import now, runtime
 from server.api.errors import admin_error
-from server.services import admin
+from server.services.sep2 import devices as admin
+from server.services import tokens
 from server.services.errors import Invalid
 
 bp = Blueprint("admin", __name__, url_prefix="/admin/api/v1")
@@ -32,7 +33,7 @@ def require_token() -> Response | None:
     if scheme.lower() != "bearer" or not token.strip():
         return admin_error(401, "Unauthorized", "an admin bearer token is required", **challenge)
     with runtime().db.transaction() as s:
-        if not admin.check_token(s, token.strip()):
+        if not tokens.check_token(s, token.strip()):
             return admin_error(401, "Unauthorized", "unknown or revoked token", **challenge)
     return None
 

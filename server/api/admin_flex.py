@@ -3,7 +3,7 @@
 Utilities author programs and grid nodes, enroll devices, follow each window's clearing, cancel
 windows, and dry-run a clearing before the scheduler does it for real. Same bearer token and
 problem+json errors as the rest of the admin API; every request is one transaction, so a refused
-request stores nothing. The rules live in server.services.flex and server.services.dispatch.
+request stores nothing. The rules live in server.services.flex.programs and server.services.flex.publishing.
 
     POST   /flex/programs                          program JSON (programs.model) → 201
     GET    /flex/programs                          every program, brief
@@ -22,7 +22,7 @@ request stores nothing. The rules live in server.services.flex and server.servic
     GET    /flex/grid-nodes
     DELETE /flex/grid-nodes/{name}
 
-Settlement (server.services.settlement runs it; server.services.settlement_reports reads it back):
+Settlement (server.services.flex.settlement runs it; server.services.flex.reports reads it back):
 
     POST   /flex/programs/{id}/windows/{key}/settle                 measure and settle now (409 before
                                                                     the end or unpublished; {"unchanged": true}
@@ -42,8 +42,9 @@ from flask import Blueprint, Response, jsonify, request
 
 from server.api.admin import int_arg, json_object, require_token
 from server.api.client import now, runtime
-from server.services import beckn, dispatch, flex, plots, settlement, settlement_reports
-from server.services.beckn_actions import Provider
+from server.services.bpp import pipeline as beckn
+from server.services.flex import plots, settlement, reports as settlement_reports, dry_run as dry_runs, enrollments, grid_nodes, programs as flex, windows
+from server.services.bpp.actions import Provider
 from server.services.errors import Invalid, check_text
 
 bp = Blueprint("admin_flex", __name__, url_prefix="/admin/api/v1/flex")
@@ -99,20 +100,20 @@ def list_windows(program_id: int) -> Response:
     if raw not in ("true", "false", "1", "0"):
         raise Invalid("'include_past' must be true or false")
     with runtime().db.transaction() as s:
-        return jsonify({"windows": dispatch.list_windows(s, program_id, now(), include_past=raw in ("true", "1"),
+        return jsonify({"windows": windows.list_windows(s, program_id, now(), include_past=raw in ("true", "1"),
                                                          limit=int_arg("limit", 50, 1000))})
 
 
 @bp.get(_WINDOW)
 def get_window(program_id: int, key: str) -> Response:
     with runtime().db.transaction() as s:
-        return jsonify(dispatch.window_view(s, program_id, _window_key(key) or "", top=int_arg("top", 10, 1000)))
+        return jsonify(windows.window_view(s, program_id, _window_key(key) or "", top=int_arg("top", 10, 1000)))
 
 
 @bp.post(f"{_WINDOW}/cancel")
 def cancel_window(program_id: int, key: str) -> Response:
     with runtime().db.transaction() as s:
-        return jsonify(dispatch.cancel_window(s, program_id, _window_key(key) or "", now()))
+        return jsonify(windows.cancel_window(s, program_id, _window_key(key) or "", now()))
 
 
 @bp.get(f"{_PROGRAM}/dry-run")
@@ -121,7 +122,7 @@ def dry_run(program_id: int) -> Response:
     if fmt not in ("json", "png"):
         raise Invalid("'format' must be json or png")
     with runtime().db.transaction() as s:
-        result = dispatch.dry_run(s, program_id, _window_key(request.args.get("window")), now())
+        result = dry_runs.dry_run(s, program_id, _window_key(request.args.get("window")), now())
         if fmt == "json":
             return jsonify(result.view(top=int_arg("top", 10, 1000)))
         return Response(plots.supply_curve_png(**result.plot_args()), mimetype="image/png")
@@ -131,13 +132,13 @@ def dry_run(program_id: int) -> Response:
 def enroll(program_id: int) -> tuple[Response, int]:
     body = json_object()
     with runtime().db.transaction() as s:
-        return jsonify(flex.enroll(s, program_id, body, now())), 201
+        return jsonify(enrollments.enroll(s, program_id, body, now())), 201
 
 
 @bp.get(f"{_PROGRAM}/enrollments")
 def list_enrollments(program_id: int) -> Response:
     with runtime().db.transaction() as s:
-        return jsonify(flex.list_enrollments(s, program_id, int_arg("start", 0, 2**31), int_arg("limit", 100, 1000)))
+        return jsonify(enrollments.list_enrollments(s, program_id, int_arg("start", 0, 2**31), int_arg("limit", 100, 1000)))
 
 
 @bp.post(f"{_ENROLLMENT}/<string(maxlength=16):event>")
@@ -145,7 +146,7 @@ def enrollment_event(program_id: int, enrollment_id: int, event: str) -> Respons
     if event not in EVENTS:
         raise Invalid(f"unknown enrollment action {event!r}: one of {', '.join(EVENTS)}")
     with runtime().db.transaction() as s:
-        return jsonify(flex.enrollment_event(s, program_id, enrollment_id, event, now()))
+        return jsonify(enrollments.enrollment_event(s, program_id, enrollment_id, event, now()))
 
 
 @bp.put(f"{_ENROLLMENT}/offer")
@@ -154,26 +155,26 @@ def update_offer(program_id: int, enrollment_id: int) -> Response:
     if set(body) != {"offer"}:
         raise Invalid("send {\"offer\": {...}} or {\"offer\": null} (back to the default curve)")
     with runtime().db.transaction() as s:
-        return jsonify(flex.update_offer(s, program_id, enrollment_id, body["offer"], now()))
+        return jsonify(enrollments.update_offer(s, program_id, enrollment_id, body["offer"], now()))
 
 
 @bp.put("/grid-nodes")
 def put_grid_node() -> Response:
     body = json_object()
     with runtime().db.transaction() as s:
-        return jsonify(flex.put_grid_node(s, body, now()))
+        return jsonify(grid_nodes.put_grid_node(s, body, now()))
 
 
 @bp.get("/grid-nodes")
 def list_grid_nodes() -> Response:
     with runtime().db.transaction() as s:
-        return jsonify({"grid_nodes": flex.list_grid_nodes(s)})
+        return jsonify({"grid_nodes": grid_nodes.list_grid_nodes(s)})
 
 
 @bp.delete("/grid-nodes/<string(maxlength=64):name>")
 def delete_grid_node(name: str) -> tuple[str, int]:
     with runtime().db.transaction() as s:
-        flex.delete_grid_node(s, name)
+        grid_nodes.delete_grid_node(s, name)
     return "", 204
 
 

@@ -3,7 +3,7 @@
 Operators create programs, choose their members and DefaultDERControl, publish events to every
 member or to some devices, cancel events, and follow the devices' responses. Same bearer-token
 authentication and problem+json errors as the rest of the admin API (server/api/admin.py); the
-rules live in server.services.operations and server.services.derp. Every request is one
+rules live in server.services.sep2.der_programs and server.services.sep2.derp. Every request is one
 transaction: a refused request stores nothing.
 
     POST   /der-programs                     {description?, primacy, default_control?} → 201
@@ -27,7 +27,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from server.api.admin import int_arg, json_object, require_token
 from server.api.client import now, runtime
-from server.services import operations
+from server.services.sep2 import der_programs as operations
 from server.services.errors import Invalid
 
 bp = Blueprint("admin_programs", __name__, url_prefix="/admin/api/v1")

@@ -1,6 +1,6 @@
 """The BPP's HTTP face: `POST /beckn/{action}` for every Beckn action, and the tracking view.
 
-Thin: the raw bytes go to server.services.beckn.receive, whose answer is sent as it is (ACK, or a
+Thin: the raw bytes go to server.services.bpp.pipeline.receive, whose answer is sent as it is (ACK, or a
 NACK with 400/401/404); once a request is stored, this process's worker is woken so the callback
 leaves at once. Every error of this blueprint — a too large body, a wrong method — is a NACK.
 """
@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from server.beckn.envelope import nack
 from server.beckn.errors import ErrorCode
-from server.services import beckn, beckn_actions
+from server.services.bpp import pipeline as beckn, actions as beckn_actions
 from server.services.errors import ServiceError
 
 bp = Blueprint("beckn", __name__, url_prefix="/beckn")

@@ -2,7 +2,7 @@
 
 GET (and HEAD) everywhere, through `resource` like every polled document; PUT for DERCapability,
 DERSettings, DERStatus and DERAvailability, answered 204. Any other method gets 405 with Allow.
-Rules live in server.services.der.
+Rules live in server.services.sep2.der.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from server.scope import Scope
 from server.sep2 import uris
 from server.sep2.der import DERAvailability, DERCapability, DERSettings, DERStatus
 from server.sep2.paging import parse_page
-from server.services import der
+from server.services.sep2 import der
 
 bp = Blueprint("der", __name__)
 

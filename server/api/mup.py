@@ -2,7 +2,7 @@
 
 POST /mup (MirrorUsagePoint: 201 or 204, with Location), POST /mup/{id} (MirrorMeterReading or
 MirrorMeterReadingList: 201 with Location); GET (and HEAD) everywhere, through `resource`. Any
-other method gets 405 with Allow. Rules live in server.services.mup.
+other method gets 405 with Allow. Rules live in server.services.sep2.mup.
 
 GETs are not cached: what they show depends on two change families at once — who may see a
 usage point follows its device ("sep2": devices, aggregators, the operator's postRate) and the
@@ -25,7 +25,7 @@ from server.sep2 import codec, uris
 from server.sep2.models import MEDIA_TYPE
 from server.sep2.mup import MirrorMeterReading, MirrorMeterReadingList, MirrorUsagePoint
 from server.sep2.paging import parse_page
-from server.services import mup
+from server.services.sep2 import mup
 from server.services.errors import UnsupportedMediaType
 
 bp = Blueprint("mup", __name__)

@@ -23,7 +23,7 @@ from server.sep2 import codec, uris
 from server.sep2.models import MEDIA_TYPE, EndDevice
 from server.sep2.rsps import DERControlResponse, Response as ResponseDoc
 from server.sep2.paging import parse_page
-from server.services import dcap, derp, edev, fsa, rsps, tm
+from server.services.sep2 import dcap, derp, edev, fsa, rsps, tm
 from server.services.errors import NotFound, UnsupportedMediaType
 
 bp = Blueprint("sep2", __name__)

@@ -13,23 +13,10 @@ from typing import Any
 
 import click
 
-from server.config import ConfigError, Settings, from_env
-from server.services.errors import ServiceError
+from server.cli.context import Context, pass_ctx, run
+from server.config import Settings
 
 
-class Context:
-    def __init__(self, home: Path | None, database_url: str | None):
-        self.home = home
-        self.database_url = database_url
-
-    def settings(self, **overrides: Any) -> Settings:
-        try:
-            return from_env(home=self.home, database_url=self.database_url, **overrides)
-        except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
-
-
-pass_ctx = click.make_pass_decorator(Context)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -167,27 +154,6 @@ def admin_group() -> None:
     """Operator tasks: register devices out of band, aggregators, poll rates, admin tokens."""
 
 
-def _run(ctx: Context, fn: Any) -> Any:
-    database = _prepare_quiet(ctx.settings())
-    try:
-        with database.transaction() as s:
-            return fn(s)
-    except ServiceError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        database.dispose()
-
-
-def _prepare_quiet(settings: Settings) -> Any:
-    from server.db import migrate
-    from server.db.session import Database
-
-    database = Database(settings.db_url)
-    try:
-        migrate.upgrade(database.engine)
-    except Exception as exc:
-        raise click.ClickException(f"cannot open the database {settings.db_url}: {exc}") from None
-    return database
 
 
 @admin_group.command("token")
@@ -195,9 +161,9 @@ def _prepare_quiet(settings: Settings) -> Any:
 @pass_ctx
 def admin_token(ctx: Context, name: str) -> None:
     """Create an admin API token and print it (it is shown only once)."""
-    from server.services import admin
+    from server.services import tokens
 
-    token = _run(ctx, lambda s: admin.create_token(s, name, int(time.time())))
+    token = run(ctx, lambda s: tokens.create_token(s, name, int(time.time())))
     click.echo(token)
 
 
@@ -210,10 +176,10 @@ def admin_token(ctx: Context, name: str) -> None:
 @pass_ctx
 def admin_register(ctx: Context, lfdi: str, **options: Any) -> None:
     """Register a device out of band by its LFDI."""
-    from server.services import admin
+    from server.services.sep2 import devices as admin
 
     body = {"lfdi": lfdi, **{k: v for k, v in options.items() if v is not None}}
-    view = _run(ctx, lambda s: admin.register_device(s, body, int(time.time())))
+    view = run(ctx, lambda s: admin.register_device(s, body, int(time.time())))
     click.echo(json.dumps(view, indent=2))
 
 
@@ -223,9 +189,9 @@ def admin_register(ctx: Context, lfdi: str, **options: Any) -> None:
 @pass_ctx
 def admin_devices(ctx: Context, limit: int, as_json: bool) -> None:
     """List registered devices."""
-    from server.services import admin
+    from server.services.sep2 import devices as admin
 
-    result = _run(ctx, lambda s: admin.list_devices(s, 0, limit))
+    result = run(ctx, lambda s: admin.list_devices(s, 0, limit))
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -241,9 +207,9 @@ def admin_devices(ctx: Context, limit: int, as_json: bool) -> None:
 @pass_ctx
 def admin_aggregator(ctx: Context, lfdi: str, name: str) -> None:
     """Let the certificate with this LFDI register and manage other devices."""
-    from server.services import admin
+    from server.services.sep2 import devices as admin
 
-    view = _run(ctx, lambda s: admin.add_aggregator(s, lfdi, name, int(time.time())))
+    view = run(ctx, lambda s: admin.add_aggregator(s, lfdi, name, int(time.time())))
     click.echo(f"aggregator {view['name']}: {view['lfdi']}")
 
 
@@ -253,13 +219,13 @@ def admin_aggregator(ctx: Context, lfdi: str, name: str) -> None:
 @pass_ctx
 def admin_poll_rate(ctx: Context, resource: str | None, seconds: int | None) -> None:
     """Show poll rates, or set RESOURCE's pollRate to SECONDS (running servers follow at once)."""
-    from server.services import admin
+    from server.services.sep2 import devices as admin
 
     if resource is not None and seconds is None:
         raise click.UsageError("give both RESOURCE and SECONDS, or neither to list")
     if resource is not None:
-        _run(ctx, lambda s: admin.set_poll_rate(s, resource, seconds))
-    rates = _run(ctx, lambda s: admin.poll_rates(s, ctx.settings().poll_rate))
+        run(ctx, lambda s: admin.set_poll_rate(s, resource, seconds))
+    rates = run(ctx, lambda s: admin.poll_rates(s, ctx.settings().poll_rate))
     for name, value in rates.items():
         click.echo(f"{name:<6} {value} s")
 
@@ -270,9 +236,9 @@ def admin_poll_rate(ctx: Context, resource: str | None, seconds: int | None) -> 
 @pass_ctx
 def admin_post_rate(ctx: Context, device_id: int, seconds: int) -> None:
     """Set a device's postRate (seconds between its meter-reading posts)."""
-    from server.services import admin
+    from server.services.sep2 import devices as admin
 
-    _run(ctx, lambda s: admin.set_post_rate(s, device_id, seconds, int(time.time())))
+    run(ctx, lambda s: admin.set_post_rate(s, device_id, seconds, int(time.time())))
     click.echo(f"device {device_id}: postRate {seconds} s")
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from server.cli import Context, pass_ctx
+from server.cli.context import Context, pass_ctx
 
 
 def _identity_path(ctx: Context) -> Path:
@@ -34,7 +34,7 @@ def bap_group() -> None:
 def init(ctx: Context, subscriber_id: str, listen: str) -> None:
     """Make a BAP identity (a new Ed25519 key) and trust it in this server's file registry."""
     from der_sim.bap import BapIdentity
-    from server.services import beckn_keys
+    from server.services.bpp import keys as beckn_keys
 
     identity = BapIdentity.generate(subscriber_id, f"http://{listen}/bap")
     path = _identity_path(ctx)
@@ -52,7 +52,7 @@ def _bap(ctx: Context) -> Any:
 
     from der_sim.bap import Bap, BapClient, BapIdentity, registry_lookup
     from der_sim.bap_receiver import CallbackReceiver
-    from server.services import beckn_keys
+    from server.services.bpp import keys as beckn_keys
 
     settings = ctx.settings()
     try:

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 import click
 
-from server.cli import Context, _prepare_quiet, pass_ctx
+from server.cli.context import Context, pass_ctx, prepare_quiet
 
 
 @click.group("beckn")
@@ -30,7 +30,7 @@ def keys(ctx: Context) -> None:
     The private key stays in <home>/var/beckn-signing.key (made on the first start)."""
     from server.bootstrap import prepare
     from server.beckn.registry import subscriber_json
-    from server.services import beckn_keys
+    from server.services.bpp import keys as beckn_keys
 
     settings = ctx.settings()
     if not settings.beckn_bind:
@@ -47,7 +47,7 @@ def trust(ctx: Context, source: click.utils.LazyFile) -> None:
     """Add BAP entries (v1 Subscription objects: a JSON object, a list, or {"subscribers": [...]})
     from SOURCE ('-' for standard input) to the file registry <home>/var/beckn-registry.json."""
     from server.beckn.registry import RegistryError, parse_subscribers
-    from server.services import beckn_keys
+    from server.services.bpp import keys as beckn_keys
 
     settings = ctx.settings()
     try:
@@ -64,9 +64,9 @@ def trust(ctx: Context, source: click.utils.LazyFile) -> None:
 @pass_ctx
 def outbox(ctx: Context) -> None:
     """Callbacks by state: pending (being retried), delivered, expired (the BAP never took them)."""
-    from server.services import beckn
+    from server.services.bpp import pipeline as beckn
 
-    db = _prepare_quiet(ctx.settings())
+    db = prepare_quiet(ctx.settings())
     try:
         counts = beckn.pending_counts(db)
     finally:

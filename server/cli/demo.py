@@ -157,7 +157,7 @@ class Demo:
         _say("  " + ", ".join(f"{v} {names[k][v != 1]}" for k, v in sorted(kinds.items())))
 
     def author(self) -> None:
-        from server.services import flex
+        from server.services.flex import grid_nodes, programs as flex
 
         offers = self.fleet.offers(self.minutes * 60, 0.0, PRICE_CAP)
         at_cap = sum(max((kw for _, kw in c), default=0.0) - min((kw for _, kw in c), default=0.0) for c in offers)
@@ -185,8 +185,8 @@ class Demo:
         }
         t = int(time.time())
         with self.db.transaction() as s:
-            flex.put_grid_node(s, {"name": "substation-1", "adder_per_percent": 0.0}, t)
-            flex.put_grid_node(s, {"name": "feeder-7", "parent": "substation-1", "load_percent": 80.0,
+            grid_nodes.put_grid_node(s, {"name": "substation-1", "adder_per_percent": 0.0}, t)
+            grid_nodes.put_grid_node(s, {"name": "feeder-7", "parent": "substation-1", "load_percent": 80.0,
                                    "adder_per_percent": 0.01}, t)
             made = flex.create_program(s, program, t)
         self.program_id, self.start, self.end = made["id"], int(start.timestamp()), int(end.timestamp())
@@ -199,7 +199,7 @@ class Demo:
         from der_sim.bap import Bap, BapClient, BapIdentity, Customer, DerDevice, registry_lookup
         from der_sim.bap_receiver import CallbackReceiver
         from der_sim.fleet import progress_printer
-        from server.services import beckn_keys
+        from server.services.bpp import keys as beckn_keys
 
         ours = beckn_keys.our_entry(self.settings, datetime.now(timezone.utc))
         identity = BapIdentity.generate("bap.demo.local", f"http://127.0.0.1:{self.receiver_port}/bap")
@@ -290,7 +290,7 @@ class Demo:
         except Exception as exc:  # the settlement is stored either way; say what the BAP saw
             _say(f"  (the BAP did not see the settlement push in time: {exc})")
         with self.db.transaction() as s:
-            from server.services import settlement_reports
+            from server.services.flex import reports as settlement_reports
 
             report = settlement_reports.window_report(s, self.program_id, self.key, limit=1000)
             png = settlement_reports.window_png(s, self.program_id, self.key)

@@ -1,6 +1,6 @@
 """`derflex flex …` and `derflex scheduler`: flexibility programs for utility operators.
 
-The same services as the admin API (server.services.flex and .dispatch), straight on the
+The same services as the admin API (server.services.flex.programs and .dispatch), straight on the
 database, so no running server is needed; running servers and the scheduler see changes at once.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from server.cli import Context, _prepare_quiet, _run, pass_ctx
+from server.cli.context import Context, pass_ctx, prepare_quiet, run
 
 _PROGRAM_HELP = """\b
 A program is a JSON document, for example:
@@ -98,10 +98,10 @@ def program_group() -> None:
 @pass_ctx
 def program_create(ctx: Context, source: str) -> None:
     """Create a program from SOURCE: a JSON file, '-' for standard input, or inline JSON."""
-    from server.services import flex
+    from server.services.flex import programs as flex
 
     body = _read_json(source)
-    view = _run(ctx, lambda s: flex.create_program(s, body, _now()))
+    view = run(ctx, lambda s: flex.create_program(s, body, _now()))
     click.echo(f"program {view['id']} {view['name']!r} created (DER program {view['der_program_id']})")
     for w in view["next_windows"]:
         click.echo(f"  window {w['key']}: {w['start']} → {w['end']}, published at {w['publish_at']}")
@@ -112,9 +112,9 @@ def program_create(ctx: Context, source: str) -> None:
 @pass_ctx
 def program_list(ctx: Context, as_json: bool) -> None:
     """Every program with its state, enrollments and next window."""
-    from server.services import flex
+    from server.services.flex import programs as flex
 
-    views = _run(ctx, lambda s: flex.list_programs(s, _now()))
+    views = run(ctx, lambda s: flex.list_programs(s, _now()))
     if as_json:
         _echo(views)
         return
@@ -132,9 +132,9 @@ def program_list(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def program_show(ctx: Context, program_id: int) -> None:
     """A program's definition, enrollment counts and next windows (JSON)."""
-    from server.services import flex
+    from server.services.flex import programs as flex
 
-    _echo(_run(ctx, lambda s: flex.get_program(s, program_id, _now())))
+    _echo(run(ctx, lambda s: flex.get_program(s, program_id, _now())))
 
 
 @program_group.command("update")
@@ -145,10 +145,10 @@ def program_update(ctx: Context, program_id: int, changes: str) -> None:
     """Change fields of a program: CHANGES is JSON (file, '-' or inline), e.g. '{"requested_kw": 400}'.
 
     Windows already published and not yet started are cleared again with the new definition."""
-    from server.services import flex
+    from server.services.flex import programs as flex
 
     body = _read_json(changes, "CHANGES")
-    view = _run(ctx, lambda s: flex.update_program(s, program_id, body, _now()))
+    view = run(ctx, lambda s: flex.update_program(s, program_id, body, _now()))
     click.echo(f"program {view['id']} {view['name']!r} is at version {view['version']}")
 
 
@@ -158,9 +158,9 @@ def program_update(ctx: Context, program_id: int, changes: str) -> None:
 @pass_ctx
 def program_cancel(ctx: Context, program_id: int) -> None:
     """End a program: its planned and published windows are cancelled with their events."""
-    from server.services import flex
+    from server.services.flex import programs as flex
 
-    view = _run(ctx, lambda s: flex.cancel_program(s, program_id, _now()))
+    view = run(ctx, lambda s: flex.cancel_program(s, program_id, _now()))
     click.echo(f"program {view['id']} {view['name']!r} is {view['state']}")
 
 
@@ -185,7 +185,7 @@ def node_group() -> None:
 @pass_ctx
 def node_put(ctx: Context, name: str, parent: str | None, root: bool, **values: Any) -> None:
     """Create the grid node NAME, or change the given fields of it."""
-    from server.services import flex
+    from server.services.flex import grid_nodes
 
     body: dict[str, Any] = {"name": name, **{k: v for k, v in values.items() if v is not None}}
     if parent is not None and root:
@@ -194,7 +194,7 @@ def node_put(ctx: Context, name: str, parent: str | None, root: bool, **values: 
         body["parent"] = parent
     elif root:
         body["parent"] = None
-    view = _run(ctx, lambda s: flex.put_grid_node(s, body, _now()))
+    view = run(ctx, lambda s: grid_nodes.put_grid_node(s, body, _now()))
     click.echo(f"node {view['name']}: parent {view['parent'] or '-'}, adder {view['adder']:.4f}, "
                f"path adder {view['path_adder']:.4f}/kWh, limits fwd {view['max_forward_kw']} rev {view['max_reverse_kw']} kW")
 
@@ -203,9 +203,9 @@ def node_put(ctx: Context, name: str, parent: str | None, root: bool, **values: 
 @pass_ctx
 def node_list(ctx: Context) -> None:
     """Every grid node, with its parent, price adder, loading and flow limits."""
-    from server.services import flex
+    from server.services.flex import grid_nodes
 
-    nodes = _run(ctx, flex.list_grid_nodes)
+    nodes = run(ctx, grid_nodes.list_grid_nodes)
     if not nodes:
         click.echo("no grid nodes")
     for v in nodes:
@@ -218,9 +218,9 @@ def node_list(ctx: Context) -> None:
 @pass_ctx
 def node_delete(ctx: Context, name: str) -> None:
     """Delete a grid node that nothing uses."""
-    from server.services import flex
+    from server.services.flex import grid_nodes
 
-    _run(ctx, lambda s: flex.delete_grid_node(s, name))
+    run(ctx, lambda s: grid_nodes.delete_grid_node(s, name))
     click.echo(f"node {name} deleted")
 
 
@@ -245,7 +245,7 @@ def enroll(ctx: Context, program_id: int, device_id: int | None, lfdi: str | Non
 
     Without --offer the device offers a default curve from the ratings it reported (DERCapability,
     DERSettings, DERAvailability): nothing at the price floor rising to its maximum at the cap."""
-    from server.services import flex
+    from server.services.flex import enrollments
 
     body: dict[str, Any] = {"customer": customer}
     if device_id is not None:
@@ -259,7 +259,7 @@ def enroll(ctx: Context, program_id: int, device_id: int | None, lfdi: str | Non
         body["offer"] = _read_json(offer, "--offer")
     if pending:
         body["state"] = "pending"
-    view = _run(ctx, lambda s: flex.enroll(s, program_id, body, _now()))
+    view = run(ctx, lambda s: enrollments.enroll(s, program_id, body, _now()))
     click.echo(f"enrollment {view['id']}: device {view['device_id']} ({view['kind']}) is {view['state']}")
 
 
@@ -270,9 +270,9 @@ def enroll(ctx: Context, program_id: int, device_id: int | None, lfdi: str | Non
 @pass_ctx
 def enrollments(ctx: Context, program_id: int, limit: int, as_json: bool) -> None:
     """A program's enrollments: device, kind, state, customer, offer and grid node."""
-    from server.services import flex
+    from server.services.flex import enrollments
 
-    result = _run(ctx, lambda s: flex.list_enrollments(s, program_id, 0, limit))
+    result = run(ctx, lambda s: enrollments.list_enrollments(s, program_id, 0, limit))
     if as_json:
         _echo(result)
         return
@@ -290,9 +290,9 @@ def enrollments(ctx: Context, program_id: int, limit: int, as_json: bool) -> Non
 @pass_ctx
 def enrollment_action(ctx: Context, program_id: int, enrollment_id: int, action: str) -> None:
     """Move an enrollment through its lifecycle (cancel/end also cancel the device's events)."""
-    from server.services import flex
+    from server.services.flex import enrollments
 
-    view = _run(ctx, lambda s: flex.enrollment_event(s, program_id, enrollment_id, action, _now()))
+    view = run(ctx, lambda s: enrollments.enrollment_event(s, program_id, enrollment_id, action, _now()))
     click.echo(f"enrollment {view['id']} is {view['state']}")
 
 
@@ -306,13 +306,13 @@ def enrollment_action(ctx: Context, program_id: int, enrollment_id: int, action:
 @pass_ctx
 def windows(ctx: Context, program_id: int, past: bool, as_json: bool) -> None:
     """A program's windows, their state and clearing results."""
-    from server.services import dispatch, flex
+    from server.services.flex import programs as flex, windows
 
     def work(s: Any) -> tuple[list[dict[str, Any]], str]:
-        views = dispatch.list_windows(s, program_id, _now(), include_past=past)
+        views = windows.list_windows(s, program_id, _now(), include_past=past)
         return views, flex.get_program(s, program_id, _now())["program"]["currency"]
 
-    views, currency = _run(ctx, work)
+    views, currency = run(ctx, work)
     if as_json:
         _echo(views)
         return
@@ -334,9 +334,9 @@ def window(ctx: Context, program_id: int, key: str, top: int) -> None:
     """One window: its clearing per interval and its largest setpoints (JSON).
 
     KEY is the window's local date, as `derflex flex windows PROGRAM_ID` lists it (e.g. 2026-11-23)."""
-    from server.services import dispatch
+    from server.services.flex import windows
 
-    _echo(_run(ctx, lambda s: dispatch.window_view(s, program_id, key, top=top)))
+    _echo(run(ctx, lambda s: windows.window_view(s, program_id, key, top=top)))
 
 
 @flex_group.command("cancel-window")
@@ -347,9 +347,9 @@ def cancel_window(ctx: Context, program_id: int, key: str) -> None:
     """Cancel one window of a program; the events it published are cancelled (never deleted).
 
     KEY is the window's local date, as `derflex flex windows PROGRAM_ID` lists it (e.g. 2026-11-23)."""
-    from server.services import dispatch
+    from server.services.flex import windows
 
-    view = _run(ctx, lambda s: dispatch.cancel_window(s, program_id, key, _now()))
+    view = run(ctx, lambda s: windows.cancel_window(s, program_id, key, _now()))
     click.echo(f"window {view['key']} is {view['state']}")
 
 
@@ -389,10 +389,10 @@ def dry_run(ctx: Context, program_id: int, key: str | None, png_path: Path | Non
 
     \b
     Example:  derflex flex dry-run 1 --window 2026-11-23 --png peak.png"""
-    from server.services import dispatch, flex, plots
+    from server.services.flex import plots, dry_run as dry_runs, programs as flex
 
     def work(s: Any) -> tuple[dict[str, Any], dict[str, Any] | None, str, Any]:
-        result = dispatch.dry_run(s, program_id, key, _now())
+        result = dry_runs.dry_run(s, program_id, key, _now())
         zone = result.program.window.zone
         view = result.view(top=top)
         view["program_state"] = flex.get_program(s, program_id, _now())["state"]
@@ -409,7 +409,7 @@ def dry_run(ctx: Context, program_id: int, key: str | None, png_path: Path | Non
             picture = {**args, "title": title}
         return view, picture, result.program.currency, zone
 
-    view, picture, currency, zone = _run(ctx, work)
+    view, picture, currency, zone = run(ctx, work)
     if picture is not None:
         path = png_path or Path(f"dry-run-{program_id}-{view['window']}.png")
         try:
@@ -473,7 +473,7 @@ def _pct(x: float | None) -> str:
 
 
 def _cash(minor: int, currency: str) -> str:
-    from server.services.settlement_reports import major
+    from server.services.flex.reports import major
 
     return f"{currency} {major(minor, currency)}"
 
@@ -554,7 +554,7 @@ def _echo_trace(t: dict[str, Any], zone: Any) -> None:
     end = t["interval_s"]
     from datetime import datetime, timedelta
 
-    from server.services.settlement_reports import credited_kwh
+    from server.services.flex.reports import credited_kwh
 
     for iv in detail["intervals"]:
         stop = (datetime.fromisoformat(iv["start"].replace("Z", "+00:00")) + timedelta(seconds=end)).isoformat()
@@ -584,7 +584,7 @@ def _echo_trace(t: dict[str, Any], zone: Any) -> None:
 
 
 def _zone(s: Any, program_id: int) -> Any:
-    from server.services import settlement_reports
+    from server.services.flex import reports as settlement_reports
 
     return settlement_reports.program_zone(s, program_id)
 
@@ -600,10 +600,10 @@ def settle(ctx: Context, program_id: int, key: str) -> None:
     delivered up to each commitment at the cleared price, splits the money, and stores it as a new
     version — or, when nothing it reads has changed since the last settlement, stores nothing and
     says so. Then prints the settlement as `derflex flex settlement` does."""
-    from server.services import settlement, settlement_reports
+    from server.services.flex import settlement, reports as settlement_reports
     from server.services.errors import ServiceError, check_text
 
-    database = _prepare_quiet(ctx.settings())
+    database = prepare_quiet(ctx.settings())
     try:
         key = check_text(key, "window key", 32) or ""
         outcome = settlement.settle_window(database, program_id, key, _now(), reason="operator")
@@ -658,7 +658,7 @@ def settlement_report(ctx: Context, program_id: int, key: str, version: int | No
 
     \b
     Example:  derflex flex settlement 1 2026-11-30 --png settlement.png"""
-    from server.services import plots, settlement_reports
+    from server.services.flex import plots, reports as settlement_reports
 
     def work(s: Any) -> tuple[Any, Any, dict[str, Any] | None]:
         zone = _zone(s, program_id)
@@ -671,7 +671,7 @@ def settlement_report(ctx: Context, program_id: int, key: str, version: int | No
         picture = None if png_path is None else settlement_reports.window_plot_args(s, program_id, key, version)
         return body, zone, picture
 
-    body, zone, picture = _run(ctx, work)
+    body, zone, picture = run(ctx, work)
     if picture is not None and png_path is not None:  # drawn after the transaction
         _write_png(png_path, plots.delivery_png(**picture))
     if fmt == "csv":
@@ -698,14 +698,14 @@ def enrollment_settlement(ctx: Context, program_id: int, enrollment_id: int, fmt
     Per window (its current settlement version): credited kWh, performance (credited ÷ committed),
     gross and paid amounts; then the totals and who gets them (the customer, the grid operator,
     the aggregator, tax), in major units."""
-    from server.services import settlement_reports
+    from server.services.flex import reports as settlement_reports
 
     def work(s: Any) -> tuple[Any, Any]:
         if fmt == "csv":
             return settlement_reports.enrollment_csv(s, program_id, enrollment_id), None
         return settlement_reports.enrollment_report(s, program_id, enrollment_id), None
 
-    body, _ = _run(ctx, work)
+    body, _ = run(ctx, work)
     if fmt == "csv":
         click.echo(body, nl=False)
         return
@@ -749,7 +749,7 @@ def scheduler(ctx: Context, once: bool, reconcile_seconds: float) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # schema checks are not the operator's news
-    database = _prepare_quiet(ctx.settings())
+    database = prepare_quiet(ctx.settings())
     settings = ctx.settings()
     push = None
     if settings.beckn_bind:  # as in `derflex serve`: the orders' BAPs hear of every publish

@@ -1,5 +1,5 @@
 """`derflex program …` and `derflex event …`: DER programs, their members, default controls and
-events, for utility operators. The same services as the admin API (server.services.operations),
+events, for utility operators. The same services as the admin API (server.services.sep2.der_programs),
 straight on the database: running servers follow within a quarter of a second."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from server.cli import Context, _run, pass_ctx
+from server.cli.context import Context, pass_ctx, run
 
 _EPILOG_CONTROL = (
     "Control modes (IEEE 2030.5 DERControlBase): --fixed-w and --max-w are in HUNDREDTHS OF A "
@@ -24,9 +24,9 @@ _EPILOG_CONTROL = (
 
 def _when(seconds: int | None) -> str:
     """'2026-11-23T00:00:00Z (1795392000)': ISO-8601 UTC and epoch seconds."""
-    from server.services.operations import iso_utc
+    from server.services import clock
 
-    return "-" if seconds is None else f"{iso_utc(seconds)} ({seconds})"
+    return "-" if seconds is None else f"{clock.iso(seconds)} ({seconds})"
 
 
 def _control_text(control: dict[str, Any] | None) -> str:
@@ -211,14 +211,14 @@ def program_create(ctx: Context, primacy: int, description: str | None, as_json:
     Example:
       derflex program create --primacy 2 --description "Peak Saver" --max-w 10000
     """
-    from server.services import operations
+    from server.services.sep2 import der_programs as operations
 
     control, _ = _split(options)
     body: dict[str, Any] = {"primacy": primacy, "description": description}
     default = _control(control, required=False)
     if default is not None:
         body["default_control"] = default
-    view = _run(ctx, lambda s: operations.create_program(s, body, int(time.time())))
+    view = run(ctx, lambda s: operations.create_program(s, body, int(time.time())))
     if as_json:
         _echo_json(view)
         return
@@ -231,9 +231,9 @@ def program_create(ctx: Context, primacy: int, description: str | None, as_json:
 @pass_ctx
 def program_list(ctx: Context, as_json: bool) -> None:
     """List DER programs by primacy, with their member counts and default controls."""
-    from server.services import operations
+    from server.services.sep2 import der_programs as operations
 
-    views = _run(ctx, operations.list_programs)
+    views = run(ctx, operations.list_programs)
     if as_json:
         _echo_json({"programs": views})
         return
@@ -251,9 +251,9 @@ def program_list(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def program_show(ctx: Context, program_id: int, as_json: bool) -> None:
     """Show one program: primacy, default control, member device ids."""
-    from server.services import operations
+    from server.services.sep2 import der_programs as operations
 
-    view = _run(ctx, lambda s: operations.get_program(s, program_id))
+    view = run(ctx, lambda s: operations.get_program(s, program_id))
     if as_json:
         _echo_json(view)
     else:
@@ -273,11 +273,11 @@ def program_default_control(ctx: Context, program_id: int, **options: Any) -> No
     Example:
       derflex program default-control 1 --max-w 10000
     """
-    from server.services import operations
+    from server.services.sep2 import der_programs as operations
 
     control, _ = _split(options)
     spec = _control(control)
-    view = _run(ctx, lambda s: operations.set_default_control(s, program_id, spec))
+    view = run(ctx, lambda s: operations.set_default_control(s, program_id, spec))
     click.echo(f"program {program_id}: default control {_control_text(view['default_control'])}"
                f" (version {view['default_control_version']})")
 
@@ -293,9 +293,9 @@ def members() -> None:
 @pass_ctx
 def members_add(ctx: Context, program_id: int, device_ids: tuple[int, ...]) -> None:
     """Add devices DEVICE_IDS to PROGRAM_ID (devices already in it are left as they are)."""
-    from server.services import operations
+    from server.services.sep2 import der_programs as operations
 
-    added = _run(ctx, lambda s: operations.add_members(s, program_id, list(device_ids)))
+    added = run(ctx, lambda s: operations.add_members(s, program_id, list(device_ids)))
     click.echo(f"program {program_id}: {added} device(s) added")
 
 
@@ -305,9 +305,9 @@ def members_add(ctx: Context, program_id: int, device_ids: tuple[int, ...]) -> N
 @pass_ctx
 def members_remove(ctx: Context, program_id: int, device_ids: tuple[int, ...]) -> None:
     """Remove devices DEVICE_IDS from PROGRAM_ID; its events no longer reach them."""
-    from server.services import operations
+    from server.services.sep2 import der_programs as operations
 
-    removed = _run(ctx, lambda s: operations.remove_members(s, program_id, list(device_ids)))
+    removed = run(ctx, lambda s: operations.remove_members(s, program_id, list(device_ids)))
     click.echo(f"program {program_id}: {removed} device(s) removed")
 
 
@@ -318,9 +318,9 @@ def members_remove(ctx: Context, program_id: int, device_ids: tuple[int, ...]) -
 @pass_ctx
 def members_list(ctx: Context, program_id: int, limit: int, as_json: bool) -> None:
     """List the devices of PROGRAM_ID."""
-    from server.services import operations
+    from server.services.sep2 import der_programs as operations
 
-    result = _run(ctx, lambda s: operations.list_members(s, program_id, 0, limit))
+    result = run(ctx, lambda s: operations.list_members(s, program_id, 0, limit))
     if as_json:
         _echo_json(result)
         return
@@ -370,7 +370,7 @@ def event_create(ctx: Context, program_id: int, start: str, duration: int, devic
     Example: discharge at 50 % of rated power for an hour, 4 pm Pacific:
       derflex event create 1 --start 2026-11-22T16:00-08:00 --duration 3600 --fixed-w 5000
     """
-    from server.services import operations
+    from server.services.sep2 import der_programs as operations
 
     control, _ = _split(options)
     now = int(time.time())
@@ -385,7 +385,7 @@ def event_create(ctx: Context, program_id: int, start: str, duration: int, devic
                        ("randomize_duration", randomize_duration)):
         if value is not None:
             body[key] = value
-    views = _run(ctx, lambda s: operations.create_events(s, program_id, body, now))
+    views = run(ctx, lambda s: operations.create_events(s, program_id, body, now))
     if as_json:
         _echo_json({"events": views})
         return
@@ -405,9 +405,9 @@ def event_list(ctx: Context, program_id: int, include_ended: bool, limit: int, a
     "answered" counts devices by their latest Response: a device that said received and then
     completed counts once, as completed.
     """
-    from server.services import operations
+    from server.services.sep2 import der_programs as operations
 
-    result = _run(ctx, lambda s: operations.list_events(
+    result = run(ctx, lambda s: operations.list_events(
         s, program_id, int(time.time()), include_ended=include_ended, limit=limit))
     if as_json:
         _echo_json(result)
@@ -424,9 +424,9 @@ def event_list(ctx: Context, program_id: int, include_ended: bool, limit: int, a
 @pass_ctx
 def event_show(ctx: Context, mrid: str, as_json: bool) -> None:
     """Show one event (by its mRID) with how devices answered."""
-    from server.services import operations
+    from server.services.sep2 import der_programs as operations
 
-    view = _run(ctx, lambda s: operations.get_event(s, mrid, int(time.time())))
+    view = run(ctx, lambda s: operations.get_event(s, mrid, int(time.time())))
     if as_json:
         _echo_json(view)
     else:
@@ -444,9 +444,9 @@ def event_cancel(ctx: Context, mrid: str, randomized: bool, as_json: bool) -> No
     """Cancel the event MRID. Devices see it cancelled at their next poll and return to the default
     control; it stays listed, as cancelled, until its original end. Cancelling twice changes nothing.
     """
-    from server.services import operations
+    from server.services.sep2 import der_programs as operations
 
-    view = _run(ctx, lambda s: operations.cancel_event(s, mrid, int(time.time()), {"randomized": randomized}))
+    view = run(ctx, lambda s: operations.cancel_event(s, mrid, int(time.time()), {"randomized": randomized}))
     if as_json:
         _echo_json(view)
         return

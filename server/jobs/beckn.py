@@ -21,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from server.beckn.signing import SigningKey
 from server.db import beckn as store
 from server.db.session import Database
-from server.services import beckn
-from server.services.beckn_actions import Provider
+from server.services.bpp import pipeline as beckn
+from server.services.bpp.actions import Provider
 
 log = logging.getLogger("derflex.beckn")
 SEND_TIMEOUT_S = 5.0

@@ -11,14 +11,14 @@ APScheduler with:
   whose inputs changed cleared again (programs.publishing decides; the services execute);
 * `publish:<program>:<window>` date jobs, so a window is published on time and not up to a
   reconcile period late;
-* after each reconcile, the settlement pass (server.services.settlement.run_due): windows that
+* after each reconcile, the settlement pass (server.services.flex.settlement.run_due): windows that
   ended at least their program's delay ago are measured and settled, recent settlements are
   re-checked for late readings (a changed input makes a recorded new version).
 
 `on_published` hears of every publish and every settlement (outcome["action"] "publish",
 "republish" or "settled"): `derflex serve` and `derflex scheduler` tell the Beckn BAPs.
 
-Both kinds of job only call `server.services.dispatch`, whose every step is idempotent and one
+Both kinds of job only call `server.services.flex.publishing`, whose every step is idempotent and one
 transaction, so a job run twice, or a leader that died mid-publish, publishes nothing twice. When
 leadership is lost the scheduler stops at once; the new leader's first reconcile picks up.
 """
@@ -36,7 +36,7 @@ from typing import Any
 
 from server.db.leader import LEASE_SECONDS, Leadership
 from server.db.session import Database, make_engine
-from server.services import dispatch, settlement
+from server.services.flex import settlement, publishing as dispatch, windows
 
 log = logging.getLogger("derflex.scheduler")
 
@@ -154,7 +154,7 @@ class FlexScheduler:
         with self._lock:
             now = int(self.clock())
             with self.db.transaction() as s:
-                planned = dispatch.plan_windows(s, now, self.horizon_s)
+                planned = windows.plan_windows(s, now, self.horizon_s)
             aps = self._aps
             if aps is not None:
                 for pid, key, publish_at in planned:
@@ -165,7 +165,7 @@ class FlexScheduler:
                             replace_existing=True,
                         )
             with self.db.transaction() as s:
-                due = dispatch.due_windows(s, now)
+                due = windows.due_windows(s, now)
             outcomes = [o for pid, key in due if (o := self._run(pid, key)) is not None]
             return outcomes + self._settle(now)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 
 class ServiceError(Exception):
     status = 400
@@ -44,3 +47,16 @@ def check_text(value: object, name: str, max_len: int) -> str | None:
 class UnsupportedMediaType(ServiceError):
     status = 415
     reason_code = 0  # invalid request format
+
+
+def no_unknown_keys(body: Mapping[str, Any], allowed: Iterable[str], what: str) -> None:
+    """Refuse a JSON object that is not one, or that names a field `what` does not have: a typo is
+    an error, never silently ignored."""
+    if not isinstance(body, Mapping):
+        raise Invalid(f"{what} must be a JSON object")
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise Invalid(
+            f"unknown field{'s' if len(unknown) > 1 else ''} in {what}: {', '.join(unknown)} "
+            f"(allowed: {', '.join(sorted(allowed))})"
+        )

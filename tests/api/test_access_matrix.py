@@ -8,7 +8,7 @@ import pytest
 
 from server.sep2 import codec
 from server.sep2.models import EndDevice, EndDeviceList
-from server.services import edev
+from server.services.sep2 import edev
 
 PIN = 111115
 

@@ -203,7 +203,7 @@ def _next_spring_forward() -> dt.date:
 
 def test_windows_across_a_dst_change_keep_their_wall_clock_time(operator, database) -> None:  # noqa: ANN001
     """Planned around the next spring-forward day: 16:00 is 21:00Z before it and 20:00Z from it."""
-    from server.services import flex
+    from server.services.flex import programs as flex
 
     sunday = _next_spring_forward()
     planned_at = int(dt.datetime.combine(sunday - dt.timedelta(days=3), dt.time(0), dt.timezone.utc).timestamp())
@@ -326,7 +326,7 @@ def test_changing_a_grid_node_keeps_what_is_not_given(operator) -> None:  # noqa
      ({"name": "x", "parent": "nowhere"}, "no grid node 'nowhere'"), ({"name": "a", "load_percent": -1}, "load_percent"),
      ({"name": "a", "load_percent": "75"}, "load_percent must be a number"), ({"name": "a", "adder_per_percent": None}, "adder_per_percent"),
      ({"name": "a", "congestion_multiplier": 10**400}, "congestion_multiplier"), ({"name": "a", "max_forward_kw": 5}, "current_load_kw"),
-     ({"name": "a", "colour": "red"}, "unknown fields for a grid node: colour"), ({}, "name is required"),
+     ({"name": "a", "colour": "red"}, "unknown field in a grid node: colour"), ({}, "name is required"),
      ({"name": " "}, "name is required"), ({"name": "x" * 65}, "at most 64"), ({"name": 5}, "name must be text"),
      ({"name": "a\x00"}, "control characters"), ({"name": "a", "parent": 7}, "parent")],
 )
@@ -485,7 +485,7 @@ def test_bad_offers_are_refused_and_change_nothing(operator, world, offer, messa
 
 @pytest.mark.parametrize(
     ("over", "status", "message"),
-    [({"colour": "red"}, 400, "unknown fields for an enrollment: colour"), ({"device_id": None}, 400, "device_id"),
+    [({"colour": "red"}, 400, "unknown field in an enrollment: colour"), ({"device_id": None}, 400, "device_id"),
      ({"device_id": "1"}, 400, "device_id"), ({"device_id": True}, 400, "device_id"), ({"device_id": 2**31}, 400, "device_id"),
      ({"device_id": 999}, 404, "register it first"), ({"lfdi": "AB" * 20}, 404, "register it first"),
      ({"lfdi": "AB"}, 400, "40 hex"), ({"lfdi": "\x00" * 40}, 400, "40 hex"), ({"lfdi": 5}, 400, "40 hex"),
@@ -565,7 +565,7 @@ def test_list_windows_and_one_window(operator, world) -> None:  # noqa: ANN001
 
 def old_program(database) -> str:  # noqa: ANN001
     """A program made three days ago (through the service: the API's clock is now)."""
-    from server.services import flex
+    from server.services.flex import programs as flex
 
     three_days_ago = int(dt.datetime.now(dt.timezone.utc).timestamp()) - 3 * 86_400
     with database.transaction() as s:
@@ -652,7 +652,7 @@ def test_bad_dry_runs(operator, enrolled, query: str, status: int) -> None:  # n
 
 def publish(database, operator, world) -> dict:  # noqa: ANN001
     """Run the next window as the scheduler would at its publish time."""
-    from server.services import dispatch
+    from server.services.flex import publishing as dispatch
 
     w = next_window(operator, world["p"])
     outcome = dispatch.run_window(database, world["program"]["id"], w["key"], epoch(w["publish_at"]))
@@ -661,7 +661,7 @@ def publish(database, operator, world) -> dict:  # noqa: ANN001
 
 
 def test_a_published_window_shows_its_clearing_and_the_devices_their_controls(operator, enrolled, database, cast, client_for, device_clock) -> None:  # noqa: ANN001
-    from server.services import dispatch
+    from server.services.flex import publishing as dispatch
 
     ok(operator("PATCH", enrolled["p"], json={"requested_kw": 8}))
     view = publish(database, operator, enrolled)

@@ -364,7 +364,7 @@ def test_list_events_with_their_response_summary(operator, world, database) -> N
 
 
 def test_ended_events_are_listed_only_on_request(operator, world, database) -> None:  # noqa: ANN001
-    from server.services import derp
+    from server.services.sep2 import derp
 
     p = world["program"]
     with database.transaction() as s:  # an event from the past, written directly
@@ -410,7 +410,7 @@ def test_bad_cancellations_change_nothing(operator, world, body, message: str) -
 
 
 def test_an_ended_event_cannot_be_cancelled(operator, world, database) -> None:  # noqa: ANN001
-    from server.services import derp
+    from server.services.sep2 import derp
 
     with database.transaction() as s:
         [row] = derp.create_events(s, world["program"], start=1_000_000_000, duration=60, now=1_000_000_000,

@@ -14,8 +14,7 @@ from sqlalchemy import select
 
 from server.db import beckn as store
 from server.jobs.beckn import http_post
-from server.services import beckn as pipeline
-from server.services import beckn_actions
+from server.services.bpp import pipeline, actions as beckn_actions
 from tests.api.test_beckn_inbound import (  # noqa: F401  (fixtures)
     ACK, FakeClock, assert_ack, bap, bap_client, bpp, bpp_key, make_body, make_worker, outbox, post, sign,
 )

@@ -28,7 +28,7 @@ from server.beckn import envelope, signing
 from server.bootstrap import prepare
 from server.db import beckn as store
 from server.jobs.beckn import BecknWorker
-from server.services import beckn_keys
+from server.services.bpp import keys as beckn_keys
 from tests import beckn_schema
 
 BAP_ID = "bap.inbound.test"

@@ -7,7 +7,8 @@ import pytest
 
 from server.db import changes, repo
 from server.scope import Scope
-from server.services import admin, edev
+from server.services.sep2 import devices as admin, edev
+from server.services import tokens
 from server.services.errors import Conflict
 
 
@@ -26,7 +27,7 @@ def test_counters_follow_writes_only(database) -> None:  # noqa: ANN001
     assert sep2(database) == start + 2
     with database.transaction() as s:
         repo.list_devices(s, Scope.operator(), 0, 10)
-        admin.create_token(s, "not shown in any document", 0)
+        tokens.create_token(s, "not shown in any document", 0)
     assert sep2(database) == start + 2
     with pytest.raises(Conflict), database.transaction() as s:
         edev.register_out_of_band(s, "CD" * 20, 0)

@@ -36,7 +36,7 @@ from server.sep2.der import (
     WattHour,
 )
 from server.sep2.models import EndDevice, Error
-from server.services import edev
+from server.services.sep2 import edev
 
 NOW = int(time.time())
 DAY = 86_400

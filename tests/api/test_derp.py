@@ -12,7 +12,7 @@ from server.sep2.events import LIST_GRACE_SECONDS
 from server.sep2.derp import DefaultDERControl, DERControl, DERControlList, DERProgram, DERProgramList
 from server.sep2.fsa import FunctionSetAssignments, FunctionSetAssignmentsList
 from server.sep2.models import EndDevice
-from server.services import derp, edev
+from server.services.sep2 import derp, edev
 from server.services.errors import Invalid, NotFound
 
 T0 = 1_800_000_000

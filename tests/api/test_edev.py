@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from server.db.models import Device
 from server.sep2 import codec
 from server.sep2.models import EndDevice, EndDeviceList, Error, Registration
-from server.services import edev
+from server.services.sep2 import edev
 
 
 def _count(database) -> int:  # noqa: ANN001
@@ -235,7 +235,7 @@ def test_largest_uint32_post_rate_is_served_on_every_database(app, cast, client_
     c = client_for(cast["owner"])
     loc = c.post("/edev", data=_body(cast["owner"], post_rate=5)).headers["Location"]
     assert codec.parse(c.get(loc).data, EndDevice).post_rate is None
-    from server.services import admin
+    from server.services.sep2 import devices as admin
 
     with database.transaction() as s:
         admin.set_post_rate(s, int(loc.rsplit("/", 1)[1]), 2**32 - 1, 0)

@@ -34,8 +34,7 @@ from server.sep2.mup import (
     UsagePoint,
     UsagePointList,
 )
-from server.services import edev
-from server.services import mup as mup_service
+from server.services.sep2 import edev, mup as mup_service
 
 NOW = int(time.time())
 DAY = 86_400

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 
-from server.services import admin
+from server.services import tokens
 
 IDS = ["1", "0", "-1", "2147483647", "2147483648", "99999999999999999999", "abc", "%00", "1.5", "²", "1/../../etc"]
 QUERIES = ["", "?l=5", "?s=²", "?l=-1", "?a=١", "?s=1&s=2", "?l=" + "9" * 40, "?%ff=%fe", "?l"]
@@ -37,10 +37,10 @@ CTYPES = ["application/sep+xml", "application/json", "text/plain", "application/
 
 
 def test_random_requests_never_get_5xx(app, database, cast, client_for) -> None:  # noqa: ANN001
-    from server.services import derp, edev
+    from server.services.sep2 import derp, edev
 
     with database.transaction() as s:
-        token = admin.create_token(s, "probe", 0)
+        token = tokens.create_token(s, "probe", 0)
         dev = edev.register_out_of_band(s, cast["owner"].lfdi, 0).id
         prog = derp.create_program(s, description=None, primacy=0, now=0).id
         derp.add_members(s, prog, [dev])

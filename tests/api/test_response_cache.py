@@ -12,7 +12,7 @@ from sqlalchemy import update
 from server.db.models import Device
 from server.sep2 import codec
 from server.sep2.models import EndDevice, Time
-from server.services import edev
+from server.services.sep2 import edev
 
 
 def _write_elsewhere(database, device_id: int, category: str) -> None:  # noqa: ANN001
@@ -89,10 +89,10 @@ def test_a_write_through_this_process_is_seen_at_once(app, cast, client_for, dat
 
 
 def test_an_operator_write_is_seen_at_once(app, cast, client_for, database) -> None:  # noqa: ANN001
-    from server.services import admin
+    from server.services import tokens
 
     with database.transaction() as s:
-        token = admin.create_token(s, "t", 0)
+        token = tokens.create_token(s, "t", 0)
     dev = _registered(database, cast)
     c = client_for(cast["owner"])
     assert codec.parse(c.get(f"/edev/{dev}").data, EndDevice).post_rate is None
@@ -157,8 +157,8 @@ def test_a_der_status_report_keeps_the_other_cached_documents(app, cast, client_
     from server.db.changes import ChangeCounter
     from server.scope import Scope
     from server.sep2.der import DERStatus
-    from server.services import der
-    from server.services.der import DER_ID
+    from server.services.sep2 import der
+    from server.services.sep2.der import DER_ID
     from server.services.runtime import CHECK_EVERY
 
     dev = _registered(database, cast)

@@ -13,7 +13,7 @@ from server.db.rsps import DerResponse
 from server.sep2 import codec
 from server.sep2.derp import DERControlList
 from server.sep2.rsps import DERControlResponse, Response, ResponseList, ResponseSetList
-from server.services import derp, edev
+from server.services.sep2 import derp, edev
 
 NOW = int(time.time())  # events exist from now (Responses are judged against the real clock)
 T0 = NOW + 86_400

@@ -13,7 +13,8 @@ import pytest
 
 from server.bootstrap import prepare
 from server.config import from_env
-from server.services import edev, flex
+from server.services.sep2 import edev
+from server.services.flex import programs as flex
 from tests.e2e.conftest import free_port, start_server, stop_server
 from tests.e2e.test_beckn_flow import PROGRAM, _wait_port, lfdi
 

@@ -19,8 +19,9 @@ from der_sim.bap import Bap, BapCallbackError, BapClient, BapIdentity, Customer,
 from der_sim.bap_receiver import CallbackReceiver
 from server.bootstrap import prepare
 from server.config import from_env
-from server.db.session import Database
-from server.services import beckn_keys, edev, flex
+from server.services.bpp import keys as beckn_keys
+from server.services.sep2 import edev
+from server.services.flex import enrollments, programs as flex
 from tests.e2e.conftest import RunningServer, free_port, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
@@ -121,7 +122,7 @@ def test_search_enroll_status_update_cancel_rating(world: World) -> None:
     order = bap.enroll(Customer("Ada", email="ada@example.com", devices=devices), item["id"])
     assert order["order_id"] and order["status"] == "ACTIVE" and order["payments"]
     with world.db.transaction() as s:
-        enrolled = flex.list_enrollments(s, world.program)["enrollments"]
+        enrolled = enrollments.list_enrollments(s, world.program)["enrollments"]
     assert sorted(e["state"] for e in enrolled) == ["active"] * 3
     assert {e["external_ref"] for e in enrolled} == {order["order_id"]}
 
@@ -136,13 +137,13 @@ def test_search_enroll_status_update_cancel_rating(world: World) -> None:
 
     bap.update(order["order_id"], tx, devices[:2])  # the third device leaves
     with world.db.transaction() as s:
-        states = {e["device_id"]: e["state"] for e in flex.list_enrollments(s, world.program)["enrollments"]}
+        states = {e["device_id"]: e["state"] for e in enrollments.list_enrollments(s, world.program)["enrollments"]}
     assert sorted(states.values()) == ["active", "active", "cancelled"]
 
     cancelled = bap.cancel(order["order_id"], tx)["message"]["order"]
     assert cancelled["status"] == "CANCELLED"
     with world.db.transaction() as s:
-        assert {e["state"] for e in flex.list_enrollments(s, world.program)["enrollments"]} == {"cancelled"}
+        assert {e["state"] for e in enrollments.list_enrollments(s, world.program)["enrollments"]} == {"cancelled"}
     with pytest.raises(BapCallbackError) as err:
         bap.cancel(order["order_id"], tx)
     assert err.value.code == "50001"  # cancellation not possible: it is cancelled already

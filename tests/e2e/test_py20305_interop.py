@@ -37,7 +37,7 @@ from server.db.session import Database  # noqa: E402
 from server.pki import Credential  # noqa: E402
 from server.sep2 import codec  # noqa: E402
 from server.sep2.rsps import ResponseList  # noqa: E402
-from server.services import admin, derp  # noqa: E402
+from server.services.sep2 import devices as admin, derp
 from server.tls import CCM8, client_context  # noqa: E402
 
 from .conftest import RunningServer, start_server, stop_server  # noqa: E402

@@ -13,10 +13,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select, text
 
-from server.db import derp as der_store
 from server.db import flex as store
 from server.jobs.scheduler import FlexScheduler
-from server.services import flex
+from server.services.flex import programs as flex
 from tests.services.test_publish import KEY, PUBLISH_AT, START, events, world  # noqa: F401  (fixture)
 
 

@@ -1,4 +1,4 @@
-"""The BPP's business logic (server.services.beckn_actions) against a real database: programs as
+"""The BPP's business logic (server.services.bpp.actions) against a real database: programs as
 catalog items, orders as enrollments, and every answer a valid v1.1.0 callback message.
 
 Requests are built directly (server.beckn.context / envelope); `answer` runs one action in its
@@ -32,9 +32,10 @@ from server.db import flex as store
 from server.db.beckn import BecknOrder, BecknRating
 from server.scope import Scope
 from server.sep2.der import ActivePower, DERCapability, DERSettings
-from server.services import der, dispatch, edev, flex
-from server.services.beckn_actions import Provider, handle, order_status_message
-from server.services.der import DER_ID
+from server.services.sep2 import der, edev
+from server.services.flex import enrollments, grid_nodes, programs as flex, publishing as dispatch
+from server.services.bpp.actions import Provider, handle, order_status_message
+from server.services.sep2.der import DER_ID
 from tests import beckn_schema
 
 START = int(datetime(2026, 11, 30, 21, 0, tzinfo=timezone.utc).timestamp())
@@ -106,7 +107,7 @@ def test_the_official_schema_is_at_hand(schema: beckn_schema.BecknSchema | None)
 def world(database):  # noqa: ANN001, ANN201
     with database.transaction() as s:
         for name, parent in (("sub-1", None), ("feeder-1", "sub-1"), ("feeder-2", "sub-1"), ("other", None)):
-            flex.put_grid_node(s, {"name": name, "parent": parent}, SETUP)
+            grid_nodes.put_grid_node(s, {"name": name, "parent": parent}, SETUP)
         devices = {}
         for name in ("battery-0", "battery-1", "battery-2", "load-0"):
             d = edev.register_out_of_band(s, lfdi(name), SETUP).id
@@ -202,7 +203,7 @@ def der_tag(f: dict[str, Any], code: str) -> str | None:
     return next((t["value"] for t in f["tags"][0]["list"] if t["descriptor"]["code"] == code), None)
 
 
-def enrollments(database, program: int) -> dict[int, tuple[str, str, str | None]]:  # noqa: ANN001
+def enrollment_states(database, program: int) -> dict[int, tuple[str, str, str | None]]:  # noqa: ANN001
     with database.transaction() as s:
         return {e.device_id: (e.state, e.source, e.external_ref) for e in store.enrollments(s, program)}
 
@@ -355,7 +356,7 @@ def test_init_checks_every_device_now_and_stores_nothing_when_one_fails(world, b
 
 def test_an_operator_enrolled_device_is_unavailable(world, bpp, database) -> None:  # noqa: ANN001
     with database.transaction() as s:
-        flex.enroll(s, world["peak"], {"lfdi": lfdi("battery-1"), "customer": "op", "grid_node": "feeder-2"}, SETUP)
+        enrollments.enroll(s, world["peak"], {"lfdi": lfdi("battery-1"), "customer": "op", "grid_node": "feeder-2"}, SETUP)
     err = bpp.refused("init", _order(world, [device("battery-1")]), ErrorCode.FULFILLMENT_UNAVAILABLE,
                       "message.order.fulfillments[0]")
     assert "enrolled" in err.message
@@ -378,7 +379,7 @@ def test_an_order_from_init_to_cancel(world, bpp, database) -> None:  # noqa: AN
     assert inited["cancellation_terms"][0]["reason_required"] is True
     assert inited["billing"]["name"] == "Ada Lovelace"
     assert json.loads(der_tag(inited["fulfillments"][0], "bid-curve")) == CURVE
-    assert enrollments(database, peak) == {} and members(database, der_program) == []
+    assert enrollment_states(database, peak) == {} and members(database, der_program) == []
     # init again in the same transaction: the same draft, updated
     again = bpp("init", _order(world, [device("battery-0", curve=CURVE), device("battery-1")],
                                billing={"name": "Ada King"}))["order"]
@@ -391,7 +392,7 @@ def test_an_order_from_init_to_cancel(world, bpp, database) -> None:  # noqa: AN
                                       billing={"name": "Ada King"}))["order"]
     assert confirmed["id"] == order_id and confirmed["status"] == "ACTIVE" and "type" not in confirmed
     assert states(confirmed) == {b0: "ENROLLED", b1: "ENROLLED"}
-    assert enrollments(database, peak) == {devs["battery-0"]: ("active", "beckn", order_id),
+    assert enrollment_states(database, peak) == {devs["battery-0"]: ("active", "beckn", order_id),
                                           devs["battery-1"]: ("active", "beckn", order_id)}
     assert members(database, der_program) == sorted([devs["battery-0"], devs["battery-1"]])
     with database.transaction() as s:
@@ -423,7 +424,7 @@ def test_an_order_from_init_to_cancel(world, bpp, database) -> None:  # noqa: AN
     # what the scheduler's after-publish hook does: one on_status per active order, in the
     # order's transaction with a new message_id, to the BAP's callback URL
     from server.db.beckn import BecknOutbox
-    from server.services import beckn as pipeline
+    from server.services.bpp import pipeline
 
     assert pipeline.push_program_status(database, peak, PROVIDER, PUBLISH_AT + 1) == 1
     with database.transaction() as s:
@@ -445,7 +446,7 @@ def test_an_order_from_init_to_cancel(world, bpp, database) -> None:  # noqa: AN
         "id": order_id, "fulfillments": [{"id": b0}]}}, now=PUBLISH_AT + 10)["order"]
     assert states(opted) == {b0: "ENROLLED", b1: "EVENT-SCHEDULED"}
     assert live_events(database, der_program) == {devs["battery-1"]: 2}
-    assert enrollments(database, peak)[devs["battery-0"]][0] == "active"  # it stays enrolled
+    assert enrollment_states(database, peak)[devs["battery-0"]][0] == "active"  # it stays enrolled
 
     # update: replace the set — battery-1 leaves (its events are cancelled), battery-2 joins,
     # battery-0 offers a new curve
@@ -457,7 +458,7 @@ def test_an_order_from_init_to_cancel(world, bpp, database) -> None:  # noqa: AN
         device("battery-0", curve=new_curve), device("battery-2")]}}, now=PUBLISH_AT + 20)["order"]
     assert [f["id"] for f in updated["fulfillments"]] == [b0, b2]
     assert states(updated) == {b0: "ENROLLED", b2: "ENROLLED"}
-    assert enrollments(database, peak) == {devs["battery-0"]: ("active", "beckn", order_id),
+    assert enrollment_states(database, peak) == {devs["battery-0"]: ("active", "beckn", order_id),
                                           devs["battery-1"]: ("cancelled", "beckn", order_id),
                                           devs["battery-2"]: ("active", "beckn", order_id)}
     assert live_events(database, der_program) == {}  # battery-1's events were cancelled when it left
@@ -494,7 +495,7 @@ def test_an_order_from_init_to_cancel(world, bpp, database) -> None:  # noqa: AN
     assert cancelled["status"] == "CANCELLED"
     assert cancelled["cancellation"]["reason"]["id"] == "2" and cancelled["cancellation"]["cancelled_by"] == "CONSUMER"
     assert set(states(cancelled).values()) == {"CANCELLED"}
-    assert {d: e[0] for d, e in enrollments(database, peak).items()} == {
+    assert {d: e[0] for d, e in enrollment_states(database, peak).items()} == {
         devs["battery-0"]: "cancelled", devs["battery-1"]: "cancelled", devs["battery-2"]: "cancelled"}
     assert live_events(database, der_program) == {} and members(database, der_program) == []
     with database.transaction() as s:  # cancelled, never deleted
@@ -549,7 +550,7 @@ def test_opting_out_needs_a_published_window_and_a_new_order_can_take_a_cancelle
     bpp("init", _order(world, [device("battery-0", fid="my-battery")]), transaction_id=tx3, now=SETUP + 20)
     second = bpp("confirm", {"order": {}}, transaction_id=tx3, now=SETUP + 20)["order"]
     assert second["id"] != first and states(second) == {"my-battery": "ENROLLED"}
-    assert enrollments(database, world["peak"])[world["devices"]["battery-0"]] == ("active", "beckn", second["id"])
+    assert enrollment_states(database, world["peak"])[world["devices"]["battery-0"]] == ("active", "beckn", second["id"])
     # the old order still reads as cancelled
     assert states(bpp("status", {"order_id": first}, now=SETUP + 30)["order"]) == {f"der-{lfdi('battery-0')}": "CANCELLED"}
     bpp.refused("confirm", {"order": {}}, ErrorCode.ORDER_NOT_FOUND, transaction_id=str(uuid.uuid4()))

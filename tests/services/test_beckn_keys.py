@@ -1,4 +1,4 @@
-"""server.services.beckn_keys: our key, the file registry, and a v1 registry's /lookup (a real
+"""server.services.bpp.keys: our key, the file registry, and a v1 registry's /lookup (a real
 HTTP server on loopback standing in for the network's registry)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from der_sim.bap import BapIdentity
 from server.beckn.registry import subscriber_json
 from server.bootstrap import prepare
-from server.services import beckn_keys
+from server.services.bpp import keys as beckn_keys
 
 NOW = datetime(2026, 11, 29, 12, tzinfo=timezone.utc)
 

@@ -13,8 +13,9 @@ from sqlalchemy import select
 
 from server.db import flex as store
 from server.db.beckn import BecknOrder, BecknOutbox
-from server.services import beckn, dispatch, settlement
-from server.services.beckn_actions import order_status_message
+from server.services.bpp import pipeline as beckn
+from server.services.flex import settlement, publishing as dispatch
+from server.services.bpp.actions import order_status_message
 from tests.services.test_beckn_actions import (  # noqa: F401 - fixtures
     CURVE,
     KEY,

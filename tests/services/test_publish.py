@@ -1,4 +1,4 @@
-"""Publishing a program's peak window (server.services.dispatch): one DERControl per device per
+"""Publishing a program's peak window (server.services.flex.publishing): one DERControl per device per
 interval from an exact clearing, idempotent, re-cleared before the start, cancellable, never
 deleted, and all-or-nothing when the process dies in the middle."""
 
@@ -15,8 +15,9 @@ from server.db import derp as der_store
 from server.db import flex as store
 from server.scope import Scope
 from server.sep2.der import ActivePower, DERCapability, DERSettings
-from server.services import der, dispatch, edev, flex
-from server.services.der import DER_ID
+from server.services.sep2 import der, edev
+from server.services.flex import enrollments, programs as flex, publishing as dispatch, windows
+from server.services.sep2.der import DER_ID
 
 # Monday 2026-11-30; the window is 16:00–18:00 in New York (EST, UTC-5) = 21:00–23:00 UTC
 START = int(datetime(2026, 11, 30, 21, 0, tzinfo=timezone.utc).timestamp())
@@ -56,10 +57,10 @@ def world(database):  # noqa: ANN001, ANN201
             der.put(s, Scope.operator(), d, DER_ID, SETTINGS, now)
             devices.append(d)
         program = flex.create_program(s, PROGRAM, now)
-        enrollments = [flex.enroll(s, program["id"], {"device_id": d, "customer": f"c{i}", "offer": OFFER}, now)["id"]
+        enrolled = [enrollments.enroll(s, program["id"], {"device_id": d, "customer": f"c{i}", "offer": OFFER}, now)["id"]
                        for i, d in enumerate(devices)]
     return {"program": program["id"], "der_program": program["der_program_id"], "devices": devices,
-            "enrollments": enrollments}
+            "enrollments": enrolled}
 
 
 def events(database, der_program: int) -> list:  # noqa: ANN001
@@ -117,10 +118,10 @@ def test_a_changed_offer_before_the_start_clears_again_and_supersedes(world, dat
     dispatch.run_window(database, world["program"], KEY, PUBLISH_AT)
     first = {r.mrid for r in events(database, world["der_program"])}
     with database.transaction() as s:  # one battery now offers its 5 kW from 0.10 on
-        flex.update_offer(s, world["program"], world["enrollments"][0], {"power": [[0.10, 0.0], [0.11, 5.0]]},
+        enrollments.update_offer(s, world["program"], world["enrollments"][0], {"power": [[0.10, 0.0], [0.11, 5.0]]},
                           PUBLISH_AT + 10)
     with database.transaction() as s:
-        assert (world["program"], KEY) in dispatch.due_windows(s, PUBLISH_AT + 20)
+        assert (world["program"], KEY) in windows.due_windows(s, PUBLISH_AT + 20)
     out = dispatch.run_window(database, world["program"], KEY, PUBLISH_AT + 20)
     assert out["action"] == "republish" and out["revision"] == 2
     rows = events(database, world["der_program"])
@@ -134,7 +135,7 @@ def test_a_changed_offer_before_the_start_clears_again_and_supersedes(world, dat
 def test_a_device_leaving_before_the_start_has_its_controls_cancelled(world, database) -> None:  # noqa: ANN001
     dispatch.run_window(database, world["program"], KEY, PUBLISH_AT)
     with database.transaction() as s:
-        flex.enrollment_event(s, world["program"], world["enrollments"][2], "cancel", PUBLISH_AT + 10)
+        enrollments.enrollment_event(s, world["program"], world["enrollments"][2], "cancel", PUBLISH_AT + 10)
     rows = events(database, world["der_program"])
     gone = [r for r in rows if r.device_id == world["devices"][2]]
     assert len(gone) == 2 and all(r.cancelled_at == PUBLISH_AT + 10 for r in gone)
@@ -149,7 +150,7 @@ def test_a_device_leaving_before_the_start_has_its_controls_cancelled(world, dat
 def test_once_started_a_window_is_not_moved_under_the_devices(world, database) -> None:  # noqa: ANN001
     dispatch.run_window(database, world["program"], KEY, PUBLISH_AT)
     with database.transaction() as s:
-        flex.update_offer(s, world["program"], world["enrollments"][0], None, START + 5)
+        enrollments.update_offer(s, world["program"], world["enrollments"][0], None, START + 5)
     assert dispatch.run_window(database, world["program"], KEY, START + 10) is None
     assert window(database, world["program"])[:2] == ("published", 1)
 
@@ -157,7 +158,7 @@ def test_once_started_a_window_is_not_moved_under_the_devices(world, database) -
 def test_cancelling_a_window_cancels_its_events_and_it_stays_cancelled(world, database) -> None:  # noqa: ANN001
     dispatch.run_window(database, world["program"], KEY, PUBLISH_AT)
     with database.transaction() as s:
-        dispatch.cancel_window(s, world["program"], KEY, PUBLISH_AT + 100)
+        windows.cancel_window(s, world["program"], KEY, PUBLISH_AT + 100)
     rows = events(database, world["der_program"])
     assert len(rows) == 6 and all(r.cancelled_at == PUBLISH_AT + 100 for r in rows)
     assert window(database, world["program"])[0] == "cancelled"
@@ -170,7 +171,7 @@ def test_a_window_found_late_is_published_late_and_one_found_ended_is_missed(wor
     assert {r.start for r in events(database, world["der_program"])} == {START, START + 3600}  # original times
     with database.transaction() as s:
         flex.get_program(s, world["program"], END + 86_400)  # plans the next days' windows
-        dispatch.plan_windows(s, START + 86_400 - 7200, 3 * 86_400)
+        windows.plan_windows(s, START + 86_400 - 7200, 3 * 86_400)
     nxt = "2026-12-01"
     out = dispatch.run_window(database, world["program"], nxt, END + 86_400 + 1)
     assert out["action"] == "missed"

@@ -1,4 +1,4 @@
-"""Measurement and settlement of a published window (server.services.settlement): hand-computed
+"""Measurement and settlement of a published window (server.services.flex.settlement): hand-computed
 baselines, reductions and money from mirrored readings; stored, reproducible, re-settled (never
 silently changed) when late readings arrive; the scheduler's pass settles after the delay."""
 
@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from server.db import flex as store
 from server.db import settlement as records
-from server.services import dispatch, flex, settlement
+from server.services.flex import settlement, programs as flex, publishing as dispatch, windows
 from server.services.errors import Conflict
 from tests.settlement_world import (  # noqa: F401 - the world the settlement tests share
     DAY,
@@ -136,7 +136,7 @@ def test_no_settlement_before_the_end_or_of_an_unpublished_window(world, databas
 def test_a_window_published_with_no_devices_settles_to_nothing(database) -> None:  # noqa: ANN001
     with database.transaction() as s:
         program = flex.create_program(s, {**PROGRAM, "name": "Nobody Came"}, PUBLISH_AT - DAY)
-        dispatch.plan_windows(s, PUBLISH_AT - DAY, 7 * DAY)
+        windows.plan_windows(s, PUBLISH_AT - DAY, 7 * DAY)
     assert dispatch.run_window(database, program["id"], KEY, PUBLISH_AT)["devices"] == 0
     out = settlement.settle_window(database, program["id"], KEY, END + 600)
     s = out["settlement"]

@@ -1,4 +1,4 @@
-"""server.services.plots: the supply-curve and requested-vs-delivered PNGs."""
+"""server.services.flex.plots: the supply-curve and requested-vs-delivered PNGs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from server.services.plots import requested_vs_delivered_png, supply_curve_png
+from server.services.flex.plots import requested_vs_delivered_png, supply_curve_png
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LA = ZoneInfo("America/Los_Angeles")
@@ -120,7 +120,7 @@ def test_plots_never_import_pyplot_and_importing_the_module_loads_no_matplotlib(
     """Brief: Figure + FigureCanvasAgg only, no pyplot, no import-time side effects."""
     code = (
         "import sys, numpy as np\n"
-        "import server.services.plots as plots\n"
+        "import server.services.flex.plots as plots\n"
         "assert 'matplotlib' not in sys.modules, 'imported at import time'\n"
         "plots.supply_curve_png(np.array([0.0, 0.3]), np.array([0.0, 9.0]), requested_kw=5, price_cap=0.3,"
         " clearing_price=0.2, cleared_kw=5, feasible=True, title='t', currency='USD')\n"
@@ -132,7 +132,7 @@ def test_plots_never_import_pyplot_and_importing_the_module_loads_no_matplotlib(
 
 
 def test_time_labels_are_local_and_name_each_day_once():
-    from server.services.plots import _tick_labels
+    from server.services.flex.plots import _tick_labels
 
     start = datetime(2024, 7, 1, 23, tzinfo=timezone.utc).astimezone(LA)
     same_day = [start + timedelta(minutes=30 * i) for i in range(3)]
@@ -144,7 +144,7 @@ def test_time_labels_are_local_and_name_each_day_once():
 # --- what the operator reads in the supply-curve picture ----------------------------------------
 
 def _figure_of(**overrides):
-    from server.services.plots import supply_curve_figure
+    from server.services.flex.plots import supply_curve_figure
 
     p, q = _curve()
     kwargs = dict(requested_kw=480.0, price_cap=0.30, clearing_price=0.16, cleared_kw=480.0, feasible=True,

@@ -1,4 +1,4 @@
-"""server.services.plots.delivery_png: a settled window's requested vs cleared vs delivered kW,
+"""server.services.flex.plots.delivery_png: a settled window's requested vs cleared vs delivered kW,
 readable without knowing 2030.5 (title, local times, units, legend, a headline in words)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from server.services.plots import delivery_figure, delivery_png
+from server.services.flex.plots import delivery_figure, delivery_png
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NY = ZoneInfo("America/New_York")

@@ -13,7 +13,7 @@ import pytest
 
 from programs.model import Program
 from programs.settlement import (
-    DeviceDelivery, IntervalDelivery, RevenueSplit, Settlement, SettlementError, SettlementRule,
+    DeviceDelivery, IntervalDelivery, RevenueSplit, SettlementError, SettlementRule,
     exact, exponent, largest_remainder, round_half_even, settle, to_minor,
 )
 

@@ -42,7 +42,7 @@ from server.db import metering, repo
 from server.sep2 import codec
 from server.sep2.der import DERAvailability, DERCapability, DERSettings, DERStatus
 from server.sep2.models import DeviceCapability, Error, Time
-from server.services import derp, edev
+from server.services.sep2 import derp, edev
 from server.tls import CCM8, server_context
 
 T0 = 1_800_000_000  # a multiple of 60 and of 900

@@ -800,7 +800,7 @@ def random_program(rng: random.Random, *, randomize: bool) -> list[Spec]:
 
 
 def servers_list(specs: list[Spec], t: int) -> list[DERControl]:
-    """The DERControlList the server gives at t: its own evaluation (server/services/derp.py), with
+    """The DERControlList the server gives at t: its own evaluation (server/services/sep2/derp.py), with
     the grace after an end, in list order."""
     evs = {s.mrid: s.event(t, s.start, s.start + s.duration) for s in specs}
     st = events.states(list(evs.values()), t, grace=events.LIST_GRACE_SECONDS)

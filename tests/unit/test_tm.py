@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from server.services.tm import time_resource
+from server.services.sep2.tm import time_resource
 
 
 def ts(*args: int) -> int:

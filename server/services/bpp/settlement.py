@@ -1,6 +1,6 @@
 """What a Beckn order shows of its settlement: the settled quote, revenue flows and the report.
 
-An order's devices are settled per window (server.services.settlement). Once a window that
+An order's devices are settled per window (server.services.flex.settlement). Once a window that
 included them is settled, the order (every on_status, pushed or asked for) shows the LATEST settled
 window:
 
@@ -30,7 +30,7 @@ from programs.settlement import ROLES, exponent
 from server.db import flex as store
 from server.db import settlement as records
 from server.db.beckn import BecknOrder
-from server.services.beckn_catalog import dec, tag, tag_group
+from server.beckn.values import dec, tag, tag_group
 
 _TITLES = {"SELLER": "Flexibility delivered (to the customer)", "GRID_OPERATOR": "Wheeling charges",
            "AGGREGATOR": "Platform fee", "GOVERNMENT": "Tax"}

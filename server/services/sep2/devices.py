@@ -1,14 +1,7 @@
-"""Operator services behind the admin API and the CLI: devices, aggregators, poll rates, tokens.
-
-Admin tokens: 32 random bytes, shown once; only their SHA-256 is stored. The first start writes one
-to `<home>/var/admin-token` (mode 0600) so the operator on the machine can use the API at once.
-"""
+"""The operator's 2030.5 registry behind the admin API and the CLI: devices, aggregators, poll rates."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -16,12 +9,11 @@ from sqlalchemy.orm import Session
 from server.db import repo
 from server.db.models import Device
 from server.scope import Scope
-from server.services import edev
+from server.services.sep2 import edev
 from server.services.errors import Invalid, NotFound, check_text
 
 # Resources whose pollRate an operator may change at run time (the function-set names).
 POLL_RATE_RESOURCES = ("dcap", "tm", "edev", "rg", "der", "fsa", "derp", "rsps", "mup", "upt")
-TOKEN_PREFIX = "dfx_"
 
 
 def device_view(device: Device) -> dict[str, Any]:
@@ -103,19 +95,3 @@ def add_aggregator(session: Session, lfdi: str, name: str, now: int) -> dict[str
     lfdi = edev.parse_lfdi(lfdi)
     repo.add_aggregator(session, lfdi, name, now)
     return {"lfdi": lfdi, "name": name}
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def create_token(session: Session, name: str, now: int) -> str:
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    repo.add_admin_token(session, name, _digest(token), now)
-    return token
-
-
-def check_token(session: Session, presented: str) -> bool:
-    row = repo.find_admin_token(session, _digest(presented))
-    # The lookup is by digest; compare again in constant time so timing says nothing either way.
-    return row is not None and hmac.compare_digest(row.token_sha256, _digest(presented))

@@ -26,7 +26,6 @@ import json
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -42,7 +41,8 @@ from server.db import beckn as store
 from server.db import flex as flex_store
 from server.db import settlement as settlement_store
 from server.db.session import Database
-from server.services import beckn_actions, beckn_settlement
+from server.services import clock
+from server.services.bpp import actions as beckn_actions, settlement as beckn_settlement
 
 CLAIM_S = 30.0
 SEND_CLAIM_S = 120.0  # longer than a send can take: 5 s per socket operation, a bounded answer
@@ -61,16 +61,13 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def _utc(t: float) -> datetime:
-    return datetime.fromtimestamp(t, timezone.utc)
-
 
 def receive(db: Database, action: str, raw: bytes, authorization: str | None, now: float,
             provider: beckn_actions.Provider, key_lookup: signing.KeyLookup, *, domains: Any = None) -> Answer:
     """Steps 1–5 of the module docstring for one request to `{bpp_uri}/{action}`."""
     if action not in BPP_ACTIONS:
         return Answer(404, nack(ErrorCode.ACTION_NOT_APPLICABLE, f"{action!r} is not an action of this BPP"))
-    when = _utc(now)
+    when = clock.utc(now)
     try:
         doc = parse_json(raw)
     except BecknError as exc:
@@ -141,7 +138,7 @@ def process(db: Database, inbox_id: int, now: float, provider: beckn_actions.Pro
                 message = beckn_actions.handle(s, request, provider, int(now))
         except BecknError as exc:
             message, error = None, error_object(exc.code, exc.message, exc.path)
-        ctx = callback_context(request.context, now=_utc(now), bpp_id=provider.bpp_id, bpp_uri=provider.bpp_uri)
+        ctx = callback_context(request.context, now=clock.utc(now), bpp_id=provider.bpp_id, bpp_uri=provider.bpp_uri)
         deadline = request.context.deadline()
         until = min(deadline.timestamp() if deadline else now + 3600, now + MAX_DELIVERY_S)
         _enqueue(s, ctx, callback_body(ctx, message, error), now, until, inbox_id=row.id)
@@ -161,7 +158,7 @@ def _enqueue(s: Session, ctx: Any, body: dict[str, Any], now: float, deadline: f
 def push_order_status(s: Session, order: store.BecknOrder, provider: beckn_actions.Provider, now: float) -> None:
     """An unsolicited on_status for an order (a new message_id in its transaction)."""
     previous = context_from_json(json.loads(order.context))
-    ctx = unsolicited_context(previous, action="on_status", message_id=str(uuid.uuid4()), now=_utc(now),
+    ctx = unsolicited_context(previous, action="on_status", message_id=str(uuid.uuid4()), now=clock.utc(now),
                               bpp_id=provider.bpp_id, bpp_uri=provider.bpp_uri, ttl=parse_duration(PUSH_TTL))
     message = beckn_actions.order_status_message(s, order, provider, int(now))
     _enqueue(s, ctx, callback_body(ctx, message), now, now + 3600)
@@ -257,7 +254,7 @@ def deliver_once(db: Database, delivery: Delivery, key: signing.SigningKey, send
     """Sign the stored bytes now, send them, record the outcome."""
     t = now()
     headers = {"Content-Type": "application/json",
-               "Authorization": signing.authorization_header(delivery.body, key, now=_utc(t), ttl_s=60)}
+               "Authorization": signing.authorization_header(delivery.body, key, now=clock.utc(t), ttl_s=60)}
     try:
         status, body = send(delivery.url, delivery.body, headers)
         error = judge(status, body)
@@ -281,7 +278,7 @@ def fail_processing(db: Database, inbox_id: int, now: float, provider: beckn_act
             return "retry"
         doc = json.loads(row.body)
         request = context_from_json(doc["context"], action=row.action)
-        ctx = callback_context(request, now=_utc(now), bpp_id=provider.bpp_id, bpp_uri=provider.bpp_uri)
+        ctx = callback_context(request, now=clock.utc(now), bpp_id=provider.bpp_id, bpp_uri=provider.bpp_uri)
         error = error_object(ErrorCode.BUSINESS_ERROR, "the request could not be processed; send it again later")
         deadline = request.deadline()
         until = min(deadline.timestamp() if deadline else now + 3600, now + MAX_DELIVERY_S)

@@ -1,5 +1,5 @@
 """The BPP's order side (docs/beckn.md "Orders are enrollments"): init, confirm, status, update,
-cancel, track, support and rating, over server.services.flex enrollments.
+cancel, track, support and rating, over server.services.flex.programs enrollments.
 
 An order (`BecknOrder`) enrolls one customer's devices in one program; each device is a
 fulfillment `type: "DER"` with a `der` tag group (lfdi, kind?, grid-node?, bid-curve?,
@@ -16,14 +16,14 @@ Rules:
   turn into a default curve). `bid-curve` and `objectives` are JSON texts (a JSON array/object is
   accepted as well); at most one of them.
 * init: items[0] an active program (30004), billing.name required, every device checked NOW by
-  flex.enroll itself, run in a SAVEPOINT that is always rolled back: registered LFDI, eligible
+  enrollments.enroll itself, run in a SAVEPOINT that is always rolled back: registered LFDI, eligible
   kind, grid node inside the program's area, curve/objective valid, not enrolled in the program
   already. The order is the draft named by `order.id`, else the draft of this (bap_id,
   transaction_id) for that program, else a new one with a new id (uuid4 hex). on_init shows it
   with `type: "DRAFT"` and no status.
 * confirm: the order named by `order.id`, else this transaction's draft (or, for a repeated
   confirm, its active order). Fulfillments/billing in the confirm replace the draft's. Each
-  device is enrolled (flex.enroll, source "beckn", external_ref = order id, state active: it
+  device is enrolled (enrollments.enroll, source "beckn", external_ref = order id, state active: it
   joins the program's DERProgram) and the order becomes active. Confirming an active order
   answers it again and changes nothing.
 * Fulfillment state (status and every order view): CANCELLED when the device's enrollment of
@@ -73,33 +73,24 @@ from server.db import derp as der_store
 from server.db import flex as store
 from server.db.beckn import BecknOrder, BecknRating
 from server.db.models import Device
-from server.services import flex
-from server.services.beckn_catalog import (
+from server.services.flex import enrollments, stored
+from server.beckn.values import arr, fail, json_text, number, obj, tag, tag_group, tag_values, text, ts
+from server.services.bpp.catalog import (
     CANCELLATION_REASONS,
     RATING_CATEGORIES,
     active_program,
-    arr,
     capacity_of,
     check_provider,
-    fail,
-    json_text,
-    number,
-    obj,
     order_item,
     program_id_of,
     quote,
-    tag,
-    tag_group,
-    tag_values,
-    text,
-    ts,
 )
-from server.services import beckn_settlement
+from server.services.bpp.provider import Provider
+from server.services.bpp import settlement as beckn_settlement
 from server.services.errors import Conflict, Invalid, NotFound, ServiceError, check_text
 
 if TYPE_CHECKING:
     from server.beckn.envelope import Request
-    from server.services.beckn_actions import Provider
 
 _LFDI = re.compile(r"[0-9A-Fa-f]{40}")
 DER_TAGS = ("lfdi", "kind", "grid-node", "bid-curve", "objectives")
@@ -236,9 +227,9 @@ def _rolled_back(session: Session) -> Iterator[None]:
 
 def _enroll(session: Session, program_id: int, spec: DeviceSpec, customer: str, order_id: str, now: int,
             *, trial: bool) -> None:
-    """flex.enroll for one device (kept, or only tried when `trial`), its errors as Beckn codes."""
+    """enrollments.enroll for one device (kept, or only tried when `trial`), its errors as Beckn codes."""
     def attempt(with_offer: bool) -> None:
-        flex.enroll(session, program_id, spec.enroll_body(customer, with_offer=with_offer), now,
+        enrollments.enroll(session, program_id, spec.enroll_body(customer, with_offer=with_offer), now,
                     source="beckn", external_ref=order_id)
 
     try:
@@ -424,11 +415,11 @@ def _device_states(session: Session, order: BecknOrder, der_program_id: int,
 
     Since when: the event's start (EVENT-ACTIVE), its creation (EVENT-SCHEDULED), else the
     enrollment's last change."""
-    enrollments = _enrollments(session, order)
-    live = {e.device_id: lfdi for lfdi, e in enrollments.items() if e.state not in CLOSED}
+    by_lfdi = _enrollments(session, order)
+    live = {e.device_id: lfdi for lfdi, e in by_lfdi.items() if e.state not in CLOSED}
     out: dict[str, tuple[str, int, tuple[int, int] | None]] = {
         lfdi: ("ENROLLED" if e.state not in CLOSED else "CANCELLED", e.updated_time, None)
-        for lfdi, e in enrollments.items()}
+        for lfdi, e in by_lfdi.items()}
     if live:
         ev = der_store.DerEvent
         rows = session.execute(
@@ -452,7 +443,7 @@ def order_view(session: Session, order: BecknOrder, provider: Provider, now: int
     data = json.loads(order.order)
     row = session.get(store.FlexProgram, order.program_id)
     assert row is not None  # RESTRICT: a program with orders is never deleted
-    program = flex.program_of(row)
+    program = stored.program_of(row)
     capacity = (data.get("items") or [{}])[0].get("capacity_kw")
     draft = order.state == OrderState.DRAFT.value
     states = {} if draft else _device_states(session, order, row.der_program_id, now)
@@ -547,9 +538,9 @@ def _opt_out(session: Session, order: BecknOrder, row: store.FlexProgram, data: 
     if window is None:
         raise fail("the program has no published window to opt out of (a window is published its lead "
                    "time before it starts)", "message.order.fulfillments", ErrorCode.UPDATION_NOT_POSSIBLE)
-    enrollments = _enrollments(session, order)
-    device_ids = [enrollments[d.lfdi].device_id for d in wanted
-                  if d.lfdi in enrollments and enrollments[d.lfdi].state not in CLOSED]
+    by_lfdi = _enrollments(session, order)
+    device_ids = [by_lfdi[d.lfdi].device_id for d in wanted
+                  if d.lfdi in by_lfdi and by_lfdi[d.lfdi].state not in CLOSED]
     ev = der_store.DerEvent
     mrids = session.scalars(
         select(ev.mrid).where(ev.program_id == row.der_program_id, ev.device_id.in_(device_ids),
@@ -563,25 +554,25 @@ def _opt_out(session: Session, order: BecknOrder, row: store.FlexProgram, data: 
 
 def _replace(session: Session, order: BecknOrder, data: dict[str, Any], order_in: dict[str, Any], now: int) -> None:
     devices = parse_devices(order_in.get("fulfillments"), "message.order.fulfillments")
-    enrollments = _enrollments(session, order)
+    by_lfdi = _enrollments(session, order)
     customer = data["billing"]["name"]
     keep = {d.lfdi for d in devices}
-    for lfdi, enr in enrollments.items():
+    for lfdi, enr in by_lfdi.items():
         if lfdi not in keep and enr.state not in CLOSED:
-            flex.enrollment_event(session, order.program_id, enr.id, "cancel", now)
+            enrollments.enrollment_event(session, order.program_id, enr.id, "cancel", now)
     for spec in devices:
-        enr = enrollments.get(spec.lfdi)
+        enr = by_lfdi.get(spec.lfdi)
         if enr is None or enr.state in CLOSED:
             _enroll(session, order.program_id, spec, customer, order.id, now, trial=False)
             continue
         node = session.get(store.GridNode, enr.grid_node_id) if enr.grid_node_id else None
         moved = (spec.kind is not None and spec.kind != enr.device_kind) or spec.grid_node != (node.name if node else None)
         if moved:  # kind or grid node changed: leave and enroll again
-            flex.enrollment_event(session, order.program_id, enr.id, "cancel", now)
+            enrollments.enrollment_event(session, order.program_id, enr.id, "cancel", now)
             _enroll(session, order.program_id, spec, customer, order.id, now, trial=False)
         elif (json.loads(enr.offer) if enr.offer else None) != spec.offer:
             try:
-                flex.update_offer(session, order.program_id, enr.id, spec.offer, now)
+                enrollments.update_offer(session, order.program_id, enr.id, spec.offer, now)
             except ServiceError as exc:
                 raise fail(f"device {spec.lfdi}: {exc.message}", spec.offer_path or spec.path) from None
     data["fulfillments"] = [d.wire for d in devices]
@@ -603,7 +594,7 @@ def cancel(session: Session, request: Request, provider: Provider, now: int) -> 
     new_state = transition(order.state, "cancel")
     for enr in _enrollments(session, order).values():
         if enr.state not in CLOSED:
-            flex.enrollment_event(session, order.program_id, enr.id, "cancel", now)
+            enrollments.enrollment_event(session, order.program_id, enr.id, "cancel", now)
     data = json.loads(order.order)
     code, name = CANCELLATION_REASONS[reason]
     data["cancellation"] = {"time": ts(now), "cancelled_by": "CONSUMER",

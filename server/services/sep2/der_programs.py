@@ -1,7 +1,7 @@
 """The operator's view of DER programs and events, shared by the admin API and the CLI.
 
 Input is what an operator typed or posted (JSON values); output is plain JSON-ready dicts. The
-rules themselves (ranges, membership, what an event is) live in server.services.derp; this module
+rules themselves (ranges, membership, what an event is) live in server.services.sep2.derp; this module
 parses, refuses unknown or ambiguous input before anything is stored, and reports.
 
 Times: events take `start` as Int64 UTC seconds or an ISO-8601 string *with* a UTC offset
@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -32,8 +32,8 @@ from server.db.models import Device
 from server.scope import Scope
 from server.sep2 import codec
 from server.sep2.derp import DERControlBase
-from server.services import derp
-from server.services.errors import Invalid, NotFound
+from server.services.sep2 import derp
+from server.services.errors import Invalid, NotFound, no_unknown_keys
 
 # Response status codes (2030.5 Table 27, server/sep2/rsps.py) by the names operators read.
 RESPONSE_STATUS_NAMES: Mapping[int, str] = {
@@ -72,14 +72,6 @@ _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 # ------------------------------------------------------------------------------------ parsing
 
 
-def _no_unknown_keys(body: Mapping[str, Any], allowed: Iterable[str], what: str) -> None:
-    unknown = sorted(set(body) - set(allowed))
-    if unknown:
-        raise Invalid(
-            f"unknown field{'s' if len(unknown) > 1 else ''} in {what}: {', '.join(unknown)} "
-            f"(allowed: {', '.join(sorted(allowed))})"
-        )
-
 
 def parse_time(value: Any, name: str = "start") -> int:
     """UTC seconds from epoch seconds (an integer) or an ISO-8601 string with a UTC offset."""
@@ -110,15 +102,6 @@ def parse_time(value: Any, name: str = "start") -> int:
             raise Invalid(f"{name} {value!r} is out of range") from None
     raise Invalid(f"{name} must be epoch seconds or an ISO-8601 time such as {_EXAMPLE_TIME}")
 
-
-def iso_utc(seconds: int | None) -> str | None:
-    """'2026-11-23T00:00:00Z' for UTC seconds (None stays None)."""
-    if seconds is None:
-        return None
-    try:
-        return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (OverflowError, ValueError, OSError):
-        return "(beyond what a calendar date can show)"
 
 
 def device_ids(value: Any, name: str = "device_ids") -> list[int]:
@@ -192,7 +175,7 @@ def _program(session: Session, program_id: int) -> store.DerProgram:
 
 def create_program(session: Session, body: Mapping[str, Any], now: int) -> dict[str, Any]:
     """{description?, primacy, default_control?} → the new program's view."""
-    _no_unknown_keys(body, _PROGRAM_KEYS, "a DER program")
+    no_unknown_keys(body, _PROGRAM_KEYS, "a DER program")
     if "primacy" not in body:
         raise Invalid("'primacy' is required: 0…255, lower wins when a device's programs conflict")
     row = derp.create_program(session, description=_description(body), primacy=body["primacy"], now=now)
@@ -294,7 +277,7 @@ def create_events(session: Session, program_id: int, body: Mapping[str, Any], no
 
     Without device_ids: one event every member of the program follows (members added later too).
     With device_ids: one event per device, each with the same control."""
-    _no_unknown_keys(body, _EVENT_KEYS, "an event")
+    no_unknown_keys(body, _EVENT_KEYS, "an event")
     _program(session, program_id)
     for key in ("start", "duration", "control"):
         if key not in body:
@@ -354,7 +337,7 @@ def cancel_event(session: Session, mrid: str, now: int, body: Mapping[str, Any] 
     """{randomized?: bool}: cancel (status 2), or with randomization (3) so devices spread their
     return over the event's randomization window. Cancelling twice changes nothing."""
     body = body or {}
-    _no_unknown_keys(body, {"randomized"}, "a cancellation")
+    no_unknown_keys(body, {"randomized"}, "a cancellation")
     randomized = body.get("randomized", False)
     if not isinstance(randomized, bool):
         raise Invalid("'randomized' must be true or false")

@@ -29,7 +29,7 @@ import hashlib
 import json
 import logging
 import math
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -45,7 +45,8 @@ from server.db import flex as store
 from server.db import metering
 from server.db import settlement as records
 from server.db.session import Database
-from server.services.dispatch import program_of
+from server.services import clock
+from server.services.flex.publishing import program_of
 from server.services.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -56,12 +57,6 @@ LOOKBACK_S = 35 * 86_400  # windows that ended longer ago than this are not sett
 _KW_DIGITS = 6
 
 
-def _utc(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, timezone.utc)
-
-
-def _iso(seconds: int | None) -> str | None:
-    return None if seconds is None else _utc(seconds).isoformat().replace("+00:00", "Z")
 
 
 def _kw(x: float) -> float | None:
@@ -187,7 +182,7 @@ def measure(session: Session, row: store.FlexProgram, program: Program, w: store
     rule = SettlementRule.for_program(program, terms.split, terms.allow_net_negative)
     deliveries = []
     for i, dev in enumerate(device_ids):
-        ivs = [IntervalDelivery(_utc(int(starts[j])), dt, float(reduction[i, j]), _kw(S[i, j]), float(P[i, j]))
+        ivs = [IntervalDelivery(clock.utc(int(starts[j])), dt, float(reduction[i, j]), _kw(S[i, j]), float(P[i, j]))
                for j in range(n) if not math.isnan(reduction[i, j])]
         e = enrollment.get(dev)
         deliveries.append(DeviceDelivery(str(dev), ivs, prosumer=customers.get(e) if e is not None else None))
@@ -219,7 +214,7 @@ def settle_window(db: Database, program_id: int, window_key: str, now: int, *, r
         if w.state not in SETTLED_STATES or not w.revision:
             raise Conflict(f"window {window_key} was not published (state {w.state}): nothing to settle")
         if now < w.end:
-            raise Conflict(f"window {window_key} ends at {_iso(w.end)}: it can be settled after that")
+            raise Conflict(f"window {window_key} ends at {clock.iso(w.end)}: it can be settled after that")
         program = program_of(row)
         m = measure(s, row, program, w)
         current = records.current_run(s, w.id)
@@ -257,15 +252,15 @@ def _summary(row: store.FlexProgram, program: Program, w: store.FlexWindow, m: M
     for name in m.fb.method:
         methods[name] = methods.get(name, 0) + 1
     intervals = [{
-        "start": _iso(int(m.starts[j])), "end": _iso(int(m.starts[j]) + m.dt),
+        "start": clock.iso(int(m.starts[j])), "end": clock.iso(int(m.starts[j]) + m.dt),
         "requested_kw": _kw(perf.requested_kw[j]), "cleared_kw": _kw(perf.cleared_kw[j]),
         "delivered_kw": _kw(perf.delivered_kw[j]), "credited_kw": _kw(perf.credited_total_kw[j]),
         "measured_devices": int(perf.measured_devices[j]),
         "price": _kw(float(np.nanmean(m.P[:, j]))) if len(m.device_ids) else None,
     } for j in range(len(m.starts))]
     out = {
-        "program_id": row.id, "program": row.name, "window": w.window_key, "start": _iso(w.start),
-        "end": _iso(w.end), "version": version, "reason": reason, "settled_at": _iso(now),
+        "program_id": row.id, "program": row.name, "window": w.window_key, "start": clock.iso(w.start),
+        "end": clock.iso(w.end), "version": version, "reason": reason, "settled_at": clock.iso(now),
         "revision": w.revision, "interval_s": m.dt, "currency": program.currency, "devices": len(m.device_ids),
         "methods": methods, "excluded_days": sorted(d.isoformat() for d in m.excluded),
         "intervals": intervals,
@@ -304,9 +299,9 @@ def _device_rows(run_id: int, m: Measured) -> list[tuple[Any, ...]]:
                 lines_by_start.setdefault(ln.start.isoformat(), []).append(ln)
         intervals = []
         for j in range(len(m.starts)):
-            key = _utc(int(m.starts[j])).isoformat()
+            key = clock.utc(int(m.starts[j])).isoformat()
             intervals.append({
-                "start": _iso(int(m.starts[j])), "baseline_kw": _kw(fb.baseline[i, j]),
+                "start": clock.iso(int(m.starts[j])), "baseline_kw": _kw(fb.baseline[i, j]),
                 "adjusted_kw": _kw(fb.adjusted[i, j]), "actual_kw": _kw(fb.actual[i, j]),
                 "reduction_kw": _kw(m.reduction[i, j]), "setpoint_kw": _kw(m.S[i, j]), "price": _kw(m.P[i, j]),
                 "lines": [{"kind": ln.kind, "energy_kwh": text(ln.energy_kwh), "price_per_kwh": text(ln.price_per_kwh),

@@ -1,6 +1,5 @@
 """The BPP's catalog side (docs/beckn.md): programs as catalog items (`search`), quotes (`select`),
-the seed's market clearing (`aggregate`), the meta lists, and the small readers and writers of
-Beckn values the order side shares.
+the seed's market clearing (`aggregate`) and the meta lists.
 
 Rules:
 
@@ -36,12 +35,9 @@ Errors are `BecknError(message, path, code)` with the v1 code; nothing here writ
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -49,13 +45,13 @@ from programs.clearing import CurveBook, clear
 from programs.curves import CurveError, power_to_reduction
 from programs.kinds import DeviceKind
 from programs.model import Program
-from server.beckn.errors import BecknError, ErrorCode
+from server.beckn.errors import ErrorCode
 from server.beckn.timefmt import parse_timestamp, render_timestamp
+from server.beckn.values import arr, dec, fail, money, number, obj, tag, tag_group, tag_values, text, ts
 from server.db import flex as store
-from server.services import flex
+from server.services.flex import grid_nodes, stored
+from server.services.bpp.provider import Provider
 
-if TYPE_CHECKING:
-    from server.services.beckn_actions import Provider
 
 CATEGORY = "demand-flexibility"
 ITEM_PREFIX = "program-"
@@ -75,99 +71,6 @@ CANCELLATION_REASONS: dict[str, tuple[str, str]] = {
 RATING_CATEGORIES = ("Order", "Fulfillment")
 
 
-# ----------------------------------------------------------------------------- reading values
-
-
-def fail(message: str, path: str | None, code: ErrorCode = ErrorCode.INVALID_REQUEST) -> BecknError:
-    return BecknError(message, path, code)
-
-
-def obj(value: Any, path: str, *, required: bool = True) -> dict[str, Any]:
-    """A JSON object at `path` ({} when absent and not required)."""
-    if value is None:
-        if required:
-            raise fail("is missing", path)
-        return {}
-    if not isinstance(value, dict):
-        raise fail("must be an object", path)
-    return value
-
-
-def arr(value: Any, path: str, *, required: bool = True, max_len: int = 1000) -> list[Any]:
-    if value is None:
-        if required:
-            raise fail("is missing", path)
-        return []
-    if not isinstance(value, list):
-        raise fail("must be an array", path)
-    if len(value) > max_len:
-        raise fail(f"has {len(value)} entries; at most {max_len} are accepted", path)
-    return value
-
-
-def text(value: Any, path: str, *, required: bool = True, max_len: int = 255) -> str | None:
-    """A string of 1…max_len printable characters (None when absent and not required)."""
-    if value is None:
-        if required:
-            raise fail("is missing", path)
-        return None
-    if not isinstance(value, str):
-        raise fail("must be a string", path)
-    if not value or len(value) > max_len or not value.isprintable():
-        raise fail(f"must be 1 to {max_len} printable characters", path)
-    return value
-
-
-def number(value: Any, path: str, *, code: ErrorCode = ErrorCode.INVALID_REQUEST) -> float:
-    """A finite number, given as a JSON number or a decimal string (the schema's DecimalValue)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise fail("must be a number", path, code)
-    try:
-        out = float(value)
-    except (ValueError, OverflowError):
-        raise fail(f"{str(value)[:40]!r} is not a number", path, code) from None
-    if not math.isfinite(out):
-        raise fail("must be a finite number", path, code)
-    return out
-
-
-def tag_values(groups: Any, path: str) -> Iterator[tuple[str, str | None, Any, str]]:
-    """(group code, tag code, value, tag path) of every tag in a TagGroup array."""
-    for i, group in enumerate(arr(groups, path, required=False)):
-        g = obj(group, f"{path}[{i}]")
-        gcode = obj(g.get("descriptor"), f"{path}[{i}].descriptor", required=False).get("code")
-        for j, tag in enumerate(arr(g.get("list"), f"{path}[{i}].list", required=False)):
-            t = obj(tag, f"{path}[{i}].list[{j}]")
-            code = obj(t.get("descriptor"), f"{path}[{i}].list[{j}].descriptor", required=False).get("code")
-            yield gcode, code, t.get("value"), f"{path}[{i}].list[{j}]"
-
-
-# ----------------------------------------------------------------------------- writing values
-
-
-def dec(value: float) -> str:
-    """A float as a plain decimal string (no exponent): the schema's DecimalValue."""
-    text_ = format(Decimal(repr(float(value))), "f")
-    return text_[:-2] if text_.endswith(".0") else text_
-
-
-def money(value: float) -> str:
-    return dec(round(value, 6))
-
-
-def ts(seconds: float) -> str:
-    return render_timestamp(datetime.fromtimestamp(seconds, timezone.utc))
-
-
-def tag(code: str, value: str) -> dict[str, Any]:
-    return {"descriptor": {"code": code}, "value": value}
-
-
-def tag_group(code: str, tags: list[dict[str, Any]], name: str | None = None) -> dict[str, Any]:
-    descriptor = {"code": code} if name is None else {"code": code, "name": name}
-    return {"descriptor": descriptor, "list": tags}
-
-
 # --------------------------------------------------------------------------------- programs
 
 
@@ -185,7 +88,7 @@ def active_program(session: Session, program_id: int, path: str) -> tuple[store.
     row = session.get(store.FlexProgram, program_id)
     if row is None or row.state != "active":
         raise fail(f"no item program-{program_id}: no such active program", path, ErrorCode.ITEM_NOT_FOUND)
-    return row, flex.program_of(row)
+    return row, stored.program_of(row)
 
 
 def check_provider(order_or_intent: Mapping[str, Any], path: str, provider: Provider) -> None:
@@ -280,13 +183,13 @@ def search(session: Session, message: dict[str, Any], provider: Provider, now: i
 
     served: set[str] | None = None  # the area node and its ancestors
     if area is not None:
-        tree, _ = flex.grid_tree(session)
+        tree, _ = grid_nodes.grid_tree(session)
         served = set(tree.path(area)) if area in tree.index else set()
 
     items, fulfillments = [], []
     if given_provider is None or given_provider == provider.bpp_id:
         for row in store.programs(session, active_only=True):
-            program = flex.program_of(row)
+            program = stored.program_of(row)
             if needle is not None and needle.casefold() not in program.name.casefold() \
                     and needle.casefold() not in program.description.casefold():
                 continue
@@ -457,7 +360,3 @@ def cancellation_reasons() -> dict[str, Any]:
     return {"cancellation_reasons": [
         {"id": rid, "descriptor": {"code": code, "name": name}} for rid, (code, name) in CANCELLATION_REASONS.items()
     ]}
-
-
-def json_text(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)

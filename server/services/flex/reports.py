@@ -21,7 +21,7 @@ import io
 import json
 import math
 from collections.abc import Iterator, Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -37,6 +37,7 @@ from server.db import flex as store
 from server.db import metering
 from server.db import settlement as records
 from server.db.models import Device
+from server.services import clock
 from server.services.errors import NotFound, check_text
 
 __all__ = ["CSV_COLUMNS", "credited_kwh", "decimal_text", "device_trace", "enrollment_csv", "enrollment_report", "major",
@@ -45,15 +46,9 @@ __all__ = ["CSV_COLUMNS", "credited_kwh", "decimal_text", "device_trace", "enrol
 CSV_COLUMNS = ("window", "version", "device_id", "lfdi", "customer", "interval_start", "baseline_kw", "actual_kw",
                "reduction_kw", "setpoint_kw", "price_per_kwh", "credited_kwh", "amount_minor", "currency", "line")
 MAX_LIMIT = 1000
-_KW_DIGITS = 6  # as server.services.settlement rounds the readings it digests
+_KW_DIGITS = 6  # as server.services.flex.settlement rounds the readings it digests
 
 
-def _utc(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, timezone.utc)
-
-
-def _iso(seconds: int | None) -> str | None:
-    return None if seconds is None else _utc(seconds).isoformat().replace("+00:00", "Z")
 
 
 def _seconds(iso: str) -> int:
@@ -106,8 +101,8 @@ def _run(session: Session, w: store.FlexWindow, version: int | None) -> records.
 
 
 def _versions(session: Session, w: store.FlexWindow) -> list[dict[str, Any]]:
-    return [{"version": r.version, "reason": r.reason, "created": _iso(r.created_time),
-             "superseded": _iso(r.superseded_time), "current": r.superseded_time is None,
+    return [{"version": r.version, "reason": r.reason, "created": clock.iso(r.created_time),
+             "superseded": clock.iso(r.superseded_time), "current": r.superseded_time is None,
              "revision": r.revision} for r in records.runs(session, w.id)]
 
 
@@ -127,7 +122,7 @@ def _device_row(d: records.SettlementDevice, lfdi: str | None, detail: dict[str,
 def _local_span(program: Program, start: int, end: int) -> str:
     """"Mon 30 Nov 2026 16:00–18:00 EST" in the program's zone (the end's date if it differs)."""
     zone = program.window.zone
-    a, b = _utc(start).astimezone(zone), _utc(end).astimezone(zone)
+    a, b = clock.utc(start).astimezone(zone), clock.utc(end).astimezone(zone)
     tail = b.strftime("%H:%M") if a.date() == b.date() else b.strftime("%a %d %b %H:%M")
     zones = "/".join(dict.fromkeys(t.tzname() or "" for t in (a, b)))
     return f"{a.strftime('%a %d %b %Y %H:%M')}–{tail} {zones}".strip()
@@ -233,7 +228,7 @@ def _wall_span(zone: Any, day: date, day0: date, a: datetime, b: datetime) -> tu
 
 
 def _grid_spans(grid: np.ndarray, dt: int) -> list[tuple[int, int]]:
-    """Contiguous runs of grid intervals as [t1, t2) spans (as server.services.settlement)."""
+    """Contiguous runs of grid intervals as [t1, t2) spans (as server.services.flex.settlement)."""
     if grid.size == 0:
         return []
     breaks = np.flatnonzero(np.diff(grid) != dt) + 1
@@ -258,7 +253,7 @@ def _reading_rows(session: Session, meter_ids: Sequence[int], t1: int, t2: int) 
         scale = 10.0 ** abs(x.multiplier)  # value × 10^multiplier W; reverse flow counts negative
         watts = (x.value * scale if x.multiplier >= 0 else x.value / scale)
         watts *= -1 if x.flow_direction == metering.FLOW_REVERSE else 1
-        out.append({"meter_reading_id": x.meter_reading_id, "start": _iso(x.start), "duration": x.duration,
+        out.append({"meter_reading_id": x.meter_reading_id, "start": clock.iso(x.start), "duration": x.duration,
                     "value": x.value, "multiplier": x.multiplier, "watts": watts, "quality_flags": x.quality_flags})
     return out
 
@@ -266,7 +261,7 @@ def _reading_rows(session: Session, meter_ids: Sequence[int], t1: int, t2: int) 
 def _current_digest(session: Session, device_id: int, rule: BaselineRule, dt: int, w: store.FlexWindow,
                     tz: str) -> tuple[str, tuple[int, ...]]:
     """The readings digest settlement would compute for this device now, and the meter readings
-    it would read (server.services.settlement: the same grid, loader, averaging and rounding)."""
+    it would read (server.services.flex.settlement: the same grid, loader, averaging and rounding)."""
     grid = needed_instants(dt, w.start, w.end, tz, rule)
     fleet = metering.load_fleet_readings(session, [device_id], _grid_spans(grid, dt))
     values = grid_average(fleet.device_index, fleet.starts, fleet.durations, fleet.watts, 1, grid, dt)
@@ -292,7 +287,7 @@ def device_trace(session: Session, program_id: int, window_key: str, device_id: 
     counts it).
 
     `readings_changed` compares digests, not counts: the digest of this device's readings is
-    computed again exactly as server.services.settlement computes it (the same instants from the
+    computed again exactly as server.services.flex.settlement computes it (the same instants from the
     stored terms' baseline rule, the same loader and usage-point choice, the same averaging and
     rounding to 1 mW) and compared with the stored one; True means late or re-posted readings
     would now give other figures (the scheduler's re-check settles them as a new version while
@@ -311,14 +306,14 @@ def device_trace(session: Session, program_id: int, window_key: str, device_id: 
     zone = program.window.zone
     pre = rule.adjustment != "none" or d.method == "pre_event_window"
     first = w.start - round(rule.adjust_from_h * 3600) if pre else w.start
-    a, b = _utc(first).astimezone(zone), _utc(w.end).astimezone(zone)
-    day0 = _utc(w.start).astimezone(zone).date()
+    a, b = clock.utc(first).astimezone(zone), clock.utc(w.end).astimezone(zone)
+    day0 = clock.utc(w.start).astimezone(zone).date()
 
     spans = [{"what": "event" + (" (with the pre-event window)" if pre else ""), "date": day0.isoformat(),
-              "start": _iso(first), "end": _iso(w.end), "readings": _reading_rows(session, meters, first, w.end)}]
+              "start": clock.iso(first), "end": clock.iso(w.end), "readings": _reading_rows(session, meters, first, w.end)}]
     for day in detail.get("days_used", []):
         t1, t2 = _wall_span(zone, date.fromisoformat(day), day0, a, b)
-        spans.append({"what": "baseline day", "date": day, "start": _iso(t1), "end": _iso(t2),
+        spans.append({"what": "baseline day", "date": day, "start": clock.iso(t1), "end": clock.iso(t2),
                       "readings": _reading_rows(session, meters, t1, t2)})
 
     dt = run.interval_s
@@ -382,9 +377,9 @@ def enrollment_report(session: Session, program_id: int, enrollment_id: int) -> 
     for run, w, d in _enrollment_rows(session, program_id, e):
         detail = json.loads(d.detail)
         windows.append({
-            "window": w.window_key, "start": _iso(w.start), "end": _iso(w.end),
+            "window": w.window_key, "start": clock.iso(w.start), "end": clock.iso(w.end),
             "local": _local_span(program, w.start, w.end), "version": run.version, "reason": run.reason,
-            "settled_at": _iso(run.created_time), "currency": run.currency, "enrollment_id": d.enrollment_id,
+            "settled_at": clock.iso(run.created_time), "currency": run.currency, "enrollment_id": d.enrollment_id,
             "method": d.method, "energy_kwh": d.energy_kwh, "performance": d.performance,
             "gross_minor": d.gross_minor, "total_minor": d.total_minor, "flags": detail.get("flags", []),
             "flows": detail.get("flows", []),
@@ -437,14 +432,14 @@ def window_plot_args(session: Session, program_id: int, window_key: str, version
     version_note = f"settlement v{run.version}" + ("" if run.version == 1 else f" ({run.reason.replace('_', ' ')})")
     version_note += "" if run.superseded_time is None else ", superseded"
     return {
-        "times": [_utc(_seconds(iv["start"])) for iv in ivs],
+        "times": [clock.utc(_seconds(iv["start"])) for iv in ivs],
         "requested_kw": [iv["requested_kw"] for iv in ivs],
         "cleared_kw": [iv["cleared_kw"] for iv in ivs],
         "delivered_kw": [iv["delivered_kw"] if iv["measured_devices"] else None for iv in ivs],
         "interval_s": run.interval_s,
         "title": f"{row.name} — {_local_span(program, w.start, w.end)}",
         "subtitle": f"{s['devices']} device{'s' if s['devices'] != 1 else ''} · {version_note}, "
-                    f"settled {_utc(run.created_time).astimezone(program.window.zone).strftime('%d %b %Y %H:%M %Z')}",
+                    f"settled {clock.utc(run.created_time).astimezone(program.window.zone).strftime('%d %b %Y %H:%M %Z')}",
         "requested_kwh": s["requested_kwh"] or 0.0, "delivered_kwh": s["delivered_kwh"] or 0.0,
         "credited_kwh": s["credited_kwh"] or 0.0, "paid": major(s["total_minor"], run.currency),
         "currency": run.currency, "tz": program.window.zone,
@@ -453,7 +448,7 @@ def window_plot_args(session: Session, program_id: int, window_key: str, version
 
 def window_png(session: Session, program_id: int, window_key: str, version: int | None = None) -> bytes:
     """The PNG of a window's settlement: requested, cleared and delivered kW per interval with
-    the headline (server.services.plots.delivery_png)."""
-    from server.services import plots
+    the headline (server.services.flex.plots.delivery_png)."""
+    from server.services.flex import plots
 
     return plots.delivery_png(**window_plot_args(session, program_id, window_key, version))

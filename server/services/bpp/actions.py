@@ -1,6 +1,6 @@
 """The BPP's business logic (docs/beckn.md): one function answers every Beckn v1.1.0 action this
 BPP serves with the `message` of its callback. No HTTP, no signing, no outbox: the pipeline
-(server.services.beckn) calls `handle` in its transaction and wraps the answer.
+(server.services.bpp.pipeline) calls `handle` in its transaction and wraps the answer.
 
 * `handle(session, request, provider, now)` runs the action in a SAVEPOINT: a business fault
   raises `BecknError(message, path, code)` with its v1 code (30000 malformed message body, 30001
@@ -22,7 +22,6 @@ callback (tests/beckn_schema.py), except `on_aggregate` (the seed's action has n
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -30,30 +29,11 @@ from sqlalchemy.orm import Session
 from server.beckn.envelope import Request
 from server.beckn.errors import BecknError, ErrorCode
 from server.db.beckn import BecknOrder
-from server.services import beckn_catalog as catalog
-from server.services import beckn_orders as orders
+from server.services.bpp import catalog, orders
+from server.services.bpp.provider import Provider
 from server.services.errors import Conflict, Invalid, NotFound, ServiceError
 
 __all__ = ["Provider", "handle", "order_status_message"]
-
-
-@dataclass(frozen=True)
-class Provider:
-    """Who we are on the network."""
-
-    bpp_id: str
-    bpp_uri: str
-    name: str = "derflex"
-    currency: str = "USD"
-    support_email: str = "support@derflex.local"
-    support_phone: str = "+1-000-000-0000"
-    track_url: str = ""  # base; an order's tracking URL is f"{track_url}/{order_id}"
-
-    @classmethod
-    def of(cls, settings: Any) -> "Provider":
-        """Ours, from the server's settings (server.config.Settings)."""
-        return cls(bpp_id=settings.beckn_subscriber_id, bpp_uri=settings.beckn_uri,
-                   track_url=f"{settings.beckn_uri}/track")
 
 
 Handler = Callable[[Session, Request, Provider, int], dict[str, Any]]

@@ -1,0 +1,25 @@
+"""Who we are on the Beckn network: the provider every action answers as."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Provider:
+    """Who we are on the network."""
+
+    bpp_id: str
+    bpp_uri: str
+    name: str = "derflex"
+    currency: str = "USD"
+    support_email: str = "support@derflex.local"
+    support_phone: str = "+1-000-000-0000"
+    track_url: str = ""  # base; an order's tracking URL is f"{track_url}/{order_id}"
+
+    @classmethod
+    def of(cls, settings: Any) -> "Provider":
+        """Ours, from the server's settings (server.config.Settings)."""
+        return cls(bpp_id=settings.beckn_subscriber_id, bpp_uri=settings.beckn_uri,
+                   track_url=f"{settings.beckn_uri}/track")

@@ -1,0 +1,57 @@
+"""Cancelling what a window published: a whole window's events, the events no new revision
+supersedes, a leaving device's events. Events are never deleted; they get a cancellation time."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from programs.publishing import Action, transition
+from server.db import derp as der_store
+from server.db import flex as store
+from server.services.errors import Conflict
+
+
+def previous_events(s: Session, w: store.FlexWindow) -> dict[tuple[int, int], tuple[str, str, int, int]]:
+    """(device, interval) → (event mRID, its modes, start, end) of the window's latest revision."""
+    sp, cl, ev = store.Setpoint, store.Clearing, der_store.DerEvent
+    rows = s.execute(
+        select(sp.device_id, cl.interval_index, ev.mrid, ev.controls, cl.start, cl.end)
+        .join(cl, cl.id == sp.clearing_id)
+        .join(ev, ev.mrid == sp.event_mrid)
+        .where(cl.window_id == w.id, cl.revision == w.revision, ev.cancelled_at.is_(None))
+    )
+    return {(r.device_id, r.interval_index): (r.mrid, r.controls, r.start, r.end) for r in rows}
+
+
+def cancel_unsuperseded(s: Session, previous: dict[tuple[int, int], tuple[str, str, int, int]],
+                         new_keys: dict[tuple[int, int], tuple[str, int, int]], now: int) -> None:
+    """Old events that no new event supersedes — none for the device and interval, other modes,
+    or other times (a moved window: the old event would not even overlap the new one) — are
+    cancelled."""
+    doomed = [mrid for key, (mrid, modes, start, end) in previous.items()
+              if new_keys.get(key) != (modes, start, end) and end > now]
+    der_store.cancel_events(s, doomed, now)
+
+
+def cancel_window_row(session: Session, w: store.FlexWindow, now: int, note: str) -> None:
+    """Cancel a window and every event it published that has not ended."""
+    if w.state not in ("planned", "published"):
+        return
+    if w.end <= now:
+        raise Conflict(f"window {w.window_key} has ended: there is nothing to cancel")
+    if w.revision:
+        previous = previous_events(session, w)
+        der_store.cancel_events(session, [m for (m, _modes, _s, end) in previous.values() if end > now], now)
+    w.state = transition(w.state, Action.CANCEL).value
+    w.note = note
+    w.updated_time = now
+
+
+def cancel_device_events(session: Session, row: store.FlexProgram, device_id: int, now: int) -> None:
+    """A device leaving a program: its events there that have not ended are cancelled."""
+    ev = der_store.DerEvent
+    mrids = session.scalars(
+        select(ev.mrid).where(ev.program_id == row.der_program_id, ev.device_id == device_id,
+                              ev.start + ev.duration > now, ev.cancelled_at.is_(None))
+    ).all()
+    der_store.cancel_events(session, list(mrids), now)
