@@ -459,7 +459,7 @@ class Bench:
         from programs import clearing as clearing_mod
         from server.db import derp as der_store_mod
         from server.db import flex as flex_store_mod
-        from server.services.flex import publishing as dispatch
+        from server.services.flex import gathering, publishing as dispatch
 
         now = int(time.time())
         w = self._window(now)
@@ -480,14 +480,16 @@ class Bench:
             st.sort_stats("tottime").print_stats(self.args.profile_top)
             profile_text = out.getvalue()
         else:
-            for attr in ("input_digest", "gather", "clear_fleet", "_write_interval", "_cancel_unsuperseded"):
+            for attr in ("input_digest", "gather", "clear_fleet", "_write_interval", "cancel_unsuperseded"):
                 timers.wrap(dispatch, attr, phase=True)
-            for attr in ("offer_curve", "_check_control", "fleet_controls", "_rendered", "new_mrids", "_curve_json"):
+            for attr in ("fleet_controls", "_rendered", "new_mrids", "_curve_json"):
                 timers.wrap(dispatch, attr)
+            for attr in ("offer_curve", "_check_control"):  # called inside gather
+                timers.wrap(gathering, attr)
             timers.wrap(der_store_mod, "insert_events")
             timers.wrap(flex_store_mod, "add_setpoints")
             timers.wrap(clearing_mod.CurveBook, "from_curves", "CurveBook.from_curves")
-            timers.wrap(dispatch, "clear_with_grid")
+            timers.wrap(gathering, "clear_with_grid")
             try:
                 t0 = time.perf_counter()
                 outcome = dispatch.run_window(TimedDatabase(self.db, timers), self.program_id, w.window_key, now)
@@ -662,12 +664,12 @@ class Bench:
                 f"  {'  · insert_events (COPY / executemany)':34} {sec('_write_interval/insert_events')}",
                 f"  {'  · add_setpoints (COPY / executemany)':34} {sec('_write_interval/add_setpoints')}",
                 f"  {'  · rest of the per-device loop':34} {rest('_write_interval', w_in)}",
-                f"  {'· _cancel_unsuperseded':34} {sec('_cancel_unsuperseded')}",
+                f"  {'· cancel_unsuperseded':34} {sec('cancel_unsuperseded')}",
                 f"  {'· commit (flush + counters)':34} {sec('commit')}",
             ]
             accounted = sum(ph.get(k, {}).get("seconds", 0.0) for k in (
                 "input_digest", "gather", "CurveBook.from_curves", "clear_fleet", "_write_interval",
-                "_cancel_unsuperseded", "commit"))
+                "cancel_unsuperseded", "commit"))
             lines.append(f"  {'· everything else':34} {p['wall_seconds'] - accounted:8.3f}")
         g = p["gather_query_alone"]
         lines.append(f"  gather SELECT alone: {g['rows']:,} rows, session {g['orm_session_seconds']} s, "
