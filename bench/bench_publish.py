@@ -34,8 +34,8 @@ What one run does (every loop is bounded; nothing touches the network):
      reads every member of the program to add one: see the report). A service row and a bulk row are
      compared column by column. Then ANALYZE (a database that grew to this size has statistics).
   5. Publish, timed: server.services.flex.publishing.run_window(db, program_id, window_key, now) at now
-     (publish_at <= now < start). Phases are timed by thin wrappers installed on the dispatch
-     module's names for this run only (inclusive wall times; nested phases overlap):
+     (publish_at <= now < start). Phases are timed by thin wrappers installed on the publishing
+     and gathering modules' names for this run only (inclusive wall times; nested phases overlap):
      input_digest, gather (and inside it curve making), CurveBook.from_curves, clear_fleet,
      _write_interval (and inside it control_for, _rendered, new_mrid, _curve_json, insert_events,
      add_setpoints), and the commit. With --profile the run is under cProfile instead (no wrappers;
@@ -172,7 +172,7 @@ class Fleet:
 
     def control_rating_w(self, i: int, power_kw: float) -> int:
         """The W the control's percentage is of (opModFixedW): discharge rate for s > 0, charge rate
-        for s < 0 (the 2030.5 reading, independent of programs.dispatch)."""
+        for s < 0 (the 2030.5 reading, independent of programs.controls)."""
         kind, m = self.kinds[i], self.models[i]
         if kind == "battery":
             return BATTERIES[m][4]
@@ -459,19 +459,19 @@ class Bench:
         from programs import clearing as clearing_mod
         from server.db import derp as der_store_mod
         from server.db import flex as flex_store_mod
-        from server.services.flex import gathering, publishing as dispatch
+        from server.services.flex import gathering, publishing
 
         now = int(time.time())
         w = self._window(now)
         self.window_key, self.window_id = w.window_key, w.id
         timers = Timers()
         profile_text = None
-        dispatch._rendered.cache_clear()
+        publishing._rendered.cache_clear()
         if self.args.profile:
             prof = cProfile.Profile()
             t0 = time.perf_counter()
             prof.enable()
-            outcome = dispatch.run_window(self.db, self.program_id, w.window_key, now)
+            outcome = publishing.run_window(self.db, self.program_id, w.window_key, now)
             prof.disable()
             wall = time.perf_counter() - t0
             out = io.StringIO()
@@ -481,9 +481,9 @@ class Bench:
             profile_text = out.getvalue()
         else:
             for attr in ("input_digest", "gather", "clear_fleet", "_write_interval", "cancel_unsuperseded"):
-                timers.wrap(dispatch, attr, phase=True)
+                timers.wrap(publishing, attr, phase=True)
             for attr in ("fleet_controls", "_rendered", "new_mrids", "_curve_json"):
-                timers.wrap(dispatch, attr)
+                timers.wrap(publishing, attr)
             for attr in ("offer_curve", "_check_control"):  # called inside gather
                 timers.wrap(gathering, attr)
             timers.wrap(der_store_mod, "insert_events")
@@ -492,7 +492,7 @@ class Bench:
             timers.wrap(gathering, "clear_with_grid")
             try:
                 t0 = time.perf_counter()
-                outcome = dispatch.run_window(TimedDatabase(self.db, timers), self.program_id, w.window_key, now)
+                outcome = publishing.run_window(TimedDatabase(self.db, timers), self.program_id, w.window_key, now)
                 wall = time.perf_counter() - t0
             finally:
                 timers.restore()
@@ -700,7 +700,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="bench_publish.py",
         description="End-to-end publish: N enrolled devices, one window cleared and written by "
-        "dispatch.run_window, then each poller's first DERControlList poll, in-process.",
+        "publishing.run_window, then each poller's first DERControlList poll, in-process.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--devices", type=int, default=100_000, help="enrolled devices")

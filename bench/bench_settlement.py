@@ -583,10 +583,10 @@ class World:
         from sqlalchemy import select
 
         from server.db import flex as store
-        from server.services.flex import publishing as dispatch
+        from server.services.flex import publishing
 
         with self.step("publish"):
-            out = dispatch.run_window(self.db, self.program_id, KEY, PUBLISH_AT)
+            out = publishing.run_window(self.db, self.program_id, KEY, PUBLISH_AT)
         if out is None or out.get("action") != "publish" or out["devices"] != self.n:
             raise RuntimeError(f"run_window did not publish {self.n} devices: {out}")
         sp, cl = store.Setpoint, store.Clearing

@@ -1,6 +1,6 @@
 """The kinds of device a flexibility program can enroll, by one name in every layer.
 
-A device's kind decides how a cleared setpoint becomes a control (programs.dispatch) and what curve
+A device's kind decides how a cleared setpoint becomes a control (programs.controls) and what curve
 it offers when its enrollment gives none (programs.curves). The server learns it from the
 enrollment or, failing that, from the DERType the device reported in its DERCapability.
 """

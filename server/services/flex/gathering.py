@@ -12,7 +12,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 from programs import curves as domain_curves
 from programs.clearing import BidCurve, CurveBook
-from programs.dispatch import ControlRatings, control_for, der_type_kind
+from programs.controls import ControlRatings, control_for, der_type_kind
 from programs.grid import GridClearing, clear_with_grid
 from programs.kinds import DeviceKind
 from programs.model import Program
@@ -182,7 +182,7 @@ def _make(fleet: Fleet, key: tuple[Any, ...], program: Program, window: tuple[in
 
 
 def _check_control(kind: DeviceKind, made: tuple[BidCurve, float, str], ratings: ControlRatings) -> None:
-    """Every setpoint the curve allows must be expressible as a control (raises DispatchError)."""
+    """Every setpoint the curve allows must be expressible as a control (raises ControlError)."""
     curve, baseline, _ = made
     for q in (curve.points[0][1], curve.points[-1][1]):
         control_for(kind, baseline + q, ratings)

@@ -12,7 +12,7 @@ Steps for one window (`run_window`; programs.publishing decides whether and whic
    limits (programs.grid), under the program's price cap; infeasible requests clear best effort
    at the cap and say so.
 3. Publish: per device and interval, power = baseline + cleared reduction, mapped to a control by
-   its kind (programs.dispatch: opModFixedW, opModMaxLimW or opModTargetW), written as a DerEvent
+   its kind (programs.controls: opModFixedW, opModMaxLimW or opModTargetW), written as a DerEvent
    in the program's DERProgram (responseRequired 03, the program's randomizeStart), with its
    Clearing and Setpoint rows (curve snapshot, price seen) for audit and settlement.
 4. Re-clearing writes revision n+1: its events supersede revision n's (same program, overlapping,
@@ -41,7 +41,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from programs.clearing import BidCurve
-from programs.dispatch import KIND_INDEX, MODES, fleet_controls
+from programs.controls import KIND_INDEX, MODES, fleet_controls
 from programs.grid import GridClearing
 from programs.model import Program
 from programs.publishing import Action, decide, transition

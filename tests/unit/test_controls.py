@@ -1,4 +1,4 @@
-"""programs.dispatch: setpoint → 2030.5 control per device kind, the fleet version, OCPP, DERType."""
+"""programs.controls: setpoint → 2030.5 control per device kind, the fleet version, OCPP, DERType."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from programs.dispatch import (
+from programs.controls import (
     ControlRatings,
-    DispatchError,
+    ControlError,
     active_power,
     control_for,
     der_type_kind,
@@ -66,12 +66,12 @@ def test_battery_charge_is_negative_percent_of_set_max_charge_rate():
 
 
 def test_battery_charge_without_a_charge_rate_names_it_even_when_set_max_w_is_known():
-    with pytest.raises(DispatchError, match="setMaxChargeRateW or rtgMaxChargeRateW"):
+    with pytest.raises(ControlError, match="setMaxChargeRateW or rtgMaxChargeRateW"):
         control_for(B, -1.0, ControlRatings(set_max_w=5000))
 
 
 def test_battery_discharge_without_any_rating_names_them():
-    with pytest.raises(DispatchError, match="battery: discharging needs setMaxDischargeRateW.*setMaxW"):
+    with pytest.raises(ControlError, match="battery: discharging needs setMaxDischargeRateW.*setMaxW"):
         control_for(B, 1.0, ControlRatings())
 
 
@@ -169,7 +169,7 @@ def test_ev_charger_positive_setpoint_clamps_to_zero_no_v2g():
 
 
 def test_ev_charger_needs_a_charge_rate():
-    with pytest.raises(DispatchError, match="ev_charger: charging needs setMaxChargeRateW"):
+    with pytest.raises(ControlError, match="ev_charger: charging needs setMaxChargeRateW"):
         control_for(EV, -3.0, ControlRatings(set_max_w=7000, rtg_max_w=7000))
 
 
@@ -194,7 +194,7 @@ def test_pv_negative_setpoint_clamps_to_zero_and_above_rating_to_100_percent():
 
 
 def test_pv_without_set_max_w_or_rtg_max_w_is_an_error():
-    with pytest.raises(DispatchError, match="pv: a generation limit needs setMaxW or rtgMaxW"):
+    with pytest.raises(ControlError, match="pv: a generation limit needs setMaxW or rtgMaxW"):
         control_for(PV, 1.0, ControlRatings(set_max_charge_rate_w=5000))
 
 
@@ -278,20 +278,20 @@ def test_fleet_version_reads_only_the_denominator_of_the_setpoints_sign():
 
 
 def test_fleet_version_names_the_device_missing_its_rating():
-    with pytest.raises(DispatchError, match=r"device #1: the charge \(negative\) rating"):
+    with pytest.raises(ControlError, match=r"device #1: the charge \(negative\) rating"):
         fixed_w_hundredths(np.array([1.0, -1.0]), np.array([5000.0, 5000.0]), np.array([5000.0, np.nan]))
-    with pytest.raises(DispatchError, match="setpoint #0"):
+    with pytest.raises(ControlError, match="setpoint #0"):
         fixed_w_hundredths(np.array([np.inf]), np.array([5000.0]), np.array([5000.0]))
 
 
 # --- input errors -------------------------------------------------------------------------------
-def test_dispatch_error_is_a_value_error_and_bad_inputs_are_named():
-    assert issubclass(DispatchError, ValueError)
-    with pytest.raises(DispatchError, match="unknown device kind 'heater'"):
+def test_control_error_is_a_value_error_and_bad_inputs_are_named():
+    assert issubclass(ControlError, ValueError)
+    with pytest.raises(ControlError, match="unknown device kind 'heater'"):
         control_for("heater", 1.0, ControlRatings(set_max_w=1000))
-    with pytest.raises(DispatchError, match="setpoint must be a finite number"):
+    with pytest.raises(ControlError, match="setpoint must be a finite number"):
         control_for(B, float("nan"), ControlRatings(set_max_w=1000))
-    with pytest.raises(DispatchError, match="setMaxW must be a positive number of W"):
+    with pytest.raises(ControlError, match="setMaxW must be a positive number of W"):
         control_for(PV, 1.0, ControlRatings(set_max_w=0))
 
 
@@ -367,17 +367,17 @@ def test_ocpp_without_start_is_relative_and_bad_arguments_are_named():
     assert req["csChargingProfiles"]["chargingProfileKind"] == "Relative"
     assert "startSchedule" not in req["csChargingProfiles"]["chargingSchedule"]
     naive = datetime(2024, 7, 1, 16, 0)
-    with pytest.raises(DispatchError, match="timezone-aware"):
+    with pytest.raises(ControlError, match="timezone-aware"):
         set_charging_profile(7000, profile_id=1, start=naive, duration_s=None)
-    with pytest.raises(DispatchError, match="numberPhases"):
+    with pytest.raises(ControlError, match="numberPhases"):
         set_charging_profile(7000, profile_id=1, phases=4, start=None, duration_s=None)
-    with pytest.raises(DispatchError, match="version"):
+    with pytest.raises(ControlError, match="version"):
         set_charging_profile(7000, version="2.1", profile_id=1, start=None, duration_s=None)  # type: ignore[arg-type]
-    with pytest.raises(DispatchError, match="duration_s"):
+    with pytest.raises(ControlError, match="duration_s"):
         set_charging_profile(7000, profile_id=1, start=None, duration_s=0)
-    with pytest.raises(DispatchError, match="limit_w"):
+    with pytest.raises(ControlError, match="limit_w"):
         set_charging_profile(float("inf"), profile_id=1, start=None, duration_s=None)
-    with pytest.raises(DispatchError, match="profile_id must be a whole number"):
+    with pytest.raises(ControlError, match="profile_id must be a whole number"):
         set_charging_profile(7000, profile_id=-1, start=None, duration_s=None)
 
 
@@ -392,14 +392,14 @@ def test_der_type_kind_maps_2030_5_der_types(der_type, kind):
 
 
 def test_der_type_kind_rejects_values_that_are_not_a_der_type():
-    with pytest.raises(DispatchError, match="DERType must be a whole number 0…255"):
+    with pytest.raises(ControlError, match="DERType must be a whole number 0…255"):
         der_type_kind(256)
 
 
 def test_fleet_controls_equal_control_for_device_by_device():
     """The vectorised mapping the publisher uses gives the scalar mapping's mode, value and
     multiplier for every kind, sign, clamp and missing-but-unneeded rating."""
-    from programs.dispatch import KIND_INDEX, KINDS, MODES, fleet_controls
+    from programs.controls import KIND_INDEX, KINDS, MODES, fleet_controls
 
     rng = np.random.default_rng(11)
     kinds, powers, ratings = [], [], []
@@ -426,7 +426,7 @@ def test_fleet_controls_equal_control_for_device_by_device():
 def test_fleet_controls_ignore_a_zero_rating_the_kind_does_not_use():
     """An EV charger or a load reports setMaxDischargeRateW 0 (it cannot discharge): the scalar
     mapping never reads it, so the vectorised one must not refuse the whole fleet for it."""
-    from programs.dispatch import KIND_INDEX, MODES, fleet_controls
+    from programs.controls import KIND_INDEX, MODES, fleet_controls
 
     r = ControlRatings(set_max_w=7200.0, set_max_charge_rate_w=7200.0, set_max_discharge_rate_w=0.0)
     cases = [(EV, -3.6), (DeviceKind.LOAD, -1.0)]
@@ -435,5 +435,5 @@ def test_fleet_controls_ignore_a_zero_rating_the_kind_does_not_use():
     for i, (k, p) in enumerate(cases):
         plan = control_for(k, p, r)
         assert (MODES[mode[i]], int(value[i]), int(mult[i])) == (plan.mode, plan.value, plan.multiplier or 0)
-    with pytest.raises(DispatchError, match="setMaxDischargeRateW"):  # a battery does need it
+    with pytest.raises(ControlError, match="setMaxDischargeRateW"):  # a battery does need it
         control_for(B, 2.0, r)

@@ -35,7 +35,7 @@ percentage it receives. opModFixedW's schema text allows "%setMaxW or %setMaxDis
 positive values; we use setMaxDischargeRateW (effective) when known and setMaxW (effective)
 otherwise. A negative opModFixedW is % of setMaxChargeRateW only: setMaxW is never used for
 charging, since the device would not read it that way. A mapping that needs a rating nobody
-reported raises `DispatchError` naming it.
+reported raises `ControlError` naming it.
 
 Rounding (one rule for the scalar and the fleet version, which agree exactly):
 1. Power and ratings are quantized to whole milliwatts: m = round-half-away(fl(x × 10^k)) where
@@ -69,7 +69,7 @@ from programs.kinds import DeviceKind
 __all__ = [
     "ControlPlan",
     "ControlRatings",
-    "DispatchError",
+    "ControlError",
     "active_power",
     "control_for",
     "der_type_kind",
@@ -90,7 +90,7 @@ MODE_MAX_LIM_W = "opModMaxLimW"
 MODE_TARGET_W = "opModTargetW"
 
 
-class DispatchError(ValueError):
+class ControlError(ValueError):
     """A setpoint cannot be turned into a control: a missing or invalid rating, a bad value."""
 
 
@@ -131,7 +131,7 @@ def _first(ratings: ControlRatings, *fields: tuple[str, str]) -> tuple[float, st
         if value is None:
             continue
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise DispatchError(f"{wire_name} must be a positive number of W, got {value!r}")
+            raise ControlError(f"{wire_name} must be a positive number of W, got {value!r}")
         return float(value), wire_name
     return None
 
@@ -157,7 +157,7 @@ class ControlPlan:
 def _to_milli(x: float, scale: float, what: str) -> int:
     """round-half-away(fl(x × scale)) as an int: rule 1 of the module docstring."""
     if not (isinstance(x, (int, float)) and math.isfinite(x)):
-        raise DispatchError(f"{what} must be a finite number, got {x!r}")
+        raise ControlError(f"{what} must be a finite number, got {x!r}")
     p = abs(float(x)) * scale
     n = math.floor(p)
     if p - n >= 0.5:  # p − floor(p) is exact in binary floating point
@@ -178,7 +178,7 @@ def percent_hundredths(power_kw: float, denominator_w: float) -> tuple[int, bool
     zero), clamped to ±10000; returns (value, clamped)."""
     den_mw = _to_milli(denominator_w, 1e3, "the rating")
     if not 0 < den_mw <= _MAX_RATING_MW:
-        raise DispatchError(f"the rating must be between 1 mW and 100 GW, got {denominator_w!r} W")
+        raise ControlError(f"the rating must be between 1 mW and 100 GW, got {denominator_w!r} W")
     p_mw = _to_milli(power_kw, 1e6, "the setpoint")
     if abs(p_mw) > den_mw:
         return (FULL_SCALE if p_mw > 0 else -FULL_SCALE), True
@@ -193,7 +193,7 @@ def _hundredths_to_kw(value: int, denominator_w: float) -> float:
 # --- per-kind mappings --------------------------------------------------------------------------
 def _need(rating: tuple[float, str] | None, kind: DeviceKind, names: str, why: str) -> tuple[float, str]:
     if rating is None:
-        raise DispatchError(f"{kind.value}: {why} needs {names}, and the device reported none of them")
+        raise ControlError(f"{kind.value}: {why} needs {names}, and the device reported none of them")
     return rating
 
 
@@ -263,7 +263,7 @@ def active_power(watts_milli: int) -> tuple[int, int]:
         if best is None or key < best:
             best, best_value = key, value
     if best is None:
-        raise DispatchError(f"{watts_milli / 1e3} W does not fit an ActivePower (Int16 × 10^9 at most)")
+        raise ControlError(f"{watts_milli / 1e3} W does not fit an ActivePower (Int16 × 10^9 at most)")
     return best_value, best[2]
 
 
@@ -307,9 +307,9 @@ def control_for(kind: DeviceKind | str, power_kw: float, ratings: ControlRatings
         kind = DeviceKind(kind)
     except ValueError:
         known = ", ".join(k.value for k in DeviceKind)
-        raise DispatchError(f"unknown device kind {kind!r} (expected one of {known})") from None
+        raise ControlError(f"unknown device kind {kind!r} (expected one of {known})") from None
     if isinstance(power_kw, bool) or not isinstance(power_kw, (int, float)) or not math.isfinite(power_kw):
-        raise DispatchError(f"the setpoint must be a finite number of kW, got {power_kw!r}")
+        raise ControlError(f"the setpoint must be a finite number of kW, got {power_kw!r}")
     return _MAPPINGS[kind](float(power_kw), ratings)
 
 
@@ -319,7 +319,7 @@ def _to_milli_array(x: np.ndarray, scale: float) -> np.ndarray:
     n = np.floor(p)
     n = n + (p - n >= 0.5)
     if np.any(n > 2.0**62):
-        raise DispatchError("a value is too large to dispatch (more than 4.6e12 kW)")
+        raise ControlError("a value is too large for a control (more than 4.6e12 kW)")
     out = n.astype(np.int64)
     return np.where(x < 0, -out, out)
 
@@ -337,21 +337,21 @@ def fixed_w_hundredths(
     p, pos, neg = np.broadcast_arrays(p, pos, neg)
     if not np.all(np.isfinite(p)):
         i = int(np.flatnonzero(~np.isfinite(p.ravel()))[0])
-        raise DispatchError(f"setpoint #{i} is not a finite number of kW ({p.ravel()[i]})")
+        raise ControlError(f"setpoint #{i} is not a finite number of kW ({p.ravel()[i]})")
     p_mw = _to_milli_array(p, 1e6)
     den_w = np.where(p_mw > 0, pos, np.where(p_mw < 0, neg, 1.0))
     bad = ~(np.isfinite(den_w) & (den_w > 0))
     if np.any(bad):
         i = int(np.flatnonzero(bad.ravel())[0])
         which = "discharge (positive)" if p_mw.ravel()[i] > 0 else "charge (negative)"
-        raise DispatchError(
+        raise ControlError(
             f"device #{i}: the {which} rating must be a positive number of W, got {den_w.ravel()[i]}"
         )
     den_mw = _to_milli_array(den_w, 1e3)
     out_of_range = (den_mw <= 0) | (den_mw > _MAX_RATING_MW)
     if np.any(out_of_range):
         i = int(np.flatnonzero(out_of_range.ravel())[0])
-        raise DispatchError(f"device #{i}: the rating {den_w.ravel()[i]} W is below 1 mW or above 100 GW")
+        raise ControlError(f"device #{i}: the rating {den_w.ravel()[i]} W is below 1 mW or above 100 GW")
     mag = np.abs(p_mw)
     clamped = mag > den_mw
     safe = np.minimum(mag, den_mw)  # ≤ den ≤ 1e14 mW, so 2 × safe × 10000 fits int64
@@ -384,14 +384,14 @@ def _active_power_array(mw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mult = np.where(better, m, mult)
     if np.any(~np.isfinite(best_err)):
         i = int(np.flatnonzero(~np.isfinite(best_err))[0])
-        raise DispatchError(f"{mw[i] / 1e3} W does not fit an ActivePower (Int16 × 10^9 at most)")
+        raise ControlError(f"{mw[i] / 1e3} W does not fit an ActivePower (Int16 × 10^9 at most)")
     return value, mult
 
 
 def _lenient(get: Any) -> float:
     try:
         got = get()
-    except DispatchError:
+    except ControlError:
         return math.nan
     return math.nan if got is None else got[0]
 
@@ -400,12 +400,12 @@ def fleet_controls(kinds: np.ndarray, power_kw: np.ndarray, ratings: list[Contro
     """`control_for` for a whole fleet, vectorised: (mode index into MODES, value, multiplier)
     per device, equal element by element to the scalar mapping (multiplier 0 where the mode has
     none). `kinds` holds KIND_INDEX codes; a rating the mapping needs must be known (as
-    `control_for` it raises DispatchError otherwise)."""
+    `control_for` it raises ControlError otherwise)."""
     kinds = np.asarray(kinds, dtype=np.int64)
     p = np.asarray(power_kw, dtype=np.float64)
     n = p.size
     if not np.all(np.isfinite(p)):
-        raise DispatchError("a setpoint is not a finite number of kW")
+        raise ControlError("a setpoint is not a finite number of kW")
     cache: dict[ControlRatings, tuple[float, float, float]] = {}
     den = np.empty((n, 3))
     for i, r in enumerate(ratings):  # fleets share a handful of rating sets: resolve each once
@@ -456,7 +456,7 @@ def _one_decimal(x: float) -> float:
 
 def _iso_utc(t: datetime) -> str:
     if t.tzinfo is None or t.utcoffset() is None:
-        raise DispatchError("start must be timezone-aware (OCPP wants an absolute UTC time)")
+        raise ControlError("start must be timezone-aware (OCPP wants an absolute UTC time)")
     return t.astimezone(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -484,20 +484,20 @@ def set_charging_profile(
     evseId (= `connector_id`) + chargingProfile whose single chargingSchedule has id `profile_id`.
     """
     if isinstance(limit_w, bool) or not isinstance(limit_w, (int, float)) or not math.isfinite(limit_w):
-        raise DispatchError(f"limit_w must be a finite number of W, got {limit_w!r}")
+        raise ControlError(f"limit_w must be a finite number of W, got {limit_w!r}")
     if version not in ("1.6", "2.0.1"):
-        raise DispatchError(f"OCPP version must be '1.6' or '2.0.1', got {version!r}")
+        raise ControlError(f"OCPP version must be '1.6' or '2.0.1', got {version!r}")
     if unit not in ("W", "A"):
-        raise DispatchError(f"chargingRateUnit must be 'W' or 'A', got {unit!r}")
+        raise ControlError(f"chargingRateUnit must be 'W' or 'A', got {unit!r}")
     if phases not in (1, 2, 3):
-        raise DispatchError(f"numberPhases must be 1, 2 or 3, got {phases!r}")
+        raise ControlError(f"numberPhases must be 1, 2 or 3, got {phases!r}")
     if not (math.isfinite(voltage_v) and voltage_v > 0):
-        raise DispatchError(f"voltage_v must be a positive number of V, got {voltage_v!r}")
+        raise ControlError(f"voltage_v must be a positive number of V, got {voltage_v!r}")
     if duration_s is not None and (isinstance(duration_s, bool) or not isinstance(duration_s, int) or duration_s <= 0):
-        raise DispatchError(f"duration_s must be a positive whole number of seconds, got {duration_s!r}")
+        raise ControlError(f"duration_s must be a positive whole number of seconds, got {duration_s!r}")
     for name, v in (("profile_id", profile_id), ("stack_level", stack_level), ("connector_id", connector_id)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise DispatchError(f"{name} must be a whole number ≥ 0, got {v!r}")
+            raise ControlError(f"{name} must be a whole number ≥ 0, got {v!r}")
 
     watts = abs(float(limit_w))
     limit = _one_decimal(watts / (voltage_v * phases) if unit == "A" else watts)
@@ -537,16 +537,16 @@ def set_charging_profile(
 _DER_TYPE_KINDS = {
     4: DeviceKind.PV,  # Photovoltaic system
     80: DeviceKind.BATTERY,  # Other storage system
-    81: DeviceKind.EV_CHARGER,  # Electric vehicle (dispatched as V1G, like its EVSE)
+    81: DeviceKind.EV_CHARGER,  # Electric vehicle (controlled as V1G, like its EVSE)
     82: DeviceKind.EV_CHARGER,  # EVSE
     83: DeviceKind.BATTERY,  # Combined PV and storage: opModFixedW steers its storage
 }
 
 
 def der_type_kind(der_type: int) -> DeviceKind | None:
-    """The kind a 2030.5 DERType (DERCapability.type) is dispatched as, or None when the type has
+    """The kind a 2030.5 DERType (DERCapability.type) is controlled as, or None when the type has
     no flexibility mapping (0 unknown, 1 virtual/mixed, 2 engine, 3 fuel cell, 5 CHP, 6 other
     generation, reserved values). 83 (PV + storage) is a battery: its storage is what moves."""
     if isinstance(der_type, bool) or not isinstance(der_type, int) or not 0 <= der_type <= 255:
-        raise DispatchError(f"DERType must be a whole number 0…255, got {der_type!r}")
+        raise ControlError(f"DERType must be a whole number 0…255, got {der_type!r}")
     return _DER_TYPE_KINDS.get(der_type)
