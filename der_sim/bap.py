@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from server.beckn import codec, envelope, registry, signing
 from server.beckn.context import CALLBACK_ACTIONS, META_ACTIONS, VERSION, Context, Location
 from server.beckn.timefmt import parse_duration
+from server.beckn.values import json_text
 from der_sim.bap_receiver import Callback, CallbackReceiver, CallbackTimeout
 
 __all__ = ["Bap", "BapCallbackError", "BapClient", "BapError", "BapIdentity", "BapNack",
@@ -272,8 +273,8 @@ class DerDevice:
 
     def fulfillment(self) -> dict[str, Any]:
         tags = [("lfdi", self.lfdi), ("kind", self.kind), ("grid-node", self.grid_node),
-                ("bid-curve", None if self.bid_curve is None else _json_text([dict(p) for p in self.bid_curve])),
-                ("objectives", None if self.objectives is None else _json_text(dict(self.objectives)))]
+                ("bid-curve", None if self.bid_curve is None else json_text([dict(p) for p in self.bid_curve])),
+                ("objectives", None if self.objectives is None else json_text(dict(self.objectives)))]
         return {"type": "DER", "tags": [{"descriptor": {"code": "der"}, "list": [
             {"descriptor": {"code": code}, "value": value} for code, value in tags if value is not None]}]}
 
@@ -289,10 +290,6 @@ class Customer:
 
     def billing(self) -> dict[str, Any]:
         return {k: v for k, v in (("name", self.name), ("email", self.email), ("phone", self.phone)) if v}
-
-
-def _json_text(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 def item_tags(obj: Mapping[str, Any], group: str = "program") -> dict[str, Any]:
