@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import http.client
-import json
 import threading
 import urllib.error
 import urllib.request
