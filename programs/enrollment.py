@@ -18,6 +18,12 @@ State table (every transition that exists; anything else is an EnrollmentError):
 * Repeating an event (pause while paused, confirm while active) is an error, not a no-op, so a
   caller never believes it changed something it did not; check the state first to be idempotent.
 * Only `active` participates in clearing (`participates`).
+* An enrollment starts pending, or active when confirmed as it is made (`START_STATES`).
+* A device is a member of its program's DERProgram while active or paused (`is_member`): a paused
+  device sits out clearings but still hears of cancellations.
+
+Callers ask these predicates (`can`, `is_closed`, `is_member`, `participates`) rather than compare
+state names themselves.
 
 The curve source is one of: an explicit power curve (Beckn points, see programs.curves), an
 objective (programs.curves.parse_objective), or neither (the default curve from the device's
@@ -33,7 +39,8 @@ from typing import Any, Mapping
 from programs.curves import CurveError, parse_objective, parse_power_points
 from programs.kinds import DeviceKind
 
-__all__ = ["Enrollment", "EnrollmentError", "Event", "State", "TRANSITIONS", "participates", "transition"]
+__all__ = ["Enrollment", "EnrollmentError", "Event", "START_STATES", "State", "TRANSITIONS", "can", "is_closed",
+           "is_member", "participates", "transition"]
 
 
 class EnrollmentError(ValueError):
@@ -68,6 +75,7 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.PAUSED, Event.END): State.ENDED,
 }
 TERMINAL = frozenset({State.CANCELLED, State.ENDED})
+START_STATES = frozenset({State.PENDING, State.ACTIVE})
 
 
 def _state(v: object) -> State:
@@ -94,6 +102,21 @@ def transition(state: State | str, event: Event | str) -> State:
         raise EnrollmentError(f"cannot {e} an enrollment that is {s}: it is closed and accepts no events")
     allowed = ", ".join(ev for (st, ev) in TRANSITIONS if st == s)
     raise EnrollmentError(f"cannot {e} an enrollment that is {s} (allowed: {allowed})")
+
+
+def can(state: State | str, event: Event | str) -> bool:
+    """Whether the table allows `event` in `state` (unknown names raise EnrollmentError)."""
+    return (_state(state), _event(event)) in TRANSITIONS
+
+
+def is_closed(state: State | str) -> bool:
+    """Cancelled or ended: the enrollment accepts no event; the device may enroll afresh."""
+    return _state(state) in TERMINAL
+
+
+def is_member(state: State | str) -> bool:
+    """Whether the device belongs to the program's DERProgram: active or paused."""
+    return _state(state) in (State.ACTIVE, State.PAUSED)
 
 
 def participates(state: State | str) -> bool:

@@ -15,13 +15,16 @@ Rules (`decide` implements them; the scheduler and the operator call it, never t
   but only before the window starts: once devices act on a control it is not moved under them.
 * Cancelling a planned or published window is allowed until it ends; its events are cancelled,
   never deleted. Missed and cancelled are final.
+
+Callers ask the table (`can`, `is_open`, `is_published`) rather than compare state names.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["WindowState", "Action", "TRANSITIONS", "transition", "decide", "WindowError"]
+__all__ = ["WindowState", "Action", "OPEN_STATES", "TRANSITIONS", "WindowError", "can", "decide", "is_open",
+           "is_published", "transition"]
 
 
 class WindowState(StrEnum):
@@ -49,6 +52,24 @@ TRANSITIONS: dict[tuple[WindowState, Action], WindowState] = {
     (WindowState.PUBLISHED, Action.REPUBLISH): WindowState.PUBLISHED,
     (WindowState.PUBLISHED, Action.CANCEL): WindowState.CANCELLED,
 }
+
+
+OPEN_STATES = frozenset(s for s, a in TRANSITIONS if a is Action.CANCEL)
+
+
+def can(state: str, action: str) -> bool:
+    """Whether the table allows `action` in `state` (an unknown name raises ValueError)."""
+    return (WindowState(state), Action(action)) in TRANSITIONS
+
+
+def is_open(state: str) -> bool:
+    """Planned or published: the window is still to happen (and may be cancelled until it ends)."""
+    return WindowState(state) in OPEN_STATES
+
+
+def is_published(state: str) -> bool:
+    """Its controls are out (and not cancelled): what a device can opt out of."""
+    return WindowState(state) is WindowState.PUBLISHED
 
 
 def transition(state: str, action: str) -> WindowState:
