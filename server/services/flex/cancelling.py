@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from programs.publishing import Action, transition
+from programs.publishing import Action, is_open, transition
 from server.db import derp as der_store
 from server.db import flex as store
 from server.services.errors import Conflict
@@ -35,7 +35,7 @@ def cancel_unsuperseded(s: Session, previous: dict[tuple[int, int], tuple[str, s
 
 def cancel_window_row(session: Session, w: store.FlexWindow, now: int, note: str) -> None:
     """Cancel a window and every event it published that has not ended."""
-    if w.state not in ("planned", "published"):
+    if not is_open(w.state):
         return
     if w.end <= now:
         raise Conflict(f"window {w.window_key} has ended: there is nothing to cancel")
