@@ -404,7 +404,7 @@ class Bench:
             # One program, every device a member, one scheduled DERControl per device with its own
             # setpoint: the document each device polls most.
             with db.transaction() as s:
-                self.program_id = derp.create_program(s, description="bench", primacy=1, now=now).id
+                self.program_id = derp.create_der_program(s, description="bench", primacy=1, now=now).id
                 derp.add_members(s, self.program_id, ids)
                 controls = [(d, derp.control_base({"opModFixedW": (d * 37) % 10001})) for d in ids]
                 derp.create_events(s, self.program_id, start=now + 3600, duration=3600, controls=controls, now=now)

@@ -652,7 +652,7 @@ class Soak:
         now = int(time.time())
         with self.db.transaction() as s:
             ids = list(s.scalars(select(Device.id).order_by(Device.id)))
-            self.program_id = derp.create_program(s, description="soak", primacy=1, now=now).id
+            self.program_id = derp.create_der_program(s, description="soak", primacy=1, now=now).id
             derp.add_members(s, self.program_id, ids)
             derp.set_default_control(s, self.program_id, {"opModConnect": True})
         self.device_ids = ids

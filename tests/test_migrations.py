@@ -39,7 +39,7 @@ def test_recreating_devices_keeps_the_rows_that_refer_to_it(tmp_path: Path) -> N
     migrate.upgrade(db.engine)
     with db.transaction() as s:
         dev = edev.register_out_of_band(s, "AB" * 20, 0).id
-        prog = derp.create_program(s, description=None, primacy=0, now=0).id
+        prog = derp.create_der_program(s, description=None, primacy=0, now=0).id
         derp.add_members(s, prog, [dev])
     scripts = tmp_path / "migrations"
     shutil.copytree(Path(migrate.__file__).with_name("migrations"), scripts)

@@ -16,7 +16,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from server.api.client import now, runtime
 from server.api.errors import admin_error
-from server.services.sep2 import devices as admin
+from server.services.sep2 import devices
 from server.services import tokens
 from server.services.errors import Invalid
 
@@ -67,28 +67,28 @@ def int_arg(name: str, default: int, hi: int) -> int:
 def list_devices() -> Response:
     start, limit = int_arg("start", 0, 2**31), int_arg("limit", 100, 1000)
     with runtime().db.transaction() as s:
-        return jsonify(admin.list_devices(s, start, limit))
+        return jsonify(devices.list_devices(s, start, limit))
 
 
 @bp.post("/devices")
 def register_device() -> tuple[Response, int, dict[str, str]]:
     body = json_object()
     with runtime().db.transaction() as s:
-        view = admin.register_device(s, body, now())
+        view = devices.register_device(s, body, now())
     return jsonify(view), 201, {"Location": f"{bp.url_prefix}/devices/{view['id']}"}
 
 
 @bp.get("/devices/<int(max=2147483647):device_id>")
 def get_device(device_id: int) -> Response:
     with runtime().db.transaction() as s:
-        return jsonify(admin.get_device(s, device_id))
+        return jsonify(devices.get_device(s, device_id))
 
 
 @bp.put("/devices/<int(max=2147483647):device_id>/post-rate")
 def set_post_rate(device_id: int) -> tuple[str, int]:
     body = json_object()
     with runtime().db.transaction() as s:
-        admin.set_post_rate(s, device_id, body.get("seconds"), now())
+        devices.set_post_rate(s, device_id, body.get("seconds"), now())
     return "", 204
 
 
@@ -96,7 +96,7 @@ def set_post_rate(device_id: int) -> tuple[str, int]:
 def get_poll_rates() -> Response:
     rt = runtime()
     with rt.db.transaction() as s:
-        return jsonify(admin.poll_rates(s, rt.settings.poll_rate))
+        return jsonify(devices.poll_rates(s, rt.settings.poll_rate))
 
 
 @bp.put("/poll-rates/<resource>")
@@ -104,7 +104,7 @@ def set_poll_rate(resource: str) -> tuple[str, int]:
     body = json_object()
     rt = runtime()
     with rt.db.transaction() as s:
-        admin.set_poll_rate(s, resource, body.get("seconds"))
+        devices.set_poll_rate(s, resource, body.get("seconds"))
     return "", 204
 
 
@@ -116,5 +116,5 @@ def add_aggregator() -> tuple[Response, int]:
         raise Invalid("'lfdi' and 'name' are required strings")
     rt = runtime()
     with rt.db.transaction() as s:
-        view = admin.add_aggregator(s, lfdi, name.strip()[:100], now())
+        view = devices.add_aggregator(s, lfdi, name.strip()[:100], now())
     return jsonify(view), 201

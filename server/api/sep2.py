@@ -168,13 +168,13 @@ def get_fsa(s: Reader, scope: Scope, edev_id: int, fsa_id: int) -> object:
 def get_derp_list(s: Reader, scope: Scope, edev_id: int, fsa_id: int) -> object:
     if fsa_id != fsa.FSA_ID:
         raise NotFound("no such FunctionSetAssignments")
-    return derp.program_list(s, scope, edev_id, parse_page(request.args), runtime().poll_rate(s, "derp"))
+    return derp.der_program_list(s, scope, edev_id, parse_page(request.args), runtime().poll_rate(s, "derp"))
 
 
 @bp.get(rule(uris.DERP))
 @resource()
 def get_derp(s: Reader, scope: Scope, edev_id: int, derp_id: int) -> object:
-    return derp.program(s, scope, edev_id, derp_id)
+    return derp.der_program(s, scope, edev_id, derp_id)
 
 
 @bp.get(rule(uris.DERC_LIST))

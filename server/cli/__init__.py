@@ -176,10 +176,10 @@ def admin_token(ctx: Context, name: str) -> None:
 @pass_ctx
 def admin_register(ctx: Context, lfdi: str, **options: Any) -> None:
     """Register a device out of band by its LFDI."""
-    from server.services.sep2 import devices as admin
+    from server.services.sep2 import devices
 
     body = {"lfdi": lfdi, **{k: v for k, v in options.items() if v is not None}}
-    view = run(ctx, lambda s: admin.register_device(s, body, int(time.time())))
+    view = run(ctx, lambda s: devices.register_device(s, body, int(time.time())))
     click.echo(json.dumps(view, indent=2))
 
 
@@ -189,9 +189,9 @@ def admin_register(ctx: Context, lfdi: str, **options: Any) -> None:
 @pass_ctx
 def admin_devices(ctx: Context, limit: int, as_json: bool) -> None:
     """List registered devices."""
-    from server.services.sep2 import devices as admin
+    from server.services.sep2 import devices
 
-    result = run(ctx, lambda s: admin.list_devices(s, 0, limit))
+    result = run(ctx, lambda s: devices.list_devices(s, 0, limit))
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -207,9 +207,9 @@ def admin_devices(ctx: Context, limit: int, as_json: bool) -> None:
 @pass_ctx
 def admin_aggregator(ctx: Context, lfdi: str, name: str) -> None:
     """Let the certificate with this LFDI register and manage other devices."""
-    from server.services.sep2 import devices as admin
+    from server.services.sep2 import devices
 
-    view = run(ctx, lambda s: admin.add_aggregator(s, lfdi, name, int(time.time())))
+    view = run(ctx, lambda s: devices.add_aggregator(s, lfdi, name, int(time.time())))
     click.echo(f"aggregator {view['name']}: {view['lfdi']}")
 
 
@@ -219,13 +219,13 @@ def admin_aggregator(ctx: Context, lfdi: str, name: str) -> None:
 @pass_ctx
 def admin_poll_rate(ctx: Context, resource: str | None, seconds: int | None) -> None:
     """Show poll rates, or set RESOURCE's pollRate to SECONDS (running servers follow at once)."""
-    from server.services.sep2 import devices as admin
+    from server.services.sep2 import devices
 
     if resource is not None and seconds is None:
         raise click.UsageError("give both RESOURCE and SECONDS, or neither to list")
     if resource is not None:
-        run(ctx, lambda s: admin.set_poll_rate(s, resource, seconds))
-    rates = run(ctx, lambda s: admin.poll_rates(s, ctx.settings().poll_rate))
+        run(ctx, lambda s: devices.set_poll_rate(s, resource, seconds))
+    rates = run(ctx, lambda s: devices.poll_rates(s, ctx.settings().poll_rate))
     for name, value in rates.items():
         click.echo(f"{name:<6} {value} s")
 
@@ -236,9 +236,9 @@ def admin_poll_rate(ctx: Context, resource: str | None, seconds: int | None) -> 
 @pass_ctx
 def admin_post_rate(ctx: Context, device_id: int, seconds: int) -> None:
     """Set a device's postRate (seconds between its meter-reading posts)."""
-    from server.services.sep2 import devices as admin
+    from server.services.sep2 import devices
 
-    run(ctx, lambda s: admin.set_post_rate(s, device_id, seconds, int(time.time())))
+    run(ctx, lambda s: devices.set_post_rate(s, device_id, seconds, int(time.time())))
     click.echo(f"device {device_id}: postRate {seconds} s")
 
 
@@ -248,7 +248,7 @@ def _add_subcommands() -> None:
     from server.cli.demo import demo
     from server.cli.pki import pki
     from server.cli.flex import flex_group, scheduler
-    from server.cli.programs import event, program
+    from server.cli.der_programs import der_program, event, program_alias
 
     main.add_command(bap_group)
     main.add_command(beckn_group)
@@ -256,7 +256,8 @@ def _add_subcommands() -> None:
     main.add_command(flex_group)
     main.add_command(scheduler)
     main.add_command(pki)
-    main.add_command(program)
+    main.add_command(der_program)
+    main.add_command(program_alias)
     main.add_command(event)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from server.db import changes, repo
 from server.scope import Scope
-from server.services.sep2 import devices as admin, edev
+from server.services.sep2 import devices, edev
 from server.services import tokens
 from server.services.errors import Conflict
 
@@ -22,8 +22,8 @@ def test_counters_follow_writes_only(database) -> None:  # noqa: ANN001
         dev = edev.register_out_of_band(s, "AB" * 20, 0)  # ORM insert
     assert sep2(database) == start + 1
     with database.transaction() as s:
-        admin.set_poll_rate(s, "dcap", 60)  # an INSERT .. ON CONFLICT statement
-        admin.set_post_rate(s, dev.id, 30, 1)  # and an ORM update, same transaction: one bump
+        devices.set_poll_rate(s, "dcap", 60)  # an INSERT .. ON CONFLICT statement
+        devices.set_post_rate(s, dev.id, 30, 1)  # and an ORM update, same transaction: one bump
     assert sep2(database) == start + 2
     with database.transaction() as s:
         repo.list_devices(s, Scope.operator(), 0, 10)

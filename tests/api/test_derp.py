@@ -48,7 +48,7 @@ def world(database, cast):  # noqa: ANN001, ANN201
     with database.transaction() as s:
         owner = edev.register_out_of_band(s, cast["owner"].lfdi, 0).id
         other = edev.register_out_of_band(s, cast["other"].lfdi, 0).id
-        prog = derp.create_program(s, description="Peak Saver", primacy=2, now=T0 - 100).id
+        prog = derp.create_der_program(s, description="Peak Saver", primacy=2, now=T0 - 100).id
         derp.add_members(s, prog, [owner, other])
         derp.set_default_control(s, prog, {"opModMaxLimW": 10000})
     return {"owner": owner, "other": other, "program": prog}
@@ -176,7 +176,7 @@ def test_nobody_sees_another_devices_programs(world, cast, client_for, sep2_sche
 def test_a_device_outside_the_program_does_not_reach_it(database, cast, client_for, sep2_schema) -> None:  # noqa: ANN001
     with database.transaction() as s:
         dev = edev.register_out_of_band(s, cast["owner"].lfdi, 0).id
-        prog = derp.create_program(s, description=None, primacy=0, now=0).id
+        prog = derp.create_der_program(s, description=None, primacy=0, now=0).id
     c = client_for(cast["owner"])
     assert get(c, f"/edev/{dev}/fsa/1/derp", DERProgramList, sep2_schema).all == 0
     assert c.get(f"/edev/{dev}/derp/{prog}").status_code == 404
@@ -214,7 +214,7 @@ def test_bad_events_are_refused_and_store_nothing(world, database) -> None:  # n
 @pytest.mark.parametrize("description", ["nul\x00", "tab\tand", "x" * 33])
 def test_descriptions_must_be_printable_string32(database, description: str) -> None:  # noqa: ANN001
     with pytest.raises(Invalid), database.transaction() as s:
-        derp.create_program(s, description=description, primacy=0, now=0)
+        derp.create_der_program(s, description=description, primacy=0, now=0)
 
 
 def test_events_more_than_a_year_ahead_are_refused(world, database) -> None:  # noqa: ANN001

@@ -235,10 +235,10 @@ def test_largest_uint32_post_rate_is_served_on_every_database(app, cast, client_
     c = client_for(cast["owner"])
     loc = c.post("/edev", data=_body(cast["owner"], post_rate=5)).headers["Location"]
     assert codec.parse(c.get(loc).data, EndDevice).post_rate is None
-    from server.services.sep2 import devices as admin
+    from server.services.sep2 import devices
 
     with database.transaction() as s:
-        admin.set_post_rate(s, int(loc.rsplit("/", 1)[1]), 2**32 - 1, 0)
-        admin.set_poll_rate(s, "edev", 2**32 - 1)
+        devices.set_post_rate(s, int(loc.rsplit("/", 1)[1]), 2**32 - 1, 0)
+        devices.set_poll_rate(s, "edev", 2**32 - 1)
     app.extensions["derflex"].changed()  # written behind the app's back, as another process would
     assert codec.parse(c.get(loc).data, EndDevice).post_rate == 2**32 - 1

@@ -42,7 +42,7 @@ def test_random_requests_never_get_5xx(app, database, cast, client_for) -> None:
     with database.transaction() as s:
         token = tokens.create_token(s, "probe", 0)
         dev = edev.register_out_of_band(s, cast["owner"].lfdi, 0).id
-        prog = derp.create_program(s, description=None, primacy=0, now=0).id
+        prog = derp.create_der_program(s, description=None, primacy=0, now=0).id
         derp.add_members(s, prog, [dev])
         derp.create_events(s, prog, start=2_000_000_000, duration=60,
                            controls=[(None, derp.control_base({"opModFixedW": 1}))], now=2_000_000_000 - 60)

@@ -25,8 +25,8 @@ def world(database, cast):  # noqa: ANN001, ANN201
         owner = edev.register_out_of_band(s, cast["owner"].lfdi, 0).id
         other = edev.register_out_of_band(s, cast["other"].lfdi, 0).id
         managed = edev.register_out_of_band(s, cast["managed"].lfdi, 0, aggregator_lfdi=cast["aggregator"].lfdi).id
-        prog = derp.create_program(s, description="Peak Saver", primacy=1, now=0).id
-        lonely = derp.create_program(s, description="Elsewhere", primacy=1, now=0).id
+        prog = derp.create_der_program(s, description="Peak Saver", primacy=1, now=0).id
+        lonely = derp.create_der_program(s, description="Elsewhere", primacy=1, now=0).id
         derp.add_members(s, prog, [owner, other, managed])
         base = derp.control_base({"opModFixedW": 5000})
         everyone = derp.create_events(s, prog, start=T0 + 60, duration=600, controls=[(None, base)], now=NOW)[0].mrid

@@ -37,7 +37,7 @@ from server.db.session import Database  # noqa: E402
 from server.pki import Credential  # noqa: E402
 from server.sep2 import codec  # noqa: E402
 from server.sep2.rsps import ResponseList  # noqa: E402
-from server.services.sep2 import devices as admin, derp
+from server.services.sep2 import derp, devices
 from server.tls import CCM8, client_context  # noqa: E402
 
 from .conftest import RunningServer, start_server, stop_server  # noqa: E402
@@ -142,7 +142,7 @@ def _wait(condition, timeout: float, client: subprocess.Popen) -> bool:  # noqa:
 
 def _find_device(db: Database, lfdi: str) -> int | None:
     with db.transaction() as s:
-        for device in admin.list_devices(s, 0, 100)["devices"]:
+        for device in devices.list_devices(s, 0, 100)["devices"]:
             if device["lfdi"] == lfdi:
                 return device["id"]
     return None
@@ -151,7 +151,7 @@ def _find_device(db: Database, lfdi: str) -> int | None:
 def _publish_program(db: Database, run: Run) -> None:
     """The operator's part, first: a program with the device as member and a default control."""
     with db.transaction() as s:
-        program = derp.create_program(s, description="py20305 interop", primacy=10, now=int(time.time()))
+        program = derp.create_der_program(s, description="py20305 interop", primacy=10, now=int(time.time()))
         s.flush()
         derp.add_members(s, program.id, [run.device_id])
         derp.set_default_control(s, program.id, {"opModMaxLimW": DEFAULT_MAX_LIM_W})
@@ -309,7 +309,7 @@ def test_tls_and_in_band_registration_with_the_certificate_identity(run: Run) ->
     db = Database(f"sqlite:///{run.home / 'var' / 'derflex.db'}")
     try:
         with db.transaction() as s:
-            device = admin.get_device(s, run.device_id)
+            device = devices.get_device(s, run.device_id)
     finally:
         db.dispose()
     pem = run.cred.cert_path.read_text()

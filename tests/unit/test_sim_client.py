@@ -148,7 +148,7 @@ def responses(database, mrid: str) -> list[tuple[int, int]]:  # noqa: ANN001
 
 def program_with(database, device: int, **control: Any) -> int:  # noqa: ANN001
     with database.transaction() as s:
-        prog = derp.create_program(s, description="sim", primacy=5, now=T0 - 100).id
+        prog = derp.create_der_program(s, description="sim", primacy=5, now=T0 - 100).id
         derp.add_members(s, prog, [device])
         if control:
             derp.set_default_control(s, prog, control)

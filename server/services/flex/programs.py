@@ -97,7 +97,7 @@ def create_program(session: Session, body: Any, now: int) -> dict[str, Any]:
     if store.program_by_name(session, program.name) is not None:
         raise Conflict(f"a program named {program.name!r} exists already")
     _check_nodes_exist(session, program)
-    der = derp.create_program(session, description=_der_description(program), primacy=program.primacy, now=now)
+    der = derp.create_der_program(session, description=_der_description(program), primacy=program.primacy, now=now)
     row = store.FlexProgram(name=program.name, spec=json.dumps(program.to_dict()), der_program_id=der.id,
                             state="active", version=1, created_time=now, updated_time=now)
     session.add(row)

@@ -18,7 +18,6 @@ addressed to one device, depending on whether it is still a member).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
@@ -30,10 +29,9 @@ from server.db import derp as store
 from server.db import repo, rsps
 from server.db.models import Device
 from server.scope import Scope
-from server.sep2 import codec
-from server.sep2.derp import DERControlBase
-from server.services.sep2 import derp
 from server.services.errors import Invalid, NotFound, no_unknown_keys
+from server.services.sep2 import derp
+from server.services.sep2.mappers.derp import der_control_base_json
 
 # Response status codes (2030.5 Table 27, server/sep2/rsps.py) by the names operators read.
 RESPONSE_STATUS_NAMES: Mapping[int, str] = {
@@ -59,7 +57,7 @@ REJECTED = frozenset({252, 253, 254})
 HEADLINE = ("received", "started", "completed", "opted_out", "rejected")
 MAX_DEVICE_IDS = 10_000
 
-_PROGRAM_KEYS = frozenset({"description", "primacy", "default_control"})
+_DER_PROGRAM_KEYS = frozenset({"description", "primacy", "default_control"})
 _EVENT_KEYS = frozenset(
     {"start", "duration", "control", "device_ids", "description", "randomize_start", "randomize_duration"}
 )
@@ -70,7 +68,6 @@ _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # ------------------------------------------------------------------------------------ parsing
-
 
 
 def parse_time(value: Any, name: str = "start") -> int:
@@ -103,7 +100,6 @@ def parse_time(value: Any, name: str = "start") -> int:
     raise Invalid(f"{name} must be epoch seconds or an ISO-8601 time such as {_EXAMPLE_TIME}")
 
 
-
 def device_ids(value: Any, name: str = "device_ids") -> list[int]:
     """A non-empty list of EndDevice ids, duplicates dropped, order kept."""
     if not isinstance(value, list) or not value:
@@ -115,30 +111,10 @@ def device_ids(value: Any, name: str = "device_ids") -> list[int]:
     return list(dict.fromkeys(value))
 
 
-# ------------------------------------------------------------------------------------ controls
+# -------------------------------------------------------------------------------- DER programs
 
 
-def _json_value(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
-        return {
-            f.metadata["xml"]: _json_value(getattr(value, f.name))
-            for f in dataclasses.fields(value)
-            if getattr(value, f.name) is not None
-        }
-    return value
-
-
-def control_json(xml: str | None) -> dict[str, Any] | None:
-    """A stored DERControlBase as the JSON object `derp.control_base` accepts (None stays None)."""
-    if not xml:
-        return None
-    return _json_value(codec.parse(xml.encode(), DERControlBase))
-
-
-# ------------------------------------------------------------------------------------ programs
-
-
-def program_view(session: Session, row: store.DerProgram, *, members: bool = False) -> dict[str, Any]:
+def der_program_view(session: Session, row: store.DerProgram, *, members: bool = False) -> dict[str, Any]:
     ids = store.member_ids(session, row.id)
     view: dict[str, Any] = {
         "id": row.id,
@@ -148,7 +124,7 @@ def program_view(session: Session, row: store.DerProgram, *, members: bool = Fal
         "version": row.version,
         "created_time": row.created_time,
         "member_count": len(ids),
-        "default_control": control_json(row.default_base),
+        "default_control": der_control_base_json(row.default_base),
         "default_control_mrid": row.default_mrid,
         "default_control_version": row.default_version if row.default_base else None,
     }
@@ -166,30 +142,30 @@ def _description(body: Mapping[str, Any]) -> Any:
     return value
 
 
-def _program(session: Session, program_id: int) -> store.DerProgram:
+def _der_program(session: Session, program_id: int) -> store.DerProgram:
     row = store.get_program(session, program_id)
     if row is None:
         raise NotFound(f"no DER program {program_id}")
     return row
 
 
-def create_program(session: Session, body: Mapping[str, Any], now: int) -> dict[str, Any]:
-    """{description?, primacy, default_control?} → the new program's view."""
-    no_unknown_keys(body, _PROGRAM_KEYS, "a DER program")
+def create_der_program(session: Session, body: Mapping[str, Any], now: int) -> dict[str, Any]:
+    """{description?, primacy, default_control?} → the new DER program's view."""
+    no_unknown_keys(body, _DER_PROGRAM_KEYS, "a DER program")
     if "primacy" not in body:
         raise Invalid("'primacy' is required: 0…255, lower wins when a device's programs conflict")
-    row = derp.create_program(session, description=_description(body), primacy=body["primacy"], now=now)
+    row = derp.create_der_program(session, description=_description(body), primacy=body["primacy"], now=now)
     if body.get("default_control") is not None:
         derp.set_default_control(session, row.id, body["default_control"])
-    return program_view(session, row, members=True)
+    return der_program_view(session, row, members=True)
 
 
-def list_programs(session: Session) -> list[dict[str, Any]]:
-    return [program_view(session, row) for row in store.list_programs(session)]
+def list_der_programs(session: Session) -> list[dict[str, Any]]:
+    return [der_program_view(session, row) for row in store.list_programs(session)]
 
 
-def get_program(session: Session, program_id: int) -> dict[str, Any]:
-    return program_view(session, _program(session, program_id), members=True)
+def get_der_program(session: Session, program_id: int) -> dict[str, Any]:
+    return der_program_view(session, _der_program(session, program_id), members=True)
 
 
 def set_default_control(session: Session, program_id: int, body: Any) -> dict[str, Any]:
@@ -197,22 +173,22 @@ def set_default_control(session: Session, program_id: int, body: Any) -> dict[st
     if isinstance(body, dict) and set(body) == {"control"}:
         body = body["control"]
     derp.set_default_control(session, program_id, body)
-    return program_view(session, _program(session, program_id))
+    return der_program_view(session, _der_program(session, program_id))
 
 
 def add_members(session: Session, program_id: int, ids: Any) -> int:
-    _program(session, program_id)
+    _der_program(session, program_id)
     return derp.add_members(session, program_id, device_ids(ids))
 
 
 def remove_members(session: Session, program_id: int, ids: Any) -> int:
-    _program(session, program_id)
+    _der_program(session, program_id)
     return derp.remove_members(session, program_id, device_ids(ids))
 
 
 def list_members(session: Session, program_id: int, start: int = 0, limit: int = 100) -> dict[str, Any]:
-    """The member devices of a program (id order), as the device views of the admin API."""
-    _program(session, program_id)
+    """The member devices of a DER program (id order), as the device views of the admin API."""
+    _der_program(session, program_id)
     ids = store.member_ids(session, program_id)
     shown: list[dict[str, Any]] = []
     for device_id in ids[start : start + limit]:
@@ -263,7 +239,7 @@ def event_view(session: Session, row: store.DerEvent, now: int, members: Sequenc
     view.update(
         end=row.start + row.duration,
         state=_state(row, now),
-        control=control_json(row.base),
+        control=der_control_base_json(row.base),
         randomize_start=row.randomize_start,
         randomize_duration=row.randomize_duration,
         cancel_randomized=row.cancel_randomized if row.cancelled_at is not None else None,
@@ -278,7 +254,7 @@ def create_events(session: Session, program_id: int, body: Mapping[str, Any], no
     Without device_ids: one event every member of the program follows (members added later too).
     With device_ids: one event per device, each with the same control."""
     no_unknown_keys(body, _EVENT_KEYS, "an event")
-    _program(session, program_id)
+    _der_program(session, program_id)
     for key in ("start", "duration", "control"):
         if key not in body:
             raise Invalid(
@@ -314,8 +290,8 @@ def create_events(session: Session, program_id: int, body: Mapping[str, Any], no
 def list_events(
     session: Session, program_id: int, now: int, *, include_ended: bool = False, start: int = 0, limit: int = 100
 ) -> dict[str, Any]:
-    """A program's events by start (those not yet over, or all), with their response summaries."""
-    _program(session, program_id)
+    """A DER program's events by start (those not yet over, or all), with their response summaries."""
+    _der_program(session, program_id)
     rows = store.program_events(session, program_id, 0 if include_ended else now)
     members = store.member_ids(session, program_id)
     return {"all": len(rows), "events": [event_view(session, r, now, members) for r in rows[start : start + limit]]}

@@ -6,17 +6,17 @@ computed at `now` by server/sep2/events.py; the ActiveDERControlList holds those
 Documents that depend on `now` say until when they stay true (`Expiring`), so a cache can keep
 them exactly that long.
 
-Operators create programs, set their members and default control, create events for all members
-or for some, and cancel events. Nothing is ever deleted or edited in place: a newer overlapping
-event supersedes, a cancellation is recorded.
+Operators create DER programs, set their members and default control, create events for all
+members or for some, and cancel events. Nothing is ever deleted or edited in place: a newer
+overlapping event supersedes, a cancellation is recorded.
+
+How rows look on the wire is server.services.sep2.mappers.derp's business.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -25,23 +25,15 @@ from server.db import derp as store
 from server.db import repo
 from server.db.repo import Reader
 from server.scope import Scope
-from server.sep2 import codec, events, uris
+from server.sep2 import events
 from server.sep2.codec import DecodeError
 from server.sep2.der import ActivePower
-from server.sep2.derp import (
-    DateTimeInterval,
-    DefaultDERControl,
-    DERControl,
-    DERControlBase,
-    DERControlList,
-    DERProgram,
-    DERProgramList,
-    EventStatus,
-)
+from server.sep2.derp import DefaultDERControl, DERControlBase, DERProgram, DERProgramList
 from server.sep2.identity import new_mrid
 from server.sep2.paging import Page
-from server.sep2.types import ListLinkValue
 from server.services.errors import Invalid, NotFound, check_text
+from server.services.sep2.fsa import FSA_ID
+from server.services.sep2.mappers import derp as mapper
 
 # CSIP: devices answer received (01) and specific responses (02).
 RESPONSE_REQUIRED = "03"
@@ -60,49 +52,23 @@ class Expiring:
 # --------------------------------------------------------------------------------- device side
 
 
-def _program(db: Reader, scope: Scope, edev_id: int, derp_id: int) -> Any:
+def _der_program(db: Reader, scope: Scope, edev_id: int, derp_id: int) -> Any:
     row = store.program_of_device(db, scope, edev_id, derp_id)
     if row is None:
         raise NotFound("no such DERProgram for this EndDevice")
     return row
 
 
-def program_list(db: Reader, scope: Scope, edev_id: int, page: Page, poll_rate: int) -> DERProgramList:
+def der_program_list(db: Reader, scope: Scope, edev_id: int, page: Page, poll_rate: int) -> DERProgramList:
     if repo.device_row(db, scope, edev_id) is None:
         raise NotFound("no such EndDevice")
     rows = store.programs_of_device(db, scope, edev_id)
     shown = rows[page.start : page.start + page.limit]
-    return DERProgramList(
-        href=uris.href(uris.DERP_LIST, edev_id=edev_id, fsa_id=1),
-        all=len(rows),
-        results=len(shown),
-        poll_rate=poll_rate,
-        der_programs=[_program_to_wire(edev_id, r) for r in shown],
-    )
+    return mapper.der_program_list(edev_id, FSA_ID, shown, len(rows), poll_rate)
 
 
-def _program_to_wire(edev_id: int, row: Any) -> DERProgram:
-    ids = {"edev_id": edev_id, "derp_id": row.id}
-    return DERProgram(
-        href=uris.href(uris.DERP, **ids),
-        mrid=row.mrid,
-        description=row.description,
-        version=row.version,
-        active_der_control_list_link=ListLinkValue(uris.href(uris.ACTDERC, **ids)),
-        default_der_control_link=uris.href(uris.DDERC, **ids) if row.default_base else None,
-        der_control_list_link=ListLinkValue(uris.href(uris.DERC_LIST, **ids)),
-        primacy=row.primacy,
-    )
-
-
-def program(db: Reader, scope: Scope, edev_id: int, derp_id: int) -> DERProgram:
-    return _program_to_wire(edev_id, _program(db, scope, edev_id, derp_id))
-
-
-@lru_cache(maxsize=4096)
-def _base(xml: str) -> DERControlBase:
-    # Stored events never change, so a parsed control base can be shared by every read.
-    return codec.parse(xml.encode(), DERControlBase)
+def der_program(db: Reader, scope: Scope, edev_id: int, derp_id: int) -> DERProgram:
+    return mapper.der_program(edev_id, _der_program(db, scope, edev_id, derp_id))
 
 
 def _evaluated(db: Reader, program_id: int, edev_id: int, now: int) -> tuple[list[tuple[Any, events.EventState]], int | None]:
@@ -142,65 +108,29 @@ def _evaluated(db: Reader, program_id: int, edev_id: int, now: int) -> tuple[lis
     return listed, min(moments) if moments else None
 
 
-def _control_to_wire(edev_id: int, program_id: int, row: Any, state: events.EventState) -> DERControl:
-    return DERControl(
-        href=uris.href(uris.DERC, edev_id=edev_id, derp_id=program_id, derc_id=row.id),
-        reply_to=uris.href(uris.RSP_LIST, rsps_id=program_id),
-        response_required=row.response_required,
-        mrid=row.mrid,
-        description=row.description,
-        version=0,
-        creation_time=row.creation_time,
-        event_status=EventStatus(
-            current_status=int(state.status),
-            date_time=state.date_time,
-            potentially_superseded=state.potentially_superseded,
-            potentially_superseded_time=state.potentially_superseded_time,
-        ),
-        interval=DateTimeInterval(duration=row.duration, start=row.start),
-        randomize_duration=row.randomize_duration,
-        randomize_start=row.randomize_start,
-        der_control_base=_base(row.base),
-    )
-
-
 def control_list(db: Reader, scope: Scope, edev_id: int, derp_id: int, page: Page, now: int, *, active_only: bool = False) -> Expiring:
-    _program(db, scope, edev_id, derp_id)
+    _der_program(db, scope, edev_id, derp_id)
     listed, until = _evaluated(db, derp_id, edev_id, now)
     if active_only:  # the grace after an end keeps an event listed, never active
         listed = [(r, s) for r, s in listed if s.status is events.Status.ACTIVE and now < r.start + r.duration]
     shown = listed[page.start : page.start + page.limit]
-    template = uris.ACTDERC if active_only else uris.DERC_LIST
-    return Expiring(
-        DERControlList(
-            href=uris.href(template, edev_id=edev_id, derp_id=derp_id),
-            all=len(listed),
-            results=len(shown),
-            der_controls=[_control_to_wire(edev_id, derp_id, r, s) for r, s in shown],
-        ),
-        until,
-    )
+    return Expiring(mapper.der_control_list(edev_id, derp_id, shown, len(listed), active_only=active_only), until)
 
 
 def control(db: Reader, scope: Scope, edev_id: int, derp_id: int, derc_id: int, now: int) -> Expiring:
-    _program(db, scope, edev_id, derp_id)
+    _der_program(db, scope, edev_id, derp_id)
     listed, until = _evaluated(db, derp_id, edev_id, now)
     for row, state in listed:
         if row.id == derc_id:
-            return Expiring(_control_to_wire(edev_id, derp_id, row, state), until)
+            return Expiring(mapper.der_control(edev_id, derp_id, row, state), until)
     raise NotFound("no such DERControl (or it has ended)")
 
 
 def default_control(db: Reader, scope: Scope, edev_id: int, derp_id: int) -> DefaultDERControl:
-    row = _program(db, scope, edev_id, derp_id)
+    row = _der_program(db, scope, edev_id, derp_id)
     if not row.default_base:
         raise NotFound("this DERProgram has no DefaultDERControl")
-    return DefaultDERControl(
-        href=uris.href(uris.DDERC, edev_id=edev_id, derp_id=derp_id),
-        mrid=row.default_mrid,
-        version=row.default_version,
-        der_control_base=_base(row.default_base),
-    )
+    return mapper.default_der_control(edev_id, row)
 
 
 # ------------------------------------------------------------------------------- operator side
@@ -239,18 +169,12 @@ def control_base(spec: Any) -> DERControlBase:
         fields["op_mod_target_w"] = ActivePower(value=target["value"], multiplier=target["multiplier"])
     base = DERControlBase(**fields)
     try:  # the wire types are the judges of ranges (SignedPerCent, PerCent, Int16, UInt16…)
-        return codec.parse(codec.render(base), DERControlBase)
+        return mapper.parse_der_control_base(mapper.der_control_base_xml(base))
     except (DecodeError, ValueError) as exc:
         raise Invalid(f"control out of range: {exc}") from None
 
 
-def _modes(base: DERControlBase) -> str:
-    return " ".join(
-        f.metadata["xml"] for f in dataclasses.fields(base) if getattr(base, f.name) is not None
-    )
-
-
-def create_program(session: Session, *, description: str | None, primacy: int, now: int, pen: int = 0) -> store.DerProgram:
+def create_der_program(session: Session, *, description: str | None, primacy: int, now: int, pen: int = 0) -> store.DerProgram:
     if isinstance(primacy, bool) or not isinstance(primacy, int) or not 0 <= primacy <= 255:
         raise Invalid("primacy must be 0…255 (lower wins across programs)")
     description = check_text(description, "description", 32)  # String32
@@ -261,7 +185,7 @@ def create_program(session: Session, *, description: str | None, primacy: int, n
     )
 
 
-def _program_for_update(session: Session, program_id: int) -> store.DerProgram:
+def _der_program_for_update(session: Session, program_id: int) -> store.DerProgram:
     row = store.get_program(session, program_id)
     if row is None:
         raise NotFound(f"no DER program {program_id}")
@@ -270,8 +194,8 @@ def _program_for_update(session: Session, program_id: int) -> store.DerProgram:
 
 def set_default_control(session: Session, program_id: int, spec: Any, *, pen: int = 0) -> None:
     """Set or change a program's DefaultDERControl: same mRID, version bumped on every change."""
-    row = _program_for_update(session, program_id)
-    xml = codec.render(control_base(spec)).decode()
+    row = _der_program_for_update(session, program_id)
+    xml = mapper.der_control_base_xml(control_base(spec))
     if xml == row.default_base:
         return
     if row.default_mrid is None:
@@ -282,13 +206,13 @@ def set_default_control(session: Session, program_id: int, spec: Any, *, pen: in
 
 
 def add_members(session: Session, program_id: int, device_ids: Sequence[int]) -> int:
-    _program_for_update(session, program_id)
+    _der_program_for_update(session, program_id)
     _check_devices(session, device_ids)
     return store.add_members(session, program_id, device_ids)
 
 
 def remove_members(session: Session, program_id: int, device_ids: Sequence[int]) -> int:
-    _program_for_update(session, program_id)
+    _der_program_for_update(session, program_id)
     return store.remove_members(session, program_id, device_ids)
 
 
@@ -319,7 +243,7 @@ def create_events(
 
     The scheduler publishes one per device with its own setpoint; an operator may publish one for
     all members. Devices must be members of the program."""
-    _program_for_update(session, program_id)
+    _der_program_for_update(session, program_id)
     for name, value in (("start", start), ("duration", duration)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value >= 2**62:
             raise Invalid(f"{name} must be a non-negative number of seconds")
@@ -344,7 +268,7 @@ def create_events(
             mrid=new_mrid(pen), program_id=program_id, device_id=device_id, description=description,
             creation_time=now, start=start, duration=duration, randomize_start=randomize_start,
             randomize_duration=randomize_duration, response_required=RESPONSE_REQUIRED,
-            base=codec.render(base).decode(), controls=_modes(base), cancelled_at=None,
+            base=mapper.der_control_base_xml(base), controls=mapper.control_modes(base), cancelled_at=None,
             cancel_randomized=False,
         )
         for device_id, base in controls

@@ -1,6 +1,9 @@
-"""`derflex program …` and `derflex event …`: DER programs, their members, default controls and
+"""`derflex der-program …` and `derflex event …`: DER programs, their members, default controls and
 events, for utility operators. The same services as the admin API (server.services.sep2.der_programs),
-straight on the database: running servers follow within a quarter of a second."""
+straight on the database: running servers follow within a quarter of a second.
+
+`derflex program …` is the old name of `der-program`, kept as a hidden alias that says so on stderr:
+"program" alone now means a flexibility program (`derflex flex`)."""
 
 from __future__ import annotations
 
@@ -65,10 +68,10 @@ def _echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2))
 
 
-def _echo_program(view: dict[str, Any]) -> None:
-    click.echo(f"program {view['id']}  {view['description'] or '(no description)'}")
+def _echo_der_program(view: dict[str, Any]) -> None:
+    click.echo(f"DER program {view['id']}  {view['description'] or '(no description)'}")
     click.echo(f"  mRID             {view['mrid']}")
-    click.echo(f"  primacy          {view['primacy']}  (lower wins over the device's other programs)")
+    click.echo(f"  primacy          {view['primacy']}  (lower wins over the device's other DER programs)")
     click.echo(f"  created          {_when(view['created_time'])}")
     default = _control_text(view["default_control"])
     if view["default_control"]:
@@ -86,7 +89,7 @@ def _echo_events(events: list[dict[str, Any]]) -> None:
         return
     for e in events:
         target = "all members" if e["device_id"] is None else f"device {e['device_id']}"
-        click.echo(f"  {e['mrid']}  {e['state']:<9}  program {e['program_id']}, {target}"
+        click.echo(f"  {e['mrid']}  {e['state']:<9}  DER program {e['program_id']}, {target}"
                    + (f"  \"{e['description']}\"" if e["description"] else ""))
         click.echo(f"      start    {_when(e['start'])}   duration {_duration_text(e['duration'])}"
                    f" ({e['duration']} s)   end {_when(e['end'])}")
@@ -183,61 +186,62 @@ def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return control, options
 
 
-# ------------------------------------------------------------------------------------ programs
+# -------------------------------------------------------------------------------- DER programs
 
 
-@click.group("program")
-def program() -> None:
-    """DER programs: who follows them (members), their default control, their priority.
+@click.group("der-program")
+def der_program() -> None:
+    """DER programs (2030.5): who follows them (members), their default control, their priority.
 
     A DER program is what a device finds under its FunctionSetAssignments: a priority (primacy),
     a default control it falls back to when no event is active, and the events (DERControls)
-    operators and the scheduler publish. Events: `derflex event --help`.
+    operators and the scheduler publish. Events: `derflex event --help`. Flexibility programs
+    (windows, bids, settlement) are `derflex flex`.
     """
 
 
-@program.command("create", epilog=_EPILOG_CONTROL)
+@der_program.command("create", epilog=_EPILOG_CONTROL)
 @click.option("--primacy", type=click.IntRange(0, 255), required=True,
-              help="Priority against the device's other programs, 0…255: when two programs' controls "
+              help="Priority against the device's other DER programs, 0…255: when two DER programs' controls "
               "conflict, the LOWER number wins (0 = first).")
 @click.option("--description", help="A name devices and people see (at most 32 characters).")
 @control_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
-def program_create(ctx: Context, primacy: int, description: str | None, as_json: bool, **options: Any) -> None:
+def der_program_create(ctx: Context, primacy: int, description: str | None, as_json: bool, **options: Any) -> None:
     """Create a DER program, optionally with its default control (the mode options).
 
     \b
     Example:
-      derflex program create --primacy 2 --description "Peak Saver" --max-w 10000
+      derflex der-program create --primacy 2 --description "Peak Saver" --max-w 10000
     """
-    from server.services.sep2 import der_programs as operations
+    from server.services.sep2 import der_programs
 
     control, _ = _split(options)
     body: dict[str, Any] = {"primacy": primacy, "description": description}
     default = _control(control, required=False)
     if default is not None:
         body["default_control"] = default
-    view = run(ctx, lambda s: operations.create_program(s, body, int(time.time())))
+    view = run(ctx, lambda s: der_programs.create_der_program(s, body, int(time.time())))
     if as_json:
         _echo_json(view)
         return
-    click.echo(f"created program {view['id']}")
-    _echo_program(view)
+    click.echo(f"created DER program {view['id']}")
+    _echo_der_program(view)
 
 
-@program.command("list")
+@der_program.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
-def program_list(ctx: Context, as_json: bool) -> None:
+def der_program_list(ctx: Context, as_json: bool) -> None:
     """List DER programs by primacy, with their member counts and default controls."""
-    from server.services.sep2 import der_programs as operations
+    from server.services.sep2 import der_programs
 
-    views = run(ctx, operations.list_programs)
+    views = run(ctx, der_programs.list_der_programs)
     if as_json:
         _echo_json({"programs": views})
         return
-    click.echo(f"{len(views)} program(s)")
+    click.echo(f"{len(views)} DER program(s)")
     if views:
         click.echo(f"  {'ID':>5}  {'PRIMACY':>7}  {'MEMBERS':>7}  {'DESCRIPTION':<32}  DEFAULT CONTROL")
     for v in views:
@@ -245,88 +249,98 @@ def program_list(ctx: Context, as_json: bool) -> None:
                    f"{v['description'] or '-':<32}  {_control_text(v['default_control'])}")
 
 
-@program.command("show")
-@click.argument("program_id", type=int)
+@der_program.command("show")
+@click.argument("der_program_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
-def program_show(ctx: Context, program_id: int, as_json: bool) -> None:
-    """Show one program: primacy, default control, member device ids."""
-    from server.services.sep2 import der_programs as operations
+def der_program_show(ctx: Context, der_program_id: int, as_json: bool) -> None:
+    """Show one DER program: primacy, default control, member device ids."""
+    from server.services.sep2 import der_programs
 
-    view = run(ctx, lambda s: operations.get_program(s, program_id))
+    view = run(ctx, lambda s: der_programs.get_der_program(s, der_program_id))
     if as_json:
         _echo_json(view)
     else:
-        _echo_program(view)
+        _echo_der_program(view)
 
 
-@program.command("default-control", epilog=_EPILOG_CONTROL)
-@click.argument("program_id", type=int)
+@der_program.command("default-control", epilog=_EPILOG_CONTROL)
+@click.argument("der_program_id", type=int)
 @control_options
 @pass_ctx
-def program_default_control(ctx: Context, program_id: int, **options: Any) -> None:
-    """Set the control PROGRAM_ID's devices follow when no event is active (DefaultDERControl).
+def der_program_default_control(ctx: Context, der_program_id: int, **options: Any) -> None:
+    """Set the control DER_PROGRAM_ID's devices follow when no event is active (DefaultDERControl).
 
     It replaces the previous default as a whole. Devices see the change at their next poll.
 
     \b
     Example:
-      derflex program default-control 1 --max-w 10000
+      derflex der-program default-control 1 --max-w 10000
     """
-    from server.services.sep2 import der_programs as operations
+    from server.services.sep2 import der_programs
 
     control, _ = _split(options)
     spec = _control(control)
-    view = run(ctx, lambda s: operations.set_default_control(s, program_id, spec))
-    click.echo(f"program {program_id}: default control {_control_text(view['default_control'])}"
+    view = run(ctx, lambda s: der_programs.set_default_control(s, der_program_id, spec))
+    click.echo(f"DER program {der_program_id}: default control {_control_text(view['default_control'])}"
                f" (version {view['default_control_version']})")
 
 
-@program.group("members")
+@der_program.group("members")
 def members() -> None:
-    """Which devices follow a program (device ids as shown by `derflex admin devices`)."""
+    """Which devices follow a DER program (device ids as shown by `derflex admin devices`)."""
 
 
 @members.command("add")
-@click.argument("program_id", type=int)
+@click.argument("der_program_id", type=int)
 @click.argument("device_ids", type=int, nargs=-1, required=True)
 @pass_ctx
-def members_add(ctx: Context, program_id: int, device_ids: tuple[int, ...]) -> None:
-    """Add devices DEVICE_IDS to PROGRAM_ID (devices already in it are left as they are)."""
-    from server.services.sep2 import der_programs as operations
+def members_add(ctx: Context, der_program_id: int, device_ids: tuple[int, ...]) -> None:
+    """Add devices DEVICE_IDS to DER_PROGRAM_ID (devices already in it are left as they are)."""
+    from server.services.sep2 import der_programs
 
-    added = run(ctx, lambda s: operations.add_members(s, program_id, list(device_ids)))
-    click.echo(f"program {program_id}: {added} device(s) added")
+    added = run(ctx, lambda s: der_programs.add_members(s, der_program_id, list(device_ids)))
+    click.echo(f"DER program {der_program_id}: {added} device(s) added")
 
 
 @members.command("remove")
-@click.argument("program_id", type=int)
+@click.argument("der_program_id", type=int)
 @click.argument("device_ids", type=int, nargs=-1, required=True)
 @pass_ctx
-def members_remove(ctx: Context, program_id: int, device_ids: tuple[int, ...]) -> None:
-    """Remove devices DEVICE_IDS from PROGRAM_ID; its events no longer reach them."""
-    from server.services.sep2 import der_programs as operations
+def members_remove(ctx: Context, der_program_id: int, device_ids: tuple[int, ...]) -> None:
+    """Remove devices DEVICE_IDS from DER_PROGRAM_ID; its events no longer reach them."""
+    from server.services.sep2 import der_programs
 
-    removed = run(ctx, lambda s: operations.remove_members(s, program_id, list(device_ids)))
-    click.echo(f"program {program_id}: {removed} device(s) removed")
+    removed = run(ctx, lambda s: der_programs.remove_members(s, der_program_id, list(device_ids)))
+    click.echo(f"DER program {der_program_id}: {removed} device(s) removed")
 
 
 @members.command("list")
-@click.argument("program_id", type=int)
+@click.argument("der_program_id", type=int)
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
-def members_list(ctx: Context, program_id: int, limit: int, as_json: bool) -> None:
-    """List the devices of PROGRAM_ID."""
-    from server.services.sep2 import der_programs as operations
+def members_list(ctx: Context, der_program_id: int, limit: int, as_json: bool) -> None:
+    """List the devices of DER_PROGRAM_ID."""
+    from server.services.sep2 import der_programs
 
-    result = run(ctx, lambda s: operations.list_members(s, program_id, 0, limit))
+    result = run(ctx, lambda s: der_programs.list_members(s, der_program_id, 0, limit))
     if as_json:
         _echo_json(result)
         return
-    click.echo(f"program {program_id}: {result['all']} member(s)")
+    click.echo(f"DER program {der_program_id}: {result['all']} member(s)")
     for d in result["members"]:
         click.echo(f"  {d['id']:>6}  {d['lfdi']}  sfdi {d['sfdi']:<13} {d['label'] or ''}")
+
+
+# The old name, for scripts written before `der-program`: the same commands, hidden from --help.
+program_alias = click.Group(
+    "program",
+    commands=der_program.commands,
+    hidden=True,
+    deprecated="Use 'derflex der-program' (the same commands); 'program' alone means a flexibility program now.",
+    help="The old name of `derflex der-program`.",
+)
 
 
 # -------------------------------------------------------------------------------------- events
@@ -334,17 +348,17 @@ def members_list(ctx: Context, program_id: int, limit: int, as_json: bool) -> No
 
 @click.group("event")
 def event() -> None:
-    """DER events (DERControls): tell a program's devices what to do, and when.
+    """DER events (DERControls): tell a DER program's devices what to do, and when.
 
     An event holds a control for an interval. Devices poll for it, answer with Responses
-    (received, started, completed, opted out, rejected…), and return to the program's default
+    (received, started, completed, opted out, rejected…), and return to the DER program's default
     control when it ends or is cancelled. A newer event for the same device and time supersedes
     an older one. Times are printed in ISO-8601 UTC with epoch seconds.
     """
 
 
 @event.command("create", epilog=_EPILOG_CONTROL)
-@click.argument("program_id", type=int)
+@click.argument("der_program_id", type=int)
 @click.option("--start", required=True, metavar="TIME",
               help="When it starts: ISO-8601 with a UTC offset (2026-11-22T16:00-08:00, "
               "2026-11-23T00:00Z), epoch seconds, or 'now'. A time without an offset is refused.")
@@ -361,16 +375,16 @@ def event() -> None:
               help="Each device shifts its end by a random 0…SECONDS (negative: shorter).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
-def event_create(ctx: Context, program_id: int, start: str, duration: int, devices: tuple[int, ...],
+def event_create(ctx: Context, der_program_id: int, start: str, duration: int, devices: tuple[int, ...],
                  description: str | None, randomize_start: int | None, randomize_duration: int | None,
                  as_json: bool, **options: Any) -> None:
-    """Publish an event to PROGRAM_ID's devices.
+    """Publish an event to DER_PROGRAM_ID's devices.
 
     \b
     Example: discharge at 50 % of rated power for an hour, 4 pm Pacific:
       derflex event create 1 --start 2026-11-22T16:00-08:00 --duration 3600 --fixed-w 5000
     """
-    from server.services.sep2 import der_programs as operations
+    from server.services.sep2 import der_programs
 
     control, _ = _split(options)
     now = int(time.time())
@@ -385,36 +399,36 @@ def event_create(ctx: Context, program_id: int, start: str, duration: int, devic
                        ("randomize_duration", randomize_duration)):
         if value is not None:
             body[key] = value
-    views = run(ctx, lambda s: operations.create_events(s, program_id, body, now))
+    views = run(ctx, lambda s: der_programs.create_events(s, der_program_id, body, now))
     if as_json:
         _echo_json({"events": views})
         return
-    click.echo(f"created {len(views)} event(s) in program {program_id}")
+    click.echo(f"created {len(views)} event(s) in DER program {der_program_id}")
     _echo_events(views)
 
 
 @event.command("list")
-@click.argument("program_id", type=int)
+@click.argument("der_program_id", type=int)
 @click.option("--all", "include_ended", is_flag=True, help="Also events that have ended.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
-def event_list(ctx: Context, program_id: int, include_ended: bool, limit: int, as_json: bool) -> None:
-    """List PROGRAM_ID's events (those not over yet, or --all) with how devices answered.
+def event_list(ctx: Context, der_program_id: int, include_ended: bool, limit: int, as_json: bool) -> None:
+    """List DER_PROGRAM_ID's events (those not over yet, or --all) with how devices answered.
 
     "answered" counts devices by their latest Response: a device that said received and then
     completed counts once, as completed.
     """
-    from server.services.sep2 import der_programs as operations
+    from server.services.sep2 import der_programs
 
-    result = run(ctx, lambda s: operations.list_events(
-        s, program_id, int(time.time()), include_ended=include_ended, limit=limit))
+    result = run(ctx, lambda s: der_programs.list_events(
+        s, der_program_id, int(time.time()), include_ended=include_ended, limit=limit))
     if as_json:
         _echo_json(result)
         return
     shown = len(result["events"])
     more = f", showing {shown}" if shown < result["all"] else ""
-    click.echo(f"program {program_id}: {result['all']} event(s){'' if include_ended else ' not over yet'}{more}")
+    click.echo(f"DER program {der_program_id}: {result['all']} event(s){'' if include_ended else ' not over yet'}{more}")
     _echo_events(result["events"])
 
 
@@ -424,9 +438,9 @@ def event_list(ctx: Context, program_id: int, include_ended: bool, limit: int, a
 @pass_ctx
 def event_show(ctx: Context, mrid: str, as_json: bool) -> None:
     """Show one event (by its mRID) with how devices answered."""
-    from server.services.sep2 import der_programs as operations
+    from server.services.sep2 import der_programs
 
-    view = run(ctx, lambda s: operations.get_event(s, mrid, int(time.time())))
+    view = run(ctx, lambda s: der_programs.get_event(s, mrid, int(time.time())))
     if as_json:
         _echo_json(view)
     else:
@@ -444,9 +458,9 @@ def event_cancel(ctx: Context, mrid: str, randomized: bool, as_json: bool) -> No
     """Cancel the event MRID. Devices see it cancelled at their next poll and return to the default
     control; it stays listed, as cancelled, until its original end. Cancelling twice changes nothing.
     """
-    from server.services.sep2 import der_programs as operations
+    from server.services.sep2 import der_programs
 
-    view = run(ctx, lambda s: operations.cancel_event(s, mrid, int(time.time()), {"randomized": randomized}))
+    view = run(ctx, lambda s: der_programs.cancel_event(s, mrid, int(time.time()), {"randomized": randomized}))
     if as_json:
         _echo_json(view)
         return

@@ -1,13 +1,13 @@
 """The admin API for DER programs and their events (JSON, under /admin/api/v1).
 
-Operators create programs, choose their members and DefaultDERControl, publish events to every
+Operators create DER programs, choose their members and DefaultDERControl, publish events to every
 member or to some devices, cancel events, and follow the devices' responses. Same bearer-token
 authentication and problem+json errors as the rest of the admin API (server/api/admin.py); the
 rules live in server.services.sep2.der_programs and server.services.sep2.derp. Every request is one
 transaction: a refused request stores nothing.
 
     POST   /der-programs                     {description?, primacy, default_control?} → 201
-    GET    /der-programs                     every program with its member count
+    GET    /der-programs                     every DER program with its member count
     GET    /der-programs/{id}                one, with its members and default control
     PUT    /der-programs/{id}/default-control   {control…} → 204
     GET    /der-programs/{id}/members        ?start&limit
@@ -27,13 +27,13 @@ from flask import Blueprint, Response, jsonify, request
 
 from server.api.admin import int_arg, json_object, require_token
 from server.api.client import now, runtime
-from server.services.sep2 import der_programs as operations
 from server.services.errors import Invalid
+from server.services.sep2 import der_programs
 
-bp = Blueprint("admin_programs", __name__, url_prefix="/admin/api/v1")
+bp = Blueprint("admin_der_programs", __name__, url_prefix="/admin/api/v1")
 bp.before_request(require_token)
 
-_PROGRAM = "/der-programs/<int(max=2147483647):program_id>"
+_DER_PROGRAM = "/der-programs/<int(max=2147483647):program_id>"
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
@@ -56,81 +56,81 @@ def _optional_object() -> dict[str, Any]:
 
 
 @bp.post("/der-programs")
-def create_program() -> tuple[Response, int, dict[str, str]]:
+def create_der_program() -> tuple[Response, int, dict[str, str]]:
     body = json_object()
     with runtime().db.transaction() as s:
-        view = operations.create_program(s, body, now())
+        view = der_programs.create_der_program(s, body, now())
     return jsonify(view), 201, {"Location": f"{bp.url_prefix}/der-programs/{view['id']}"}
 
 
 @bp.get("/der-programs")
-def list_programs() -> Response:
+def list_der_programs() -> Response:
     with runtime().db.transaction() as s:
-        return jsonify({"programs": operations.list_programs(s)})
+        return jsonify({"programs": der_programs.list_der_programs(s)})
 
 
-@bp.get(_PROGRAM)
-def get_program(program_id: int) -> Response:
+@bp.get(_DER_PROGRAM)
+def get_der_program(program_id: int) -> Response:
     with runtime().db.transaction() as s:
-        return jsonify(operations.get_program(s, program_id))
+        return jsonify(der_programs.get_der_program(s, program_id))
 
 
-@bp.put(f"{_PROGRAM}/default-control")
+@bp.put(f"{_DER_PROGRAM}/default-control")
 def set_default_control(program_id: int) -> tuple[str, int]:
     body = json_object()
     with runtime().db.transaction() as s:
-        operations.set_default_control(s, program_id, body)
+        der_programs.set_default_control(s, program_id, body)
     return "", 204
 
 
-@bp.get(f"{_PROGRAM}/members")
+@bp.get(f"{_DER_PROGRAM}/members")
 def list_members(program_id: int) -> Response:
     start, limit = int_arg("start", 0, 2**31), int_arg("limit", 100, 1000)
     with runtime().db.transaction() as s:
-        return jsonify(operations.list_members(s, program_id, start, limit))
+        return jsonify(der_programs.list_members(s, program_id, start, limit))
 
 
-@bp.post(f"{_PROGRAM}/members")
+@bp.post(f"{_DER_PROGRAM}/members")
 def add_members(program_id: int) -> Response:
     body = json_object()
     with runtime().db.transaction() as s:
-        return jsonify({"added": operations.add_members(s, program_id, body.get("device_ids"))})
+        return jsonify({"added": der_programs.add_members(s, program_id, body.get("device_ids"))})
 
 
-@bp.delete(f"{_PROGRAM}/members")
+@bp.delete(f"{_DER_PROGRAM}/members")
 def remove_members(program_id: int) -> Response:
     body = json_object()
     with runtime().db.transaction() as s:
-        return jsonify({"removed": operations.remove_members(s, program_id, body.get("device_ids"))})
+        return jsonify({"removed": der_programs.remove_members(s, program_id, body.get("device_ids"))})
 
 
-@bp.post(f"{_PROGRAM}/events")
+@bp.post(f"{_DER_PROGRAM}/events")
 def create_events(program_id: int) -> tuple[Response, int, dict[str, str]]:
     body = json_object()
     with runtime().db.transaction() as s:
-        views = operations.create_events(s, program_id, body, now())
+        views = der_programs.create_events(s, program_id, body, now())
     headers = {"Location": f"{bp.url_prefix}/events/{views[0]['mrid']}"} if len(views) == 1 else {}
     return jsonify({"events": views}), 201, headers
 
 
-@bp.get(f"{_PROGRAM}/events")
+@bp.get(f"{_DER_PROGRAM}/events")
 def list_events(program_id: int) -> Response:
     include_ended = _bool_arg("include_ended", False)
     start, limit = int_arg("start", 0, 2**31), int_arg("limit", 100, 1000)
     with runtime().db.transaction() as s:
         return jsonify(
-            operations.list_events(s, program_id, now(), include_ended=include_ended, start=start, limit=limit)
+            der_programs.list_events(s, program_id, now(), include_ended=include_ended, start=start, limit=limit)
         )
 
 
 @bp.get("/events/<mrid>")
 def get_event(mrid: str) -> Response:
     with runtime().db.transaction() as s:
-        return jsonify(operations.get_event(s, mrid, now()))
+        return jsonify(der_programs.get_event(s, mrid, now()))
 
 
 @bp.post("/events/<mrid>/cancel")
 def cancel_event(mrid: str) -> Response:
     body = _optional_object()
     with runtime().db.transaction() as s:
-        return jsonify(operations.cancel_event(s, mrid, now(), body))
+        return jsonify(der_programs.cancel_event(s, mrid, now(), body))

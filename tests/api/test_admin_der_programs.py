@@ -19,14 +19,14 @@ HOUR = 3600
 
 @pytest.fixture
 def world(operator, cast):  # noqa: ANN001, ANN201
-    """Two registered devices (the cast's owner and other) in one program; a third outside it."""
+    """Two registered devices (the cast's owner and other) in one DER program; a third outside it."""
     owner = operator("POST", "/devices", json={"lfdi": cast["owner"].lfdi}).get_json()["id"]
     other = operator("POST", "/devices", json={"lfdi": cast["other"].lfdi}).get_json()["id"]
     outsider = operator("POST", "/devices", json={"lfdi": "AB" * 20}).get_json()["id"]
     resp = operator("POST", "/der-programs", json={"description": "Peak Saver", "primacy": 2})
-    program = resp.get_json()["id"]
-    assert operator("POST", f"/der-programs/{program}/members", json={"device_ids": [owner, other]}).get_json() == {"added": 2}
-    return {"owner": owner, "other": other, "outsider": outsider, "program": program}
+    der_program = resp.get_json()["id"]
+    assert operator("POST", f"/der-programs/{der_program}/members", json={"device_ids": [owner, other]}).get_json() == {"added": 2}
+    return {"owner": owner, "other": other, "outsider": outsider, "der_program": der_program}
 
 
 def soon(seconds: int = HOUR) -> int:
@@ -46,7 +46,7 @@ def problem(resp, status: int) -> str:  # noqa: ANN001
 
 
 def stored(database) -> tuple[int, int, int]:  # noqa: ANN001
-    """(programs, members, events) in the database."""
+    """(DER programs, members, events) in the database."""
     from sqlalchemy import func, select
 
     with database.transaction() as s:
@@ -84,10 +84,10 @@ def test_every_endpoint_needs_a_token(app, database, method: str, path: str, hea
     assert stored(database) == (0, 0, 0)
 
 
-# ------------------------------------------------------------------------------------ programs
+# -------------------------------------------------------------------------------- DER programs
 
 
-def test_create_list_and_show_programs(operator) -> None:  # noqa: ANN001
+def test_create_list_and_show_der_programs(operator) -> None:  # noqa: ANN001
     resp = operator("POST", "/der-programs", json={"description": "Peak Saver", "primacy": 2,
                                                    "default_control": {"opModMaxLimW": 10000}})
     assert resp.status_code == 201
@@ -121,7 +121,7 @@ def test_create_list_and_show_programs(operator) -> None:  # noqa: ANN001
         ({"primacy": 1, "default_control": 5}, "at least one mode"),
     ],
 )
-def test_bad_programs_are_400_and_store_nothing(operator, database, body, message: str) -> None:  # noqa: ANN001
+def test_bad_der_programs_are_400_and_store_nothing(operator, database, body, message: str) -> None:  # noqa: ANN001
     assert message in problem(operator("POST", "/der-programs", json=body), 400)
     assert stored(database) == (0, 0, 0)
 
@@ -148,14 +148,14 @@ def test_a_body_that_is_not_a_json_object_is_400(operator, database, data: bytes
         ("POST", "/events/not-an-mrid/cancel", {}),
     ],
 )
-def test_unknown_programs_and_events_are_404(operator, database, method: str, path: str, body) -> None:  # noqa: ANN001
+def test_unknown_der_programs_and_events_are_404(operator, database, method: str, path: str, body) -> None:  # noqa: ANN001
     resp = operator(method, path, json=body) if body is not None else operator(method, path)
     problem(resp, 404)
     assert stored(database) == (0, 0, 0)
 
 
 def test_default_control_is_set_replaced_and_seen_by_devices(operator, world, cast, client_for) -> None:  # noqa: ANN001
-    p, owner = world["program"], world["owner"]
+    p, owner = world["der_program"], world["owner"]
     device = client_for(cast["owner"])
     assert device.get(f"/edev/{owner}/derp/{p}/dderc").status_code == 404  # none yet
     assert operator("PUT", f"/der-programs/{p}/default-control", json={"opModMaxLimW": 8000}).status_code == 204
@@ -178,7 +178,7 @@ def test_default_control_is_set_replaced_and_seen_by_devices(operator, world, ca
      ({"control": {"opModMaxLimW": -1}}, "out of range"), ({"opModMaxLimW": 1, "nonsense": 1}, "unsupported")],
 )
 def test_bad_default_controls_are_400_and_change_nothing(operator, world, body, message: str) -> None:  # noqa: ANN001
-    p = world["program"]
+    p = world["der_program"]
     assert operator("PUT", f"/der-programs/{p}/default-control", json={"opModMaxLimW": 8000}).status_code == 204
     before = operator("GET", f"/der-programs/{p}").get_json()
     assert message in problem(operator("PUT", f"/der-programs/{p}/default-control", json=body), 400)
@@ -189,7 +189,7 @@ def test_bad_default_controls_are_400_and_change_nothing(operator, world, body, 
 
 
 def test_members_add_list_remove(operator, world) -> None:  # noqa: ANN001
-    p = f"/der-programs/{world['program']}"
+    p = f"/der-programs/{world['der_program']}"
     listing = operator("GET", f"{p}/members").get_json()
     assert listing["all"] == 2 and [m["id"] for m in listing["members"]] == [world["owner"], world["other"]]
     assert set(listing["members"][0]) >= {"id", "lfdi", "sfdi", "label"}
@@ -222,7 +222,7 @@ def test_members_add_list_remove(operator, world) -> None:  # noqa: ANN001
 def test_bad_member_changes_store_nothing(operator, world, database, method: str, body, status: int, message: str) -> None:  # noqa: ANN001
     before = stored(database)
     body = {k: [world["outsider"] if d == "OUTSIDER" else d for d in v] if isinstance(v, list) else v for k, v in body.items()}
-    assert message in problem(operator(method, f"/der-programs/{world['program']}/members", json=body), status)
+    assert message in problem(operator(method, f"/der-programs/{world['der_program']}/members", json=body), status)
     assert stored(database) == before
 
 
@@ -230,7 +230,7 @@ def test_bad_member_changes_store_nothing(operator, world, database, method: str
 
 
 def test_an_event_for_all_members_is_what_the_devices_see(operator, world, cast, client_for) -> None:  # noqa: ANN001
-    p, owner = world["program"], world["owner"]
+    p, owner = world["der_program"], world["owner"]
     start = soon()
     body = event_body(start=start, description="Evening peak", randomize_start=60)
     resp = operator("POST", f"/der-programs/{p}/events", json=body)
@@ -250,7 +250,7 @@ def test_an_event_for_all_members_is_what_the_devices_see(operator, world, cast,
 
 
 def test_events_for_some_devices_one_each(operator, world, cast, client_for) -> None:  # noqa: ANN001
-    p, owner = world["program"], world["owner"]
+    p, owner = world["der_program"], world["owner"]
     start = soon()
     resp = operator("POST", f"/der-programs/{p}/events",
                     json=event_body(start=start, device_ids=[owner], control={"opModMaxLimW": 2500}))
@@ -284,7 +284,7 @@ def test_start_as_iso_8601_with_an_offset_or_epoch(operator, world, text: str, o
     sixteen = int(dt.datetime(_DAY.year, _DAY.month, _DAY.day, 16, tzinfo=dt.timezone.utc).timestamp())
     if text == "epoch":
         text = str(sixteen)
-    resp = operator("POST", f"/der-programs/{world['program']}/events", json=event_body(start=text))
+    resp = operator("POST", f"/der-programs/{world['der_program']}/events", json=event_body(start=text))
     assert resp.status_code == 201, resp.data
     expected = sixteen if offset is None else sixteen + offset
     assert resp.get_json()["events"][0]["start"] == expected
@@ -321,7 +321,7 @@ def _bad_event_cases() -> list[tuple[dict, int, str]]:
 @pytest.mark.parametrize(("over", "status", "message"), _bad_event_cases())
 def test_bad_events_are_400_and_store_nothing(operator, world, database, over: dict, status: int, message: str) -> None:  # noqa: ANN001
     before = stored(database)
-    resp = operator("POST", f"/der-programs/{world['program']}/events", json=event_body(**over))
+    resp = operator("POST", f"/der-programs/{world['der_program']}/events", json=event_body(**over))
     assert message in problem(resp, status)
     assert stored(database) == before
 
@@ -331,19 +331,19 @@ def test_events_need_start_duration_and_control(operator, world, database, missi
     body = event_body()
     del body[missing]
     before = stored(database)
-    assert "are required" in problem(operator("POST", f"/der-programs/{world['program']}/events", json=body), 400)
+    assert "are required" in problem(operator("POST", f"/der-programs/{world['der_program']}/events", json=body), 400)
     assert stored(database) == before
 
 
 def test_an_event_for_a_non_member_stores_nothing_at_all(operator, world, database) -> None:  # noqa: ANN001
     before = stored(database)
     body = event_body(device_ids=[world["owner"], world["outsider"]])
-    assert "not members" in problem(operator("POST", f"/der-programs/{world['program']}/events", json=body), 400)
+    assert "not members" in problem(operator("POST", f"/der-programs/{world['der_program']}/events", json=body), 400)
     assert stored(database) == before  # not even the member's event
 
 
 def test_list_events_with_their_response_summary(operator, world, database) -> None:  # noqa: ANN001
-    p, owner, other = world["program"], world["owner"], world["other"]
+    p, owner, other = world["der_program"], world["owner"], world["other"]
     now = int(time.time())
     late = operator("POST", f"/der-programs/{p}/events", json=event_body(start=now + 2 * HOUR)).get_json()["events"][0]
     early = operator("POST", f"/der-programs/{p}/events", json=event_body(start=now + HOUR, device_ids=[owner])).get_json()["events"][0]
@@ -366,7 +366,7 @@ def test_list_events_with_their_response_summary(operator, world, database) -> N
 def test_ended_events_are_listed_only_on_request(operator, world, database) -> None:  # noqa: ANN001
     from server.services.sep2 import derp
 
-    p = world["program"]
+    p = world["der_program"]
     with database.transaction() as s:  # an event from the past, written directly
         derp.create_events(s, p, start=1_000_000_000, duration=60, now=1_000_000_000,
                            controls=[(None, derp.control_base({"opModConnect": False}))])
@@ -381,7 +381,7 @@ def test_ended_events_are_listed_only_on_request(operator, world, database) -> N
 
 
 def test_cancel_an_event(operator, world, cast, client_for) -> None:  # noqa: ANN001
-    p, owner = world["program"], world["owner"]
+    p, owner = world["der_program"], world["owner"]
     device = client_for(cast["owner"])
     ev = operator("POST", f"/der-programs/{p}/events", json=event_body()).get_json()["events"][0]
     assert codec.parse(device.get(f"/edev/{owner}/derp/{p}/derc?l=10").data, DERControlList).der_controls[0].event_status.current_status == 0
@@ -404,7 +404,7 @@ def test_cancel_an_event(operator, world, cast, client_for) -> None:  # noqa: AN
     [({"randomized": "yes"}, "true or false"), ({"randomise": True}, "unknown field in a cancellation"), ([], "JSON object")],
 )
 def test_bad_cancellations_change_nothing(operator, world, body, message: str) -> None:  # noqa: ANN001
-    ev = operator("POST", f"/der-programs/{world['program']}/events", json=event_body()).get_json()["events"][0]
+    ev = operator("POST", f"/der-programs/{world['der_program']}/events", json=event_body()).get_json()["events"][0]
     assert message in problem(operator("POST", f"/events/{ev['mrid']}/cancel", json=body), 400)
     assert operator("GET", f"/events/{ev['mrid']}").get_json()["cancelled_at"] is None
 
@@ -413,7 +413,7 @@ def test_an_ended_event_cannot_be_cancelled(operator, world, database) -> None: 
     from server.services.sep2 import derp
 
     with database.transaction() as s:
-        [row] = derp.create_events(s, world["program"], start=1_000_000_000, duration=60, now=1_000_000_000,
+        [row] = derp.create_events(s, world["der_program"], start=1_000_000_000, duration=60, now=1_000_000_000,
                                    controls=[(None, derp.control_base({"opModFixedW": 1}))])
         mrid = row.mrid
     assert "already over" in problem(operator("POST", f"/events/{mrid}/cancel", json={}), 400)
@@ -421,7 +421,7 @@ def test_an_ended_event_cannot_be_cancelled(operator, world, database) -> None: 
 
 
 def test_members_removed_no_longer_count_as_targeted(operator, world) -> None:  # noqa: ANN001
-    p = world["program"]
+    p = world["der_program"]
     ev = operator("POST", f"/der-programs/{p}/events", json=event_body(device_ids=[world["other"]])).get_json()["events"][0]
     assert operator("DELETE", f"/der-programs/{p}/members", json={"device_ids": [world["other"]]}).status_code == 200
     assert operator("GET", f"/events/{ev['mrid']}").get_json()["responses"]["devices_targeted"] == 0
@@ -429,7 +429,7 @@ def test_members_removed_no_longer_count_as_targeted(operator, world) -> None:  
 
 def test_odd_input_never_gets_a_5xx(operator, world) -> None:  # noqa: ANN001
     """A bounded probe of every endpoint with odd ids and bodies (test_no_5xx does the others)."""
-    p = world["program"]
+    p = world["der_program"]
     mrid = operator("POST", f"/der-programs/{p}/events", json=event_body()).get_json()["events"][0]["mrid"]
     ids = [str(p), "0", "2147483648", "-1", "abc", "%00", "²"]
     mrids = [mrid, "%00", "²", "Z" * 33, "a" * 500, "%FF"]
