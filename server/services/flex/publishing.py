@@ -49,12 +49,10 @@ from programs.windows import Window
 from server.db import derp as der_store
 from server.db import flex as store
 from server.db.session import Database
-from server.sep2 import codec
-from server.sep2.der import ActivePower
-from server.sep2.derp import DERControlBase
 from server.sep2.identity import new_mrids
 from server.services import clock
 from server.services.sep2.derp import RESPONSE_REQUIRED
+from server.services.sep2.mappers.derp import control_base_xml
 from server.services.flex.cancelling import cancel_unsuperseded, previous_events
 from server.services.flex.gathering import Fleet, clear_fleet, gather
 from server.services.flex.stored import program_of
@@ -78,13 +76,7 @@ from server.services.flex.windows import interval_view, is_date_key, input_diges
 @lru_cache(maxsize=65_536)
 def _rendered(mode: str, value: int, multiplier: int | None) -> tuple[str, str]:
     """(DERControlBase XML, its mode list) for one control value; a fleet shares a few thousand."""
-    if mode == "opModTargetW":
-        base = DERControlBase(op_mod_target_w=ActivePower(value=value, multiplier=multiplier or 0))
-    elif mode == "opModMaxLimW":
-        base = DERControlBase(op_mod_max_lim_w=value)
-    else:
-        base = DERControlBase(op_mod_fixed_w=value)
-    return codec.render(base).decode(), mode
+    return control_base_xml(mode, value, multiplier), mode
 
 
 def _curve_json(curve: BidCurve, baseline: float, source: str) -> str:
