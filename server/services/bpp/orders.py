@@ -1,5 +1,6 @@
 """The BPP's order side (docs/beckn.md "Orders are enrollments"): init, confirm, status, update,
-cancel, track, support and rating, over server.services.flex.programs enrollments.
+cancel, track, support and rating, over the flexibility context's enrollment commands
+(server.services.flex.commands: Enroll, ChangeEnrollmentState, ChangeOffer).
 
 An order (`BecknOrder`) enrolls one customer's devices in one program; each device is a
 fulfillment `type: "DER"` with a `der` tag group (lfdi, kind?, grid-node?, bid-curve?,
@@ -14,18 +15,19 @@ Rules:
 * Fulfillment ids: the BAP's `id` when it gives one, else `der-{LFDI}`; ids and LFDIs are unique
   within an order. An unknown tag code in the `der` group is refused (a typo must not silently
   turn into a default curve). `bid-curve` and `objectives` are JSON texts (a JSON array/object is
-  accepted as well); at most one of them.
-* init: items[0] an active program (30004), billing.name required, every device checked NOW by
-  enrollments.enroll itself, run in a SAVEPOINT that is always rolled back: registered LFDI, eligible
-  kind, grid node inside the program's area, curve/objective valid, not enrolled in the program
-  already. The order is the draft named by `order.id`, else the draft of this (bap_id,
-  transaction_id) for that program, else a new one with a new id (uuid4 hex). on_init shows it
-  with `type: "DRAFT"` and no status.
+  accepted as well); at most one of them. Reading a fulfillment makes its typed offer
+  (commands.power_offer / objective_offer), so a malformed curve is refused at its tag.
+* init: items[0] an active program (30004), billing.name required, every device's Enroll command
+  checked NOW by enrollments.check_enroll, which reads and writes nothing: registered LFDI,
+  eligible kind, grid node inside the program's area, curve/objective within its ratings, not
+  enrolled in the program already. The order is the draft named by `order.id`, else the draft of
+  this (bap_id, transaction_id) for that program, else a new one with a new id (uuid4 hex). on_init
+  shows it with `type: "DRAFT"` and no status.
 * confirm: the order named by `order.id`, else this transaction's draft (or, for a repeated
-  confirm, its active order). Fulfillments/billing in the confirm replace the draft's. Each
-  device is enrolled (enrollments.enroll, source "beckn", external_ref = order id, state active: it
-  joins the program's DERProgram) and the order becomes active. Confirming an active order
-  answers it again and changes nothing.
+  confirm, its active order). Fulfillments/billing in the confirm replace the draft's. Every
+  device's Enroll (source "beckn", external_ref = order id, state active: it joins the program's
+  DERProgram) is checked first, then all are stored, and the order becomes active; when device k
+  is refused nothing is stored. Confirming an active order answers it again and changes nothing.
 * Fulfillment state (status and every order view): CANCELLED when the device's enrollment of
   this order is missing, cancelled or ended; EVENT-ACTIVE when one of its uncancelled events in
   the program's DERProgram is running now; EVENT-SCHEDULED when one is still to start (the stop
@@ -46,10 +48,10 @@ Rules:
   of the caller's orders), else 50003; an unknown id is 30014; the value (number or decimal
   string) must be within 0…5 (30015). Each rating is stored (BecknRating).
 
-Device errors from flex become: NotFound (LFDI not registered), Invalid (kind not reported or not
-eligible, grid node missing/unknown/outside the area) and Conflict (already enrolled) → 30008
-fulfillment unavailable, path the fulfillment; an Invalid that goes away when the same device is
-tried without its offer is the curve's or objective's fault → 30000 at that tag.
+A device's refusal (a CommandError, which names its field) becomes: a field of the offer (the
+curve's or objective's fault) → 30000 at the bid-curve or objectives tag; anything else — the LFDI
+not registered, a kind not reported or not eligible, a grid node missing, unknown or outside the
+area, already enrolled — → 30008 fulfillment unavailable at the fulfillment's path.
 """
 
 from __future__ import annotations
@@ -57,23 +59,34 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from programs import enrollment as lifecycle
 from programs.kinds import DeviceKind
 from programs.model import Program
-from server.beckn.errors import ErrorCode
+from programs.publishing import is_published
+from server.beckn.errors import BecknError, ErrorCode
 from server.beckn.orders import OrderState, beckn_status, transition
 from server.db import derp as der_store
 from server.db import flex as store
 from server.db.beckn import BecknOrder, BecknRating
 from server.db.models import Device
-from server.services.flex import enrollments, stored
+from server.services.flex import enrollments, handlers, stored
+from server.services.flex.commands import (
+    ChangeEnrollmentState,
+    ChangeOffer,
+    CommandError,
+    DeviceRef,
+    Enroll,
+    InvalidCommand,
+    Offer,
+    objective_offer,
+    power_offer,
+)
 from server.beckn.values import arr, fail, json_text, number, obj, tag, tag_group, tag_values, text, ts
 from server.services.bpp.catalog import (
     CANCELLATION_REASONS,
@@ -87,7 +100,7 @@ from server.services.bpp.catalog import (
 )
 from server.services.bpp.provider import Provider
 from server.services.bpp import settlement as beckn_settlement
-from server.services.errors import Conflict, Invalid, NotFound, ServiceError, check_text
+from server.services.errors import Invalid, check_text
 
 if TYPE_CHECKING:
     from server.beckn.envelope import Request
@@ -96,7 +109,6 @@ _LFDI = re.compile(r"[0-9A-Fa-f]{40}")
 DER_TAGS = ("lfdi", "kind", "grid-node", "bid-curve", "objectives")
 MAX_DEVICES = 1000
 RATING_MAX = 5.0
-CLOSED = ("cancelled", "ended")
 
 
 # ---------------------------------------------------------------------------------- devices
@@ -108,22 +120,27 @@ class DeviceSpec:
 
     fid: str
     lfdi: str
-    kind: str | None
+    kind: DeviceKind | None
     grid_node: str | None
-    offer: dict[str, Any] | None
+    offer: Offer | None
     offer_path: str | None  # where the curve or objective was given
     path: str  # the fulfillment
     wire: dict[str, Any]  # as echoed: {id, type, tags}
 
-    def enroll_body(self, customer: str, *, with_offer: bool = True) -> dict[str, Any]:
-        body: dict[str, Any] = {"lfdi": self.lfdi, "customer": customer}
-        if self.kind is not None:
-            body["kind"] = self.kind
-        if self.grid_node is not None:
-            body["grid_node"] = self.grid_node
-        if with_offer and self.offer is not None:
-            body["offer"] = self.offer
-        return body
+    def enroll(self, program_id: int, customer: str, order_id: str) -> Enroll:
+        """The device's Enroll command for an order: active at once, source "beckn"."""
+        return Enroll(program_id=program_id, device=DeviceRef(lfdi=self.lfdi), customer=customer, kind=self.kind,
+                      grid_node=self.grid_node, offer=self.offer, state=lifecycle.State.ACTIVE, source="beckn",
+                      external_ref=order_id)
+
+    def refused(self, exc: CommandError) -> BecknError:
+        """A refusal of this device's command as the Beckn error at its path (module docstring)."""
+        if exc.field is not None and re.match(r"offer\b", exc.field) and self.offer_path is not None:
+            return fail(f"device {self.lfdi}: {exc.message}", self.offer_path)
+        if exc.kind == "not_found" and exc.field == DeviceRef(lfdi=self.lfdi).field:
+            return fail(f"device {self.lfdi} is not registered here (IEEE 2030.5): register it first", self.path,
+                        ErrorCode.FULFILLMENT_UNAVAILABLE)
+        return fail(f"device {self.lfdi}: {exc.message}", self.path, ErrorCode.FULFILLMENT_UNAVAILABLE)
 
 
 def _json_tag(value: Any, where: str, want: type) -> tuple[Any, str]:
@@ -180,7 +197,7 @@ def parse_devices(value: Any, path: str) -> list[DeviceSpec]:
         if "kind" in values:
             raw, vpath = values["kind"]
             try:
-                kind = DeviceKind(raw).value
+                kind = DeviceKind(raw)
             except ValueError:
                 raise fail(f"must be one of {', '.join(k.value for k in DeviceKind)}", vpath) from None
         node = None
@@ -191,15 +208,18 @@ def parse_devices(value: Any, path: str) -> list[DeviceSpec]:
         offer, offer_path = None, None
         echoed: dict[str, str] = {"lfdi": lfdi}
         if kind is not None:
-            echoed["kind"] = kind
+            echoed["kind"] = kind.value
         if node is not None:
             echoed["grid-node"] = node
-        if "bid-curve" in values:
-            (points, jtext), offer_path = _json_tag(*values["bid-curve"], list), values["bid-curve"][1]
-            offer, echoed["bid-curve"] = {"power": points}, jtext
-        if "objectives" in values:
-            (objective, jtext), offer_path = _json_tag(*values["objectives"], dict), values["objectives"][1]
-            offer, echoed["objectives"] = {"objective": objective}, jtext
+        try:
+            if "bid-curve" in values:
+                (points, jtext), offer_path = _json_tag(*values["bid-curve"], list), values["bid-curve"][1]
+                offer, echoed["bid-curve"] = power_offer(points, "bid-curve"), jtext
+            if "objectives" in values:
+                (objective, jtext), offer_path = _json_tag(*values["objectives"], dict), values["objectives"][1]
+                offer, echoed["objectives"] = objective_offer(objective, "objectives"), jtext
+        except InvalidCommand as exc:
+            raise fail(f"device {lfdi}: {exc.message}", offer_path) from None
         fid = text(f.get("id"), f"{where}.id", required=False, max_len=64) or f"der-{lfdi}"
         if fid in ids:
             raise fail(f"fulfillment id {fid!r} is used twice", f"{where}.id")
@@ -214,45 +234,25 @@ def stored_devices(data: dict[str, Any]) -> list[DeviceSpec]:
     return parse_devices(data.get("fulfillments"), "order.fulfillments")
 
 
-@contextmanager
-def _rolled_back(session: Session) -> Iterator[None]:
-    """A SAVEPOINT that is always rolled back: try something, keep nothing."""
-    sp = session.begin_nested()
+def _checked(session: Session, spec: DeviceSpec, command: Enroll, now: int) -> enrollments.CheckedEnrollment:
+    """Every check of one device's Enroll (nothing written), a refusal as the Beckn error at its path."""
     try:
-        yield
-    finally:
-        if sp.is_active:
-            sp.rollback()
+        return enrollments.check_enroll(session, command, now)
+    except CommandError as exc:
+        raise spec.refused(exc) from None
 
 
-def _enroll(session: Session, program_id: int, spec: DeviceSpec, customer: str, order_id: str, now: int,
-            *, trial: bool) -> None:
-    """enrollments.enroll for one device (kept, or only tried when `trial`), its errors as Beckn codes."""
-    def attempt(with_offer: bool) -> None:
-        enrollments.enroll(session, program_id, spec.enroll_body(customer, with_offer=with_offer), now,
-                    source="beckn", external_ref=order_id)
-
+def _execute(session: Session, spec: DeviceSpec, command: Enroll | ChangeOffer, now: int) -> None:
+    """One device's command executed, a refusal as the Beckn error at its path."""
     try:
-        if trial:
-            with _rolled_back(session):
-                attempt(True)
-        else:
-            attempt(True)
-    except Invalid as exc:
-        if spec.offer is not None:
-            try:
-                with _rolled_back(session):
-                    attempt(False)
-            except ServiceError:
-                pass
-            else:
-                raise fail(f"device {spec.lfdi}: {exc.message}", spec.offer_path) from None
-        raise fail(f"device {spec.lfdi}: {exc.message}", spec.path, ErrorCode.FULFILLMENT_UNAVAILABLE) from None
-    except NotFound:
-        raise fail(f"device {spec.lfdi} is not registered here (IEEE 2030.5): register it first", spec.path,
-                   ErrorCode.FULFILLMENT_UNAVAILABLE) from None
-    except Conflict as exc:
-        raise fail(f"device {spec.lfdi}: {exc.message}", spec.path, ErrorCode.FULFILLMENT_UNAVAILABLE) from None
+        handlers.execute(session, command, now)
+    except CommandError as exc:
+        raise spec.refused(exc) from None
+
+
+def _cancel(session: Session, enr: store.Enrollment, now: int) -> None:
+    """A device leaves the order's program: its enrollment is cancelled (with its events)."""
+    handlers.execute(session, ChangeEnrollmentState(enr.program_id, enr.id, lifecycle.Event.CANCEL), now)
 
 
 # ----------------------------------------------------------------------------------- orders
@@ -340,8 +340,8 @@ def init(session: Session, request: Request, provider: Provider, now: int) -> di
         order = _order_of_transaction(session, ctx.bap_id, ctx.transaction_id, ("draft",), row.id)
     transition(order.state if order is not None else None, "init")
     order_id = order.id if order is not None else uuid.uuid4().hex
-    for spec in devices:
-        _enroll(session, row.id, spec, billing["name"], order_id, now, trial=True)
+    for spec in devices:  # checked now, stored at confirm
+        _checked(session, spec, spec.enroll(row.id, billing["name"], order_id), now)
     data = {"provider": {"id": provider.bpp_id}, "items": [_item_json(row.id, capacity)], "billing": billing,
             "fulfillments": [d.wire for d in devices]}
     if order is None:
@@ -392,8 +392,10 @@ def confirm(session: Session, request: Request, provider: Provider, now: int) ->
     else:
         devices = stored_devices(data)
     active_program(session, order.program_id, "message.order.items[0].id")
-    for spec in devices:
-        _enroll(session, order.program_id, spec, data["billing"]["name"], order.id, now, trial=False)
+    checked = [_checked(session, spec, spec.enroll(order.program_id, data["billing"]["name"], order.id), now)
+               for spec in devices]  # every device first: when one is refused nothing is stored
+    for c in checked:
+        enrollments.store_enrollment(session, c, now)
     order.state = new_state.value
     _touch(order, request, data, now)
     session.flush()
@@ -416,9 +418,9 @@ def _device_states(session: Session, order: BecknOrder, der_program_id: int,
     Since when: the event's start (EVENT-ACTIVE), its creation (EVENT-SCHEDULED), else the
     enrollment's last change."""
     by_lfdi = _enrollments(session, order)
-    live = {e.device_id: lfdi for lfdi, e in by_lfdi.items() if e.state not in CLOSED}
+    live = {e.device_id: lfdi for lfdi, e in by_lfdi.items() if not lifecycle.is_closed(e.state)}
     out: dict[str, tuple[str, int, tuple[int, int] | None]] = {
-        lfdi: ("ENROLLED" if e.state not in CLOSED else "CANCELLED", e.updated_time, None)
+        lfdi: ("ENROLLED" if not lifecycle.is_closed(e.state) else "CANCELLED", e.updated_time, None)
         for lfdi, e in by_lfdi.items()}
     if live:
         ev = der_store.DerEvent
@@ -534,13 +536,13 @@ def _opt_out(session: Session, order: BecknOrder, row: store.FlexProgram, data: 
         wanted.append(by_id[fid])
     if not wanted:
         raise fail("name the fulfillments that sit out the next window", "message.order.fulfillments")
-    window = next((w for w in store.windows(session, row.id, since_end=now, limit=50) if w.state == "published"), None)
+    window = next((w for w in store.windows(session, row.id, since_end=now, limit=50) if is_published(w.state)), None)
     if window is None:
         raise fail("the program has no published window to opt out of (a window is published its lead "
                    "time before it starts)", "message.order.fulfillments", ErrorCode.UPDATION_NOT_POSSIBLE)
     by_lfdi = _enrollments(session, order)
     device_ids = [by_lfdi[d.lfdi].device_id for d in wanted
-                  if d.lfdi in by_lfdi and by_lfdi[d.lfdi].state not in CLOSED]
+                  if d.lfdi in by_lfdi and not lifecycle.is_closed(by_lfdi[d.lfdi].state)]
     ev = der_store.DerEvent
     mrids = session.scalars(
         select(ev.mrid).where(ev.program_id == row.der_program_id, ev.device_id.in_(device_ids),
@@ -558,23 +560,21 @@ def _replace(session: Session, order: BecknOrder, data: dict[str, Any], order_in
     customer = data["billing"]["name"]
     keep = {d.lfdi for d in devices}
     for lfdi, enr in by_lfdi.items():
-        if lfdi not in keep and enr.state not in CLOSED:
-            enrollments.enrollment_event(session, order.program_id, enr.id, "cancel", now)
+        if lfdi not in keep and not lifecycle.is_closed(enr.state):
+            _cancel(session, enr, now)
     for spec in devices:
         enr = by_lfdi.get(spec.lfdi)
-        if enr is None or enr.state in CLOSED:
-            _enroll(session, order.program_id, spec, customer, order.id, now, trial=False)
+        enroll = spec.enroll(order.program_id, customer, order.id)
+        if enr is None or lifecycle.is_closed(enr.state):
+            _execute(session, spec, enroll, now)
             continue
         node = session.get(store.GridNode, enr.grid_node_id) if enr.grid_node_id else None
         moved = (spec.kind is not None and spec.kind != enr.device_kind) or spec.grid_node != (node.name if node else None)
         if moved:  # kind or grid node changed: leave and enroll again
-            enrollments.enrollment_event(session, order.program_id, enr.id, "cancel", now)
-            _enroll(session, order.program_id, spec, customer, order.id, now, trial=False)
-        elif (json.loads(enr.offer) if enr.offer else None) != spec.offer:
-            try:
-                enrollments.update_offer(session, order.program_id, enr.id, spec.offer, now)
-            except ServiceError as exc:
-                raise fail(f"device {spec.lfdi}: {exc.message}", spec.offer_path or spec.path) from None
+            _cancel(session, enr, now)
+            _execute(session, spec, enroll, now)
+        elif (json.loads(enr.offer) if enr.offer else None) != (spec.offer.json() if spec.offer else None):
+            _execute(session, spec, ChangeOffer(order.program_id, enr.id, spec.offer), now)
     data["fulfillments"] = [d.wire for d in devices]
 
 
@@ -593,8 +593,8 @@ def cancel(session: Session, request: Request, provider: Provider, now: int) -> 
                    ErrorCode.INVALID_CANCELLATION_REASON)
     new_state = transition(order.state, "cancel")
     for enr in _enrollments(session, order).values():
-        if enr.state not in CLOSED:
-            enrollments.enrollment_event(session, order.program_id, enr.id, "cancel", now)
+        if not lifecycle.is_closed(enr.state):
+            _cancel(session, enr, now)
     data = json.loads(order.order)
     code, name = CANCELLATION_REASONS[reason]
     data["cancellation"] = {"time": ts(now), "cancelled_by": "CONSUMER",

@@ -1,88 +1,60 @@
-"""Authoring flexibility programs: programs, grid nodes and enrollments, for the admin API, the CLI
-and (enrollments) the Beckn facade.
+"""Flexibility programs: the AuthorProgram, UpdateProgram and CancelProgram commands
+(server.services.flex.commands) and how programs read back (server.services.flex.results).
 
-Input is what an operator typed or posted (JSON values); output is JSON-ready dicts. The rules of
-what a program, a window rule, a grid tree or a bid curve may be are the domain's (`programs/`);
-this module turns its errors into `Invalid` and keeps the 2030.5 side in step:
+The rules of what a program, a window rule, a grid tree or a bid curve may be are the domain's
+(`programs/`); the commands carry what the input alone can tell, checked once, and this module
+checks what only the database can (a free name, grid nodes that exist) and keeps the 2030.5 side in
+step:
 
 * each program publishes into a DERProgram of its own (same primacy; description from the
   program), created with it;
 * a device is a member of that DERProgram while its enrollment is active or paused (so a paused
   device still hears of cancellations); when the enrollment is cancelled or ended its events that
-  have not ended are cancelled and it leaves the program;
+  have not ended are cancelled and it leaves the program (server.services.flex.enrollments);
 * every change that a clearing sees (program, enrollment, curve, grid node) moves an
   `updated_time` or `version`, which is how the scheduler notices it must clear a published window
-  again before it starts (server.services.flex.publishing.input_digest).
+  again before it starts (server.services.flex.windows.input_digest).
+
+A program is active or cancelled: there is no pausing a program (its enrollments pause).
+`create_program`, `update_program` and `cancel_program` take admin JSON, for scripts and tests.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from programs.model import Program, ProgramError
+from programs.model import Program
+from programs.publishing import is_open
 from server.db import derp as der_store
 from server.db import flex as store
-from server.services import clock
 from server.services.sep2 import derp
-from server.services.errors import Conflict, Invalid, check_text
 from server.services.flex.cancelling import cancel_window_row
+from server.services.flex.commands import (
+    AuthorProgram,
+    CancelProgram,
+    CommandConflict,
+    InvalidCommand,
+    UpdateProgram,
+    about,
+    parse_author_program,
+    parse_program,
+    parse_update_program,
+)
+from server.services.flex.results import ProgramResult
 from server.services.flex.stored import program_row
-from server.services.flex.windows import plan_program, window_brief
-
-
-
+from server.services.flex.windows import plan_program, window_result
 
 
 # ------------------------------------------------------------------------------------ programs
 
 
-def parse_program(body: Any) -> Program:
-    """The domain's Program, and texts the database and 2030.5 can carry (no control characters)."""
-    try:
-        program = Program.from_dict(body)
-    except ProgramError as exc:
-        raise Invalid(f"invalid program: {exc}") from None
-    except ValueError as exc:
-        raise Invalid(f"invalid program: {exc}") from None
-    except OverflowError:  # float() of an integer beyond the float range
-        where = ", ".join(k for k, v in body.items() if _too_large(v)) or "a field"
-        raise Invalid(f"invalid program: {where}: a number is too large (the largest is about 1.8e308)") from None
-    except OSError:  # ZoneInfo on a name no file system takes (too long, say)
-        raise Invalid("invalid program: window.tz: unknown time zone (use an IANA name such as "
-                      "'America/New_York')") from None
-    check_text(program.name, "name", 100)
-    check_text(program.description, "description", 32)
-    for node in program.grid_node_ids:
-        check_text(node, "grid_node_ids: a grid node name", 64)
-    return program
-
-
-def _too_large(value: Any) -> bool:
-    """Whether a JSON value holds an integer no float can hold."""
-    if isinstance(value, Mapping):
-        return any(_too_large(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_too_large(v) for v in value)
-    if isinstance(value, int):
-        try:
-            float(value)
-        except OverflowError:
-            return True
-    return False
-
-
-
-
-
-
 def _check_nodes_exist(session: Session, program: Program) -> None:
     missing = [n for n in program.grid_node_ids if store.grid_node_by_name(session, n) is None]
     if missing:
-        raise Invalid(f"grid_node_ids: no grid node {', '.join(missing)} (create it first)")
+        raise InvalidCommand("grid_node_ids", f"grid_node_ids: no grid node {', '.join(missing)} (create it first)")
 
 
 def _der_description(program: Program) -> str:
@@ -92,10 +64,16 @@ def _der_description(program: Program) -> str:
     return text
 
 
-def create_program(session: Session, body: Any, now: int) -> dict[str, Any]:
-    program = parse_program(body)
+def _row(session: Session, program_id: int) -> store.FlexProgram:
+    with about("program_id"):
+        return program_row(session, program_id)
+
+
+def author(session: Session, command: AuthorProgram, now: int) -> ProgramResult:
+    """The AuthorProgram command: the program, its DERProgram and its windows of the coming week."""
+    program = command.program
     if store.program_by_name(session, program.name) is not None:
-        raise Conflict(f"a program named {program.name!r} exists already")
+        raise CommandConflict("name", f"a program named {program.name!r} exists already")
     _check_nodes_exist(session, program)
     der = derp.create_der_program(session, description=_der_description(program), primacy=program.primacy, now=now)
     row = store.FlexProgram(name=program.name, spec=json.dumps(program.to_dict()), der_program_id=der.id,
@@ -103,24 +81,23 @@ def create_program(session: Session, body: Any, now: int) -> dict[str, Any]:
     session.add(row)
     session.flush()
     plan_program(session, row, program, now)
-    return program_view(session, row, now)
+    return program_result(session, row, now)
 
 
-def update_program(session: Session, program_id: int, body: Any, now: int) -> dict[str, Any]:
-    """Change some fields of a program (a JSON object of the fields to change)."""
-    row = program_row(session, program_id)
+def update(session: Session, command: UpdateProgram, now: int) -> ProgramResult:
+    """The UpdateProgram command: the stored program with the changes, checked as a whole; windows
+    not yet started follow a changed rule. The same values again change nothing, not the version."""
+    row = _row(session, command.program_id)
     if row.state != "active":
-        raise Conflict(f"program {program_id} is {row.state}: it cannot change")
-    if not isinstance(body, Mapping) or not body:
-        raise Invalid("send a JSON object with the fields to change, e.g. {\"requested_kw\": 400}")
-    program = parse_program({**json.loads(row.spec), **body})
+        raise CommandConflict("program_id", f"program {command.program_id} is {row.state}: it cannot change")
+    program = parse_program({**json.loads(row.spec), **command.changes})
     other = store.program_by_name(session, program.name)
     if other is not None and other.id != row.id:
-        raise Conflict(f"a program named {program.name!r} exists already")
+        raise CommandConflict("name", f"a program named {program.name!r} exists already")
     _check_nodes_exist(session, program)
     spec = json.dumps(program.to_dict())
     if spec == row.spec:
-        return program_view(session, row, now)
+        return program_result(session, row, now)
     row.spec, row.name = spec, program.name
     row.version += 1
     row.updated_time = now
@@ -129,54 +106,52 @@ def update_program(session: Session, program_id: int, body: Any, now: int) -> di
         der.primacy, der.description = program.primacy, _der_description(program)
         der.version = (der.version + 1) % 65536
     plan_program(session, row, program, now, replan=True)
-    return program_view(session, row, now)
+    return program_result(session, row, now)
 
 
-def cancel_program(session: Session, program_id: int, now: int) -> dict[str, Any]:
-    """End a program: its windows that have not ended are cancelled, with their events."""
-    row = program_row(session, program_id)
+def cancel(session: Session, command: CancelProgram, now: int) -> ProgramResult:
+    """The CancelProgram command: its windows that have not ended are cancelled, with their events
+    (a cancelled program stays cancelled: again is no change)."""
+    row = _row(session, command.program_id)
     if row.state == "active":
         for w in store.windows(session, row.id, since_end=now, limit=10_000):
-            if w.state in ("planned", "published"):
+            if is_open(w.state):
                 cancel_window_row(session, w, now, "program cancelled")
         row.state = "cancelled"
         row.version += 1
         row.updated_time = now
-    return program_view(session, row, now)
+    return program_result(session, row, now)
+
+
+def create_program(session: Session, body: Any, now: int) -> dict[str, Any]:
+    """Author a program from its JSON (for scripts and tests; transports execute AuthorProgram)."""
+    return author(session, parse_author_program(body), now).view()
+
+
+def update_program(session: Session, program_id: int, body: Any, now: int) -> dict[str, Any]:
+    """Change some fields of a program (a JSON object of the fields to change)."""
+    return update(session, parse_update_program(program_id, body), now).view()
+
+
+def cancel_program(session: Session, program_id: int, now: int) -> dict[str, Any]:
+    """End a program: its windows that have not ended are cancelled, with their events."""
+    return cancel(session, CancelProgram(program_id), now).view()
 
 
 def list_programs(session: Session, now: int) -> list[dict[str, Any]]:
-    return [program_view(session, r, now, brief=True) for r in store.programs(session)]
+    return [program_result(session, r, now).view(brief=True) for r in store.programs(session)]
 
 
 def get_program(session: Session, program_id: int, now: int) -> dict[str, Any]:
-    return program_view(session, program_row(session, program_id), now)
+    return program_result(session, program_row(session, program_id), now).view()
 
 
-def program_view(session: Session, row: store.FlexProgram, now: int, *, brief: bool = False) -> dict[str, Any]:
+def program_result(session: Session, row: store.FlexProgram, now: int) -> ProgramResult:
     counts: dict[str, int] = {}
     for e in store.enrollments(session, row.id):
         counts[e.state] = counts.get(e.state, 0) + 1
-    view: dict[str, Any] = {
-        "id": row.id,
-        "name": row.name,
-        "state": row.state,
-        "version": row.version,
-        "der_program_id": row.der_program_id,
-        "enrollments": counts,
-        "created": clock.iso(row.created_time),
-        "updated": clock.iso(row.updated_time),
-    }
-    upcoming = [w for w in store.windows(session, row.id, since_end=now, limit=3)]
-    view["next_windows"] = [window_brief(w) for w in upcoming]
-    if not brief:
-        view["program"] = json.loads(row.spec)
-    return view
-
-
-# ---------------------------------------------------------------------------------- grid nodes
-
-
-# --------------------------------------------------------------------------------- enrollments
-
-
+    upcoming = store.windows(session, row.id, since_end=now, limit=3)
+    return ProgramResult(id=row.id, name=row.name, state=row.state, version=row.version,
+                         der_program_id=row.der_program_id, enrollments=counts, created=row.created_time,
+                         updated=row.updated_time, next_windows=tuple(window_result(w) for w in upcoming),
+                         definition=row.spec)

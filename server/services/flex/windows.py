@@ -1,5 +1,8 @@
 """A program's windows: planned a week ahead from its wall-clock rule, which are due to publish, what
-inputs a clearing reads (its digest), and how operators see them."""
+inputs a clearing reads (its digest), how operators see them, and the CancelWindow command.
+
+Which window may do what is the state table's (programs.publishing: `can`, `is_open`); this module
+never compares state names itself."""
 
 from __future__ import annotations
 
@@ -10,12 +13,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from programs.model import Program
-from programs.publishing import WindowState
+from programs.publishing import Action, WindowState, can, is_open
 from programs.windows import Window, windows_between
 from server.db import flex as store
 from server.services import clock
-from server.services.errors import Conflict, NotFound, check_text
+from server.services.errors import NotFound, check_text
 from server.services.flex.cancelling import cancel_window_row
+from server.services.flex.commands import CancelWindow, CommandConflict, CommandNotFound, about, parse_cancel_window
+from server.services.flex.results import WindowResult
 from server.services.flex.stored import program_of
 
 
@@ -47,11 +52,11 @@ def plan_program(session: Session, row: store.FlexProgram, program: Program, now
             session.add(wr)
         elif replan and wr.start > now and (wr.start, wr.end, wr.publish_at) != (start, end, publish_at):
             wr.start, wr.end, wr.publish_at, wr.updated_time = start, end, publish_at, now
-        if wr.state == WindowState.PLANNED.value:
+        if can(wr.state, Action.PUBLISH):
             out.append((row.id, key, publish_at))
     if replan:
         for key, wr in rows.items():
-            if key not in wanted and wr.start > now and wr.state in ("planned", "published"):
+            if key not in wanted and wr.start > now and is_open(wr.state):
                 cancel_window_row(session, wr, now, "no longer a window of the program")
     session.flush()
     return out
@@ -82,9 +87,9 @@ def input_digest(session: Session, row: store.FlexProgram) -> str:
 def due_windows(session: Session, now: int) -> list[tuple[int, str]]:
     """Windows to act on now: planned ones whose time has come, published ones not yet started
     whose inputs changed."""
-    out = [(w.program_id, w.window_key) for w in store.due_windows(session, now, ("planned",))]
+    out = [(w.program_id, w.window_key) for w in store.due_windows(session, now, (WindowState.PLANNED.value,))]
     digests: dict[int, str] = {}
-    for w in store.due_windows(session, now, ("published",)):
+    for w in store.due_windows(session, now, (WindowState.PUBLISHED.value,)):
         if w.start <= now:
             continue
         if w.program_id not in digests:
@@ -117,11 +122,9 @@ def interval_view(c: store.Clearing) -> dict[str, Any]:
     }
 
 
-def window_brief(w: store.FlexWindow) -> dict[str, Any]:
-    return {
-        "key": w.window_key, "start": clock.iso(w.start), "end": clock.iso(w.end), "publish_at": clock.iso(w.publish_at),
-        "state": w.state, "revision": w.revision, "published": clock.iso(w.published_time), "note": w.note,
-    }
+def window_result(w: store.FlexWindow) -> WindowResult:
+    return WindowResult(key=w.window_key, start=w.start, end=w.end, publish_at=w.publish_at, state=w.state,
+                        revision=w.revision, published=w.published_time, note=w.note)
 
 
 def window_view(session: Session, program_id: int, window_key: str, *, top: int = 10) -> dict[str, Any]:
@@ -129,7 +132,7 @@ def window_view(session: Session, program_id: int, window_key: str, *, top: int 
     w = store.window(session, program_id, window_key)
     if w is None:
         raise NotFound(f"program {program_id} has no window {window_key!r}")
-    view = window_brief(w)
+    view = window_result(w).view()
     view["intervals"] = []
     for c in store.clearings(session, w.id, w.revision) if w.revision else []:
         iv = interval_view(c)
@@ -148,19 +151,25 @@ def list_windows(session: Session, program_id: int, now: int, *, include_past: b
     rows = store.windows(session, program_id, since_end=None if include_past else now, limit=limit)
     out = []
     for w in rows:
-        view = window_brief(w)
+        view = window_result(w).view()
         cl = store.clearings(session, w.id, w.revision) if w.revision else []
         view["intervals"] = [interval_view(c) for c in cl]
         out.append(view)
     return out
 
 
-def cancel_window(session: Session, program_id: int, window_key: str, now: int) -> dict[str, Any]:
-    window_key = window_key_of(window_key)
-    w = store.window(session, program_id, window_key, for_update=True)
+def cancel(session: Session, command: CancelWindow, now: int) -> WindowResult:
+    """The CancelWindow command: the window and the events it published that have not ended."""
+    w = store.window(session, command.program_id, command.window_key, for_update=True)
     if w is None:
-        raise NotFound(f"program {program_id} has no window {window_key!r}")
-    if w.state not in ("planned", "published"):
-        raise Conflict(f"window {window_key} is {w.state}")
-    cancel_window_row(session, w, now, "cancelled by the operator")
-    return window_brief(w)
+        raise CommandNotFound("key", f"program {command.program_id} has no window {command.window_key!r}")
+    if not can(w.state, Action.CANCEL):
+        raise CommandConflict("key", f"window {command.window_key} is {w.state}")
+    with about("key"):
+        cancel_window_row(session, w, now, "cancelled by the operator")
+    return window_result(w)
+
+
+def cancel_window(session: Session, program_id: int, window_key: str, now: int) -> dict[str, Any]:
+    """Cancel a window by its key (for scripts and tests; transports execute CancelWindow)."""
+    return cancel(session, parse_cancel_window(program_id, window_key), now).view()
