@@ -31,12 +31,14 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     case,
+    delete,
+    exists,
     func,
     select,
     text,
     update,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 
 from server.db import bulk
 from server.db.models import Base
@@ -169,6 +171,17 @@ def held(session: Session, delivery_id: int, token: float) -> OutboxDelivery | N
     return row
 
 
+def prune(session: Session, before: float, limit: int) -> int:
+    """Delete up to `limit` facts older than `before` that no consumer still waits for or gave up
+    on; their deliveries and receipts go with them (ON DELETE CASCADE). The newest fact always
+    stays, so SQLite never hands its id out again (an idempotency key names a fact id)."""
+    f, top, d = aliased(OutboxFact), aliased(OutboxFact), OutboxDelivery
+    still_open = exists().where(d.fact_id == f.id, d.state != "delivered")
+    newest = select(func.max(top.id)).scalar_subquery()
+    doomed = select(f.id).where(f.created_time < before, f.id < newest, ~still_open).order_by(f.created_time).limit(limit)
+    return session.execute(delete(OutboxFact).where(OutboxFact.id.in_(doomed))).rowcount or 0
+
+
 # ------------------------------------------------------------------------------------ reading
 
 
@@ -181,7 +194,7 @@ def deliveries(session: Session, *, state: str | None = None, consumer: str | No
     total = session.execute(select(func.count()).select_from(d).where(*where)).scalar() or 0
     page = session.execute(
         select(d, f).join(f, f.id == d.fact_id).where(*where).order_by(d.id.desc()).offset(start).limit(limit)
-    ).tuples().all()
+    ).all()
     return total, page
 
 
@@ -191,4 +204,4 @@ def counts(session: Session) -> Sequence[tuple[str, str, int, int]]:
     tried = case((d.attempts >= 2, 2), else_=d.attempts)
     return session.execute(
         select(d.consumer, d.state, tried, func.count()).group_by(d.consumer, d.state, tried)
-    ).tuples().all()
+    ).all()

@@ -251,14 +251,19 @@ class Outcome:
 INTERRUPTED = "the hand-over was interrupted {n} times (its process stopped before it finished)"
 
 
+def due(db: Database, consumers: Collection[str], now: float, limit: int = 1) -> list[int]:
+    """Ids of deliveries to `consumers` due now (a plain read: an idle drainer takes no write lock)."""
+    if limit <= 0 or not consumers:
+        return []
+    with db.read() as c:
+        return list(store.due_ids(c, consumers, now, limit))
+
+
 def claim(db: Database, consumers: Collection[str], now: float, limit: int, *, lease_s: float = LEASE_S,
           schedule: Sequence[float] = DEFAULT_SCHEDULE) -> list[Claim]:
     """Due deliveries to `consumers`, at most `limit`, each held for `lease_s` seconds. A delivery
     whose every attempt was interrupted by a crash is made dead instead."""
-    if limit <= 0 or not consumers:
-        return []
-    with db.read() as c:  # the common answer is "nothing": find out without the write lock
-        ids = store.due_ids(c, consumers, now, limit)
+    ids = due(db, consumers, now, limit)  # the common answer is "nothing"
     if not ids:
         return []
     with db.transaction() as s:
@@ -354,6 +359,21 @@ def _revive(session: Session, row: store.OutboxDelivery, now: float) -> None:
     row.updated_time = now
     # what the dead generation produced is no longer this delivery's: its late failures count for nothing
     session.execute(delete(store.OutboxReceipt).where(store.OutboxReceipt.delivery_id == row.id))
+
+
+RETENTION_S = 14 * 86_400  # facts older than this are pruned once every consumer has them
+
+
+def prune(db: Database, before: float, *, batch: int = 10_000) -> int:
+    """Delete facts recorded before `before` whose deliveries are all delivered (with those
+    deliveries and receipts); facts still pending or dead for someone stay. How many went."""
+    gone = 0
+    while True:
+        with db.transaction() as s:
+            n = store.prune(s, before, batch)
+        gone += n
+        if n < batch:
+            return gone
 
 
 # --------------------------------------------------------------------------------------- views

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from programs.publishing import Action, is_open, transition
 from server.db import derp as der_store
 from server.db import flex as store
+from server.services import outbox
 from server.services.errors import Conflict
 
 
@@ -24,13 +25,25 @@ def previous_events(s: Session, w: store.FlexWindow) -> dict[tuple[int, int], tu
 
 
 def cancel_unsuperseded(s: Session, previous: dict[tuple[int, int], tuple[str, str, int, int]],
-                         new_keys: dict[tuple[int, int], tuple[str, int, int]], now: int) -> None:
+                         new_keys: dict[tuple[int, int], tuple[str, int, int]], now: int, *, program_id: int) -> None:
     """Old events that no new event supersedes — none for the device and interval, other modes,
     or other times (a moved window: the old event would not even overlap the new one) — are
-    cancelled."""
+    cancelled. Every old event that had not ended is told of (outbox): cancelled or superseded."""
     doomed = [mrid for key, (mrid, modes, start, end) in previous.items()
               if new_keys.get(key) != (modes, start, end) and end > now]
     der_store.cancel_events(s, doomed, now)
+    _withdrawn(s, program_id, previous, set(doomed), now)
+
+
+def _withdrawn(s: Session, program_id: int, previous: dict[tuple[int, int], tuple[str, str, int, int]],
+               cancelled: set[str], now: int) -> None:
+    """The ControlCancelled facts of a window's old events that had not ended: "cancelled" for
+    those in `cancelled`, "superseded" for the others (a new revision's event replaces them)."""
+    for reason, wanted in (("cancelled", True), ("superseded", False)):
+        pairs = [(device, mrid) for (device, _i), (mrid, _m, _s, end) in previous.items()
+                 if end > now and (mrid in cancelled) is wanted]
+        outbox.record_controls(s, outbox.ControlCancelled, program_id, [d for d, _ in pairs],
+                               [m for _, m in pairs], now, reason=reason)
 
 
 def cancel_window_row(session: Session, w: store.FlexWindow, now: int, note: str) -> None:
@@ -41,7 +54,9 @@ def cancel_window_row(session: Session, w: store.FlexWindow, now: int, note: str
         raise Conflict(f"window {w.window_key} has ended: there is nothing to cancel")
     if w.revision:
         previous = previous_events(session, w)
-        der_store.cancel_events(session, [m for (m, _modes, _s, end) in previous.values() if end > now], now)
+        doomed = [m for (m, _modes, _s, end) in previous.values() if end > now]
+        der_store.cancel_events(session, doomed, now)
+        _withdrawn(session, w.program_id, previous, set(doomed), now)
     w.state = transition(w.state, Action.CANCEL).value
     w.note = note
     w.updated_time = now
@@ -55,3 +70,4 @@ def cancel_device_events(session: Session, row: store.FlexProgram, device_id: in
                               ev.start + ev.duration > now, ev.cancelled_at.is_(None))
     ).all()
     der_store.cancel_events(session, list(mrids), now)
+    outbox.record_controls(session, outbox.ControlCancelled, row.id, [device_id] * len(mrids), list(mrids), now)

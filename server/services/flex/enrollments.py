@@ -26,7 +26,7 @@ from programs.windows import next_window
 from server.db import derp as der_store
 from server.db import flex as store
 from server.db.models import Device
-from server.services import clock
+from server.services import clock, outbox
 from server.services.flex.cancelling import cancel_device_events
 from server.services.flex.commands import (
     ChangeEnrollmentState,
@@ -200,6 +200,7 @@ def _apply(session: Session, row: store.FlexProgram, enr: store.Enrollment, even
     else:
         cancel_device_events(session, row, enr.device_id, now)
         der_store.remove_members(session, row.der_program_id, [enr.device_id])
+    outbox.record(session, outbox.EnrollmentChanged(row.id, enr.id, enr.device_id, enr.state), now)
 
 
 def change_state(session: Session, command: ChangeEnrollmentState, now: int) -> EnrollmentResult:

@@ -50,7 +50,7 @@ from server.db import derp as der_store
 from server.db import flex as store
 from server.db.session import Database
 from server.sep2.identity import new_mrids
-from server.services import clock
+from server.services import clock, outbox
 from server.services.sep2.derp import RESPONSE_REQUIRED
 from server.services.sep2.mappers.derp import control_base_xml
 from server.services.flex.cancelling import cancel_unsuperseded, previous_events
@@ -137,7 +137,7 @@ def _publish(s: Session, row: store.FlexProgram, program: Program, w: store.Flex
         if result is not None:
             _write_interval(s, row, program, fleet, baselines, result, clearing, idx, description, now, new_keys)
         intervals.append(interval_view(clearing))
-    cancel_unsuperseded(s, previous, new_keys, now)
+    cancel_unsuperseded(s, previous, new_keys, now, program_id=row.id)
     w.state = transition(w.state, action).value
     w.revision = revision
     w.input_digest = digest
@@ -145,6 +145,7 @@ def _publish(s: Session, row: store.FlexProgram, program: Program, w: store.Flex
     w.updated_time = now
     w.note = None
     s.flush()
+    outbox.record(s, outbox.WindowPublished(row.id, w.window_key, revision, action is Action.REPUBLISH), now)
     summary = "; ".join(
         f"{iv['requested_kw']:.1f} kW asked, {iv['quantity_kw']:.1f} kW cleared at {iv['price']:.4f}"
         + ("" if iv["feasible"] else " (INFEASIBLE: best effort at the cap)")
@@ -204,6 +205,7 @@ def _write_interval(s: Session, row: store.FlexProgram, program: Program, fleet:
         setpoints.append((clearing.id, device_id, fleet.enrollment_ids[i], red, pw, price, text, mrid))
         new_keys[(device_id, idx)] = (mode, clearing.start, clearing.end)
     der_store.insert_events(s, events)
+    outbox.record_controls(s, outbox.ControlCreated, row.id, fleet.device_ids, mrids, now)
     store.add_setpoints(s, setpoints)
 
 

@@ -45,7 +45,7 @@ from server.db import flex as store
 from server.db import metering
 from server.db import settlement as records
 from server.db.session import Database
-from server.services import clock
+from server.services import clock, outbox
 from server.services.flex.publishing import program_of
 from server.services.errors import Conflict, NotFound
 
@@ -236,6 +236,7 @@ def settle_window(db: Database, program_id: int, window_key: str, now: int, *, r
         s.add(run)
         s.flush()
         records.add_devices(s, _device_rows(run.id, m))
+        outbox.record(s, outbox.SettlementStored(program_id, window_key, run.id, version, reason), now)
     return {"program_id": program_id, "window": window_key, "action": "settled", "version": version,
             "reason": reason, "summary": _headline(row, w, summary), "settlement": summary}
 
