@@ -183,16 +183,12 @@ class Fleet:
 
 def der_rows(device_id: int, docs: list[Any], now: int) -> list[tuple[Any, dict[str, Any]]]:
     """What server.services.sep2.der.put stores for each document: (table, row), without its checks."""
-    from server.sep2 import codec, uris
-    from server.services.sep2 import der as der_service
+    from server.services.sep2 import der
 
     out = []
     for doc in docs:
-        kind = der_service._KINDS[type(doc)]
-        canonical = der_service._canonical(doc, uris.href(kind.template, edev_id=device_id, der_id=der_service.DER_ID))
-        values = {"device_id": device_id, "der_id": der_service.DER_ID,
-                  "document": codec.render(canonical).decode("utf-8"), "received_time": now, **kind.columns(canonical)}
-        out.append((kind.record, {c.name: values.get(c.name) for c in kind.record.__table__.columns}))
+        table, values = der.stored_row(device_id, der.DER_ID, doc, now)
+        out.append((table, {c.name: values.get(c.name) for c in table.__table__.columns}))
     return out
 
 

@@ -24,7 +24,7 @@ from server.sep2.models import MEDIA_TYPE, EndDevice
 from server.sep2.rsps import DERControlResponse, Response as ResponseDoc
 from server.sep2.paging import parse_page
 from server.services.sep2 import dcap, derp, edev, fsa, rsps, tm
-from server.services.errors import NotFound, UnsupportedMediaType
+from server.services.errors import UnsupportedMediaType
 
 bp = Blueprint("sep2", __name__)
 
@@ -166,9 +166,8 @@ def get_fsa(s: Reader, scope: Scope, edev_id: int, fsa_id: int) -> object:
 @bp.get(rule(uris.DERP_LIST))
 @resource()
 def get_derp_list(s: Reader, scope: Scope, edev_id: int, fsa_id: int) -> object:
-    if fsa_id != fsa.FSA_ID:
-        raise NotFound("no such FunctionSetAssignments")
-    return derp.der_program_list(s, scope, edev_id, parse_page(request.args), runtime().poll_rate(s, "derp"))
+    page = parse_page(request.args)
+    return derp.der_program_list(s, scope, edev_id, fsa_id, page, runtime().poll_rate(s, "derp"))
 
 
 @bp.get(rule(uris.DERP))

@@ -31,8 +31,8 @@ refuses the PUT with 400 (reasonCode 1) and stores nothing:
 - DERStatus and DERAvailability: readingTime at most MAX_FUTURE_SECONDS after the server's clock
   (a clock that far ahead would make every freshness decision wrong). Past times are accepted.
 
-Domain columns (server.db.der) hold the amounts in SI units: value × 10^multiplier as a float
-(setMaxW 5 × 10^3 → 5000.0 W), percentages as percent (stateOfChargeStatus 5550 → 55.5).
+Domain columns (server.db.der) hold the amounts in SI units beside the canonical document; how
+documents, rows and columns map onto each other is server.services.sep2.mappers.der's business.
 """
 
 from __future__ import annotations
@@ -46,79 +46,16 @@ from sqlalchemy.orm import Session
 from server.db import der as der_db
 from server.db import repo
 from server.scope import Scope
-from server.sep2 import codec, uris
+from server.sep2 import uris
 from server.sep2.der import DER, DERAvailability, DERCapability, DERList, DERSettings, DERStatus
 from server.sep2.paging import Page
 from server.services.errors import Invalid, NotFound
+from server.services.sep2.edev import visible_device
+from server.services.sep2.mappers import der as mapper
+from server.services.sep2.mappers.der import Document, amount
 
 DER_ID = 1  # one DER per EndDevice
 MAX_FUTURE_SECONDS = 86_400  # how far ahead of the server's clock a reported time may be
-
-Document = DERCapability | DERSettings | DERStatus | DERAvailability
-
-
-def _amount(quantity: Any) -> float | None:
-    """A value × 10^multiplier quantity in its SI unit, or None when absent."""
-    return None if quantity is None else float(quantity.amount)
-
-
-def _percent(hundredths: int | None) -> float | None:
-    return None if hundredths is None else hundredths / 100
-
-
-def _status(status: Any) -> int | None:
-    return None if status is None else status.value
-
-
-def _bitmap(status: Any) -> int | None:
-    return None if status is None else int(status.value or "0", 16)
-
-
-# ------------------------------------------------------------------------------ domain columns
-
-
-def _capability_columns(doc: DERCapability) -> dict[str, Any]:
-    return {
-        "der_type": doc.type,
-        "rtg_max_w": _amount(doc.rtg_max_w),
-        "rtg_max_charge_rate_w": _amount(doc.rtg_max_charge_rate_w),
-        "rtg_max_discharge_rate_w": _amount(doc.rtg_max_discharge_rate_w),
-        "rtg_max_wh": _amount(doc.rtg_max_wh),
-    }
-
-
-def _settings_columns(doc: DERSettings) -> dict[str, Any]:
-    return {
-        "updated_time": doc.updated_time,
-        "set_max_w": _amount(doc.set_max_w),
-        "set_max_charge_rate_w": _amount(doc.set_max_charge_rate_w),
-        "set_max_discharge_rate_w": _amount(doc.set_max_discharge_rate_w),
-        "set_max_wh": _amount(doc.set_max_wh),
-    }
-
-
-def _status_columns(doc: DERStatus) -> dict[str, Any]:
-    return {
-        "reading_time": doc.reading_time,
-        "state_of_charge_percent": _percent(_status(doc.state_of_charge_status)),
-        "operational_mode": _status(doc.operational_mode_status),
-        "storage_mode": _status(doc.storage_mode_status),
-        "inverter_status": _status(doc.inverter_status),
-        "gen_connect_status": _bitmap(doc.gen_connect_status),
-        "stor_connect_status": _bitmap(doc.stor_connect_status),
-    }
-
-
-def _availability_columns(doc: DERAvailability) -> dict[str, Any]:
-    return {
-        "reading_time": doc.reading_time,
-        "stat_w_avail_w": _amount(doc.stat_w_avail),
-        "stat_var_avail_var": _amount(doc.stat_var_avail),
-        "reserve_percent": _percent(doc.reserve_percent),
-        "reserve_charge_percent": _percent(doc.reserve_charge_percent),
-        "max_charge_duration_s": doc.max_charge_duration,
-        "availability_duration_s": doc.availability_duration,
-    }
 
 
 # ---------------------------------------------------------------------------------- validation
@@ -135,14 +72,14 @@ def _non_negative(name: str, amount: float | None) -> None:
 
 
 def _check_capability(db: repo.Reader, scope: Scope, device_id: int, doc: DERCapability, now: int) -> None:
-    if _amount(doc.rtg_max_w) <= 0:  # type: ignore[operator]  # required: never None
+    if amount(doc.rtg_max_w) <= 0:  # type: ignore[operator]  # required: never None
         raise Invalid("rtgMaxW must be more than 0 W")
-    _non_negative("rtgMaxChargeRateW", _amount(doc.rtg_max_charge_rate_w))
-    _non_negative("rtgMaxDischargeRateW", _amount(doc.rtg_max_discharge_rate_w))
+    _non_negative("rtgMaxChargeRateW", amount(doc.rtg_max_charge_rate_w))
+    _non_negative("rtgMaxDischargeRateW", amount(doc.rtg_max_discharge_rate_w))
 
 
 def _check_settings(db: repo.Reader, scope: Scope, device_id: int, doc: DERSettings, now: int) -> None:
-    columns = _settings_columns(doc)
+    columns = mapper.settings_columns(doc)
     if columns["set_max_w"] <= 0:
         raise Invalid("setMaxW must be more than 0 W")
     _non_negative("setMaxChargeRateW", columns["set_max_charge_rate_w"])
@@ -174,15 +111,14 @@ def _check_availability(db: repo.Reader, scope: Scope, device_id: int, doc: DERA
 class _Kind:
     record: der_db.DerRecord
     template: str
-    columns: Callable[[Any], dict[str, Any]]
     check: Callable[[repo.Reader, Scope, int, Any, int], None]
 
 
 _KINDS: dict[type, _Kind] = {
-    DERCapability: _Kind(der_db.DerCapability, uris.DERCAP, _capability_columns, _check_capability),
-    DERSettings: _Kind(der_db.DerSettings, uris.DERG, _settings_columns, _check_settings),
-    DERStatus: _Kind(der_db.DerStatus, uris.DERS, _status_columns, _check_status),
-    DERAvailability: _Kind(der_db.DerAvailability, uris.DERA, _availability_columns, _check_availability),
+    DERCapability: _Kind(der_db.DerCapability, uris.DERCAP, _check_capability),
+    DERSettings: _Kind(der_db.DerSettings, uris.DERG, _check_settings),
+    DERStatus: _Kind(der_db.DerStatus, uris.DERS, _check_status),
+    DERAvailability: _Kind(der_db.DerAvailability, uris.DERA, _check_availability),
 }
 
 
@@ -194,35 +130,17 @@ def _visible_der(db: repo.Reader, scope: Scope, device_id: int, der_id: int) -> 
         raise NotFound("no such DER")
 
 
-def der_resource(device_id: int, der_id: int = DER_ID) -> DER:
-    ids = {"edev_id": device_id, "der_id": der_id}
-    return DER(
-        href=uris.href(uris.DER, **ids),
-        der_availability_link=uris.href(uris.DERA, **ids),
-        der_capability_link=uris.href(uris.DERCAP, **ids),
-        der_settings_link=uris.href(uris.DERG, **ids),
-        der_status_link=uris.href(uris.DERS, **ids),
-    )
-
-
 def der_list(db: repo.Reader, scope: Scope, device_id: int, page: Page, poll_rate: int) -> DERList:
     """The EndDevice's DERs: always its one DER. `s`/`l` page it; `a` does not apply (not a
     time-ordered list) and is ignored, as for EndDeviceList."""
-    if repo.device_row(db, scope, device_id) is None:
-        raise NotFound("no such EndDevice")
-    ders = [der_resource(device_id)][page.start : page.start + page.limit]
-    return DERList(
-        href=uris.href(uris.DER_LIST, edev_id=device_id),
-        all=1,
-        results=len(ders),
-        poll_rate=poll_rate,
-        ders=ders,
-    )
+    visible_device(db, scope, device_id)
+    ders = [mapper.der(device_id, DER_ID)][page.start : page.start + page.limit]
+    return mapper.der_list(device_id, ders, 1, poll_rate)
 
 
 def der(db: repo.Reader, scope: Scope, device_id: int, der_id: int) -> DER:
     _visible_der(db, scope, device_id, der_id)
-    return der_resource(device_id, der_id)
+    return mapper.der(device_id, der_id)
 
 
 def document(db: repo.Reader, scope: Scope, device_id: int, der_id: int, model: type[Document]) -> Document:
@@ -231,31 +149,22 @@ def document(db: repo.Reader, scope: Scope, device_id: int, der_id: int, model: 
     row = der_db.record(db, scope, _KINDS[model].record, device_id, der_id)
     if row is None:
         raise NotFound(f"no {model.__name__} reported for this DER")
-    text = row.document.encode("utf-8")
-    return codec.parse(text, model, max_bytes=len(text))
+    return mapper.stored_document(row.document, model)
 
 
 # ----------------------------------------------------------------------------------- writes
 
 
-def _canonical(posted: Document, href: str) -> Document:
-    fields: dict[str, Any] = {"href": href}
-    if any(f.name == "subscribable" for f in dataclasses.fields(posted)):
-        fields["subscribable"] = None
-    return dataclasses.replace(posted, **fields)
+def stored_row(device_id: int, der_id: int, posted: Document, now: int) -> tuple[der_db.DerRecord, dict[str, Any]]:
+    """The table and the row a PUT of `posted` stores (its canonical document and columns),
+    without the checks: `put` writes it, and tools that load many devices at once build it here."""
+    kind = _KINDS[type(posted)]
+    doc = mapper.canonical(posted, uris.href(kind.template, edev_id=device_id, der_id=der_id))
+    return kind.record, mapper.document_row(device_id, der_id, doc, now)
 
 
 def put(session: Session, scope: Scope, device_id: int, der_id: int, posted: Document, now: int) -> None:
     """PUT of one of the four documents (its kind is the posted model's): check, then replace."""
-    kind = _KINDS[type(posted)]
     _visible_der(session, scope, device_id, der_id)
-    doc = _canonical(posted, uris.href(kind.template, edev_id=device_id, der_id=der_id))
-    kind.check(session, scope, device_id, doc, now)
-    values = {
-        "device_id": device_id,
-        "der_id": der_id,
-        "document": codec.render(doc).decode("utf-8"),
-        "received_time": now,
-        **kind.columns(doc),
-    }
-    der_db.store(session, kind.record, values)
+    _KINDS[type(posted)].check(session, scope, device_id, posted, now)
+    der_db.store(session, *stored_row(device_id, der_id, posted, now))

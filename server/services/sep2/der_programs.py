@@ -142,13 +142,6 @@ def _description(body: Mapping[str, Any]) -> Any:
     return value
 
 
-def _der_program(session: Session, program_id: int) -> store.DerProgram:
-    row = store.get_program(session, program_id)
-    if row is None:
-        raise NotFound(f"no DER program {program_id}")
-    return row
-
-
 def create_der_program(session: Session, body: Mapping[str, Any], now: int) -> dict[str, Any]:
     """{description?, primacy, default_control?} → the new DER program's view."""
     no_unknown_keys(body, _DER_PROGRAM_KEYS, "a DER program")
@@ -165,7 +158,7 @@ def list_der_programs(session: Session) -> list[dict[str, Any]]:
 
 
 def get_der_program(session: Session, program_id: int) -> dict[str, Any]:
-    return der_program_view(session, _der_program(session, program_id), members=True)
+    return der_program_view(session, derp.der_program_row(session, program_id), members=True)
 
 
 def set_default_control(session: Session, program_id: int, body: Any) -> dict[str, Any]:
@@ -173,22 +166,22 @@ def set_default_control(session: Session, program_id: int, body: Any) -> dict[st
     if isinstance(body, dict) and set(body) == {"control"}:
         body = body["control"]
     derp.set_default_control(session, program_id, body)
-    return der_program_view(session, _der_program(session, program_id))
+    return der_program_view(session, derp.der_program_row(session, program_id))
 
 
 def add_members(session: Session, program_id: int, ids: Any) -> int:
-    _der_program(session, program_id)
+    derp.der_program_row(session, program_id)
     return derp.add_members(session, program_id, device_ids(ids))
 
 
 def remove_members(session: Session, program_id: int, ids: Any) -> int:
-    _der_program(session, program_id)
+    derp.der_program_row(session, program_id)
     return derp.remove_members(session, program_id, device_ids(ids))
 
 
 def list_members(session: Session, program_id: int, start: int = 0, limit: int = 100) -> dict[str, Any]:
     """The member devices of a DER program (id order), as the device views of the admin API."""
-    _der_program(session, program_id)
+    derp.der_program_row(session, program_id)
     ids = store.member_ids(session, program_id)
     shown: list[dict[str, Any]] = []
     for device_id in ids[start : start + limit]:
@@ -254,7 +247,7 @@ def create_events(session: Session, program_id: int, body: Mapping[str, Any], no
     Without device_ids: one event every member of the program follows (members added later too).
     With device_ids: one event per device, each with the same control."""
     no_unknown_keys(body, _EVENT_KEYS, "an event")
-    _der_program(session, program_id)
+    derp.der_program_row(session, program_id)
     for key in ("start", "duration", "control"):
         if key not in body:
             raise Invalid(
@@ -291,7 +284,7 @@ def list_events(
     session: Session, program_id: int, now: int, *, include_ended: bool = False, start: int = 0, limit: int = 100
 ) -> dict[str, Any]:
     """A DER program's events by start (those not yet over, or all), with their response summaries."""
-    _der_program(session, program_id)
+    derp.der_program_row(session, program_id)
     rows = store.program_events(session, program_id, 0 if include_ended else now)
     members = store.member_ids(session, program_id)
     return {"all": len(rows), "events": [event_view(session, r, now, members) for r in rows[start : start + limit]]}

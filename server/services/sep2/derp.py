@@ -22,7 +22,6 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from server.db import derp as store
-from server.db import repo
 from server.db.repo import Reader
 from server.scope import Scope
 from server.sep2 import events
@@ -32,7 +31,8 @@ from server.sep2.derp import DefaultDERControl, DERControlBase, DERProgram, DERP
 from server.sep2.identity import new_mrid
 from server.sep2.paging import Page
 from server.services.errors import Invalid, NotFound, check_text
-from server.services.sep2.fsa import FSA_ID
+from server.services.sep2.edev import visible_device
+from server.services.sep2.fsa import FSA_ID, check_fsa_id
 from server.services.sep2.mappers import derp as mapper
 
 # CSIP: devices answer received (01) and specific responses (02).
@@ -59,9 +59,10 @@ def _der_program(db: Reader, scope: Scope, edev_id: int, derp_id: int) -> Any:
     return row
 
 
-def der_program_list(db: Reader, scope: Scope, edev_id: int, page: Page, poll_rate: int) -> DERProgramList:
-    if repo.device_row(db, scope, edev_id) is None:
-        raise NotFound("no such EndDevice")
+def der_program_list(db: Reader, scope: Scope, edev_id: int, fsa_id: int, page: Page, poll_rate: int) -> DERProgramList:
+    """The DER programs a device's FunctionSetAssignments lead it to (its memberships)."""
+    check_fsa_id(fsa_id)
+    visible_device(db, scope, edev_id)
     rows = store.programs_of_device(db, scope, edev_id)
     shown = rows[page.start : page.start + page.limit]
     return mapper.der_program_list(edev_id, FSA_ID, shown, len(rows), poll_rate)
@@ -185,7 +186,8 @@ def create_der_program(session: Session, *, description: str | None, primacy: in
     )
 
 
-def _der_program_for_update(session: Session, program_id: int) -> store.DerProgram:
+def der_program_row(session: Session, program_id: int) -> store.DerProgram:
+    """The stored DER program, for the operator (no scope); NotFound when there is none."""
     row = store.get_program(session, program_id)
     if row is None:
         raise NotFound(f"no DER program {program_id}")
@@ -194,7 +196,7 @@ def _der_program_for_update(session: Session, program_id: int) -> store.DerProgr
 
 def set_default_control(session: Session, program_id: int, spec: Any, *, pen: int = 0) -> None:
     """Set or change a program's DefaultDERControl: same mRID, version bumped on every change."""
-    row = _der_program_for_update(session, program_id)
+    row = der_program_row(session, program_id)
     xml = mapper.der_control_base_xml(control_base(spec))
     if xml == row.default_base:
         return
@@ -206,13 +208,13 @@ def set_default_control(session: Session, program_id: int, spec: Any, *, pen: in
 
 
 def add_members(session: Session, program_id: int, device_ids: Sequence[int]) -> int:
-    _der_program_for_update(session, program_id)
+    der_program_row(session, program_id)
     _check_devices(session, device_ids)
     return store.add_members(session, program_id, device_ids)
 
 
 def remove_members(session: Session, program_id: int, device_ids: Sequence[int]) -> int:
-    _der_program_for_update(session, program_id)
+    der_program_row(session, program_id)
     return store.remove_members(session, program_id, device_ids)
 
 
@@ -243,7 +245,7 @@ def create_events(
 
     The scheduler publishes one per device with its own setpoint; an operator may publish one for
     all members. Devices must be members of the program."""
-    _der_program_for_update(session, program_id)
+    der_program_row(session, program_id)
     for name, value in (("start", start), ("duration", duration)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value >= 2**62:
             raise Invalid(f"{name} must be a non-negative number of seconds")

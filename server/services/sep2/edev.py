@@ -2,7 +2,8 @@
 
 Rules (IEEE 2030.5 §6.3.4, §6.3.5, CSIP): a device registers only itself, with the LFDI and SFDI
 of its certificate; an aggregator registers LFDIs other than its own and then manages them; an
-LFDI is registered once; a device sees only its own EndDevice.
+LFDI is registered once; a device sees only its own EndDevice. How a device looks on the wire is
+server.services.sep2.mappers.edev's business.
 """
 
 from __future__ import annotations
@@ -18,27 +19,10 @@ from server.sep2 import uris
 from server.sep2.identity import is_valid_pin, normalize_lfdi, sfdi_from_lfdi
 from server.sep2.models import EndDevice, EndDeviceList, Registration
 from server.sep2.paging import Page
-from server.sep2.types import ListLinkValue
 from server.services.errors import Conflict, Forbidden, Invalid, NotFound
+from server.services.sep2.mappers import edev as mapper
 
 OPERATOR = "operator"
-
-
-def to_wire(device: Any) -> EndDevice:
-    """A Device (ORM object or Row) as the 2030.5 EndDevice."""
-    ids = {"edev_id": device.id}
-    return EndDevice(
-        href=uris.edev(device.id),
-        der_list_link=ListLinkValue(uris.href(uris.DER_LIST, **ids), 1),
-        device_category=device.device_category,
-        lfdi=device.lfdi,
-        sfdi=device.sfdi,
-        changed_time=device.changed_time,
-        enabled=device.enabled,
-        function_set_assignments_list_link=ListLinkValue(uris.href(uris.FSA_LIST, **ids), 1),
-        post_rate=device.post_rate,
-        registration_link=uris.edev_rg(device.id) if device.pin is not None else None,
-    )
 
 
 def _add(session: Session, device: Device) -> Device:
@@ -52,16 +36,11 @@ def _add(session: Session, device: Device) -> Device:
 def end_device_list(db: repo.Reader, scope: Scope, page: Page, poll_rate: int) -> EndDeviceList:
     total = repo.count_devices(db, scope)
     rows = repo.list_devices(db, scope, page.start, page.limit)
-    return EndDeviceList(
-        href=uris.EDEV_LIST,
-        all=total,
-        results=len(rows),
-        poll_rate=poll_rate,
-        end_devices=[to_wire(d) for d in rows],
-    )
+    return mapper.end_device_list(rows, total, poll_rate)
 
 
-def _row(db: repo.Reader, scope: Scope, device_id: int) -> Any:
+def visible_device(db: repo.Reader, scope: Scope, device_id: int) -> Any:
+    """The device's row when the client may see it; otherwise it does not exist (NotFound)."""
     device = repo.device_row(db, scope, device_id)
     if device is None:
         raise NotFound("no such EndDevice")
@@ -76,7 +55,7 @@ def _for_update(session: Session, scope: Scope, device_id: int) -> Device:
 
 
 def end_device(db: repo.Reader, scope: Scope, device_id: int) -> EndDevice:
-    return to_wire(_row(db, scope, device_id))
+    return mapper.end_device(visible_device(db, scope, device_id))
 
 
 def parse_lfdi(text: str) -> str:
@@ -158,15 +137,10 @@ def delete(session: Session, scope: Scope, device_id: int) -> None:
 
 
 def registration(db: repo.Reader, scope: Scope, device_id: int, poll_rate: int) -> Registration:
-    device = _row(db, scope, device_id)
+    device = visible_device(db, scope, device_id)
     if device.pin is None or device.pin_time is None:
         raise NotFound("no Registration for this EndDevice")
-    return Registration(
-        href=uris.edev_rg(device.id),
-        poll_rate=poll_rate,
-        date_time_registered=device.pin_time,
-        pin=device.pin,
-    )
+    return mapper.registration(device, poll_rate)
 
 
 def register_out_of_band(

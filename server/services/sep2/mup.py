@@ -54,11 +54,12 @@ start descending (Table 39); ReadingList by start ascending (the order localIDs 
 `a` ("after", UTC seconds), on the time-ordered lists: a ReadingList keeps the readings whose
 timePeriod.start ≥ a; a ReadingSetList the sets that end after a (those that can hold such
 readings). `all` counts what `a` keeps; `s` and `l` then page it.
+
+How rows look on the wire is server.services.sep2.mappers.mup's business.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,8 +68,7 @@ from sqlalchemy.orm import Session
 from server.db import metering
 from server.db.repo import Reader
 from server.scope import Scope
-from server.sep2 import codec, uris
-from server.sep2.derp import DateTimeInterval
+from server.sep2 import uris
 from server.sep2.identity import normalize_lfdi
 from server.sep2.mup import (
     MeterReading,
@@ -86,8 +86,8 @@ from server.sep2.mup import (
     UsagePointList,
 )
 from server.sep2.paging import Page
-from server.sep2.types import ListLinkValue
 from server.services.errors import Forbidden, Invalid, NotFound
+from server.services.sep2.mappers import mup as mapper
 
 MAX_USAGE_POINTS_PER_DEVICE = 16
 MAX_METER_READINGS_PER_USAGE_POINT = 128
@@ -100,32 +100,7 @@ class LimitReached(Invalid):
     reason_code = 2  # 2030.5 Error reasonCode: resource limit reached
 
 
-def _hex(bits: int | None) -> str | None:
-    """A bitmap as HexBinary16: one byte when it fits, else two."""
-    if bits is None:
-        return None
-    return f"{bits:02X}" if bits < 0x100 else f"{bits:04X}"
-
-
-def _bits(text: str | None) -> int | None:
-    return int(text, 16) if text else None
-
-
 # ------------------------------------------------------------------------------ mirror side
-
-
-def _mirror_to_wire(row: Any) -> MirrorUsagePoint:
-    return MirrorUsagePoint(
-        href=uris.href(uris.MUP, mup_id=row.id),
-        mrid=row.mrid,
-        description=row.description,
-        version=row.version,
-        role_flags=_hex(row.role_flags) or "00",
-        service_category_kind=row.service_category_kind,
-        status=row.status,
-        device_lfdi=row.device_lfdi,
-        post_rate=row.device_post_rate if row.device_post_rate is not None else row.post_rate,
-    )
 
 
 def _usage_points_page(db: Reader, scope: Scope, page: Page) -> tuple[int, Any]:
@@ -135,13 +110,7 @@ def _usage_points_page(db: Reader, scope: Scope, page: Page) -> tuple[int, Any]:
 
 def mirror_usage_point_list(db: Reader, scope: Scope, page: Page, poll_rate: int) -> MirrorUsagePointList:
     total, rows = _usage_points_page(db, scope, page)
-    return MirrorUsagePointList(
-        href=uris.MUP_LIST,
-        all=total,
-        results=len(rows),
-        poll_rate=poll_rate,
-        mirror_usage_points=[_mirror_to_wire(r) for r in rows],
-    )
+    return mapper.mirror_usage_point_list(rows, total, poll_rate)
 
 
 def _usage_point_row(db: Reader, scope: Scope, usage_point_id: int) -> Any:
@@ -152,7 +121,7 @@ def _usage_point_row(db: Reader, scope: Scope, usage_point_id: int) -> Any:
 
 
 def mirror_usage_point(db: Reader, scope: Scope, mup_id: int) -> MirrorUsagePoint:
-    return _mirror_to_wire(_usage_point_row(db, scope, mup_id))
+    return mapper.mirror_usage_point(_usage_point_row(db, scope, mup_id))
 
 
 def post_mirror_usage_point(session: Session, scope: Scope, posted: MirrorUsagePoint, now: int) -> tuple[int, bool]:
@@ -169,7 +138,7 @@ def post_mirror_usage_point(session: Session, scope: Scope, posted: MirrorUsageP
     values = {
         "description": posted.description,
         "version": posted.version,
-        "role_flags": _bits(posted.role_flags) or 0,
+        "role_flags": mapper.bits(posted.role_flags) or 0,
         "service_category_kind": posted.service_category_kind,
         "status": posted.status,
         "post_rate": posted.post_rate,
@@ -203,23 +172,6 @@ def post_readings(
     return uris.href(uris.MR, upt_id=mup_id, mr_id=ids[posted.mrid])
 
 
-def _canonical_type(reading_type: ReadingType) -> str:
-    return codec.render(dataclasses.replace(reading_type, href=None)).decode("utf-8")
-
-
-def _type_columns(rt: ReadingType) -> dict[str, Any]:
-    return {
-        "uom": rt.uom,
-        "multiplier": rt.power_of_ten_multiplier or 0,
-        "flow_direction": rt.flow_direction,
-        "kind": rt.kind,
-        "accumulation_behaviour": rt.accumulation_behaviour,
-        "data_qualifier": rt.data_qualifier,
-        "interval_length": rt.interval_length,
-        "phase": rt.phase,
-    }
-
-
 def _ingest(session: Session, usage_point_id: int, posted: Sequence[MirrorMeterReading], now: int) -> dict[str, int]:
     """Create new meter readings, check known ones, store every reading; {mRID: meter reading id}."""
     if not posted:
@@ -244,15 +196,15 @@ def _ingest(session: Session, usage_point_id: int, posted: Sequence[MirrorMeterR
                 "mrid": mrid,
                 "description": mmr.description,
                 "version": mmr.version,
-                "reading_type": _canonical_type(mmr.reading_type),
+                "reading_type": mapper.reading_type_text(mmr.reading_type),
                 "created_time": now,
-                **_type_columns(mmr.reading_type),
+                **mapper.reading_type_columns(mmr.reading_type),
             })
         known = metering.meter_readings_of(session, usage_point_id)
     readings: list[metering.NewReading] = []
     for mmr in posted:
         row = known[mmr.mrid]
-        if mmr.reading_type is not None and _canonical_type(mmr.reading_type) != row.reading_type:
+        if mmr.reading_type is not None and mapper.reading_type_text(mmr.reading_type) != row.reading_type:
             raise Invalid(f"the ReadingType of MeterReading {mmr.mrid} cannot change (post a new mRID)")
         if mmr.mrid not in new:
             changes = {
@@ -306,63 +258,26 @@ def _reading(row: Any, r: Reading, start: int, duration: int, now: int) -> meter
         duration=duration,
         value=r.value,
         multiplier=row.multiplier,
-        quality_flags=_bits(r.quality_flags),
+        quality_flags=mapper.bits(r.quality_flags),
     )
 
 
 # -------------------------------------------------------------------------------- read side
 
 
-def _usage_point_to_wire(row: Any) -> UsagePoint:
-    return UsagePoint(
-        href=uris.href(uris.UPT, upt_id=row.id),
-        mrid=row.mrid,
-        description=row.description,
-        version=row.version,
-        role_flags=_hex(row.role_flags) or "00",
-        service_category_kind=row.service_category_kind,
-        status=row.status,
-        device_lfdi=row.device_lfdi,
-        meter_reading_list_link=ListLinkValue(uris.href(uris.MR_LIST, upt_id=row.id), row.meter_readings),
-    )
-
-
 def usage_point_list(db: Reader, scope: Scope, page: Page, poll_rate: int) -> UsagePointList:
     total, rows = _usage_points_page(db, scope, page)
-    return UsagePointList(
-        href=uris.UPT_LIST,
-        all=total,
-        results=len(rows),
-        poll_rate=poll_rate,
-        usage_points=[_usage_point_to_wire(r) for r in rows],
-    )
+    return mapper.usage_point_list(rows, total, poll_rate)
 
 
 def usage_point(db: Reader, scope: Scope, upt_id: int) -> UsagePoint:
-    return _usage_point_to_wire(_usage_point_row(db, scope, upt_id))
-
-
-def _meter_reading_to_wire(upt_id: int, row: Any) -> MeterReading:
-    ids = {"upt_id": upt_id, "mr_id": row.id}
-    return MeterReading(
-        href=uris.href(uris.MR, **ids),
-        mrid=row.mrid,
-        description=row.description,
-        version=row.version,
-        reading_set_list_link=ListLinkValue(uris.href(uris.RS_LIST, **ids), row.days),
-        reading_type_link=uris.href(uris.RT, **ids),
-    )
+    return mapper.usage_point(_usage_point_row(db, scope, upt_id))
 
 
 def meter_reading_list(db: Reader, scope: Scope, upt_id: int, page: Page) -> MeterReadingList:
     _usage_point_row(db, scope, upt_id)
     total, rows = metering.meter_reading_page(db, upt_id, page.start, page.limit)
-    return MeterReadingList(
-        href=uris.href(uris.MR_LIST, upt_id=upt_id),
-        all=total,
-        results=len(rows),
-        meter_readings=[_meter_reading_to_wire(upt_id, r) for r in rows],
-    )
+    return mapper.meter_reading_list(upt_id, rows, total)
 
 
 def _meter_reading_row(db: Reader, scope: Scope, upt_id: int, mr_id: int) -> Any:
@@ -373,36 +288,18 @@ def _meter_reading_row(db: Reader, scope: Scope, upt_id: int, mr_id: int) -> Any
 
 
 def meter_reading(db: Reader, scope: Scope, upt_id: int, mr_id: int) -> MeterReading:
-    return _meter_reading_to_wire(upt_id, _meter_reading_row(db, scope, upt_id, mr_id))
+    return mapper.meter_reading(upt_id, _meter_reading_row(db, scope, upt_id, mr_id))
 
 
 def reading_type(db: Reader, scope: Scope, upt_id: int, mr_id: int) -> ReadingType:
-    row = _meter_reading_row(db, scope, upt_id, mr_id)
-    text = row.reading_type.encode("utf-8")
-    stored = codec.parse(text, ReadingType, max_bytes=len(text))
-    return dataclasses.replace(stored, href=uris.href(uris.RT, upt_id=upt_id, mr_id=mr_id))
-
-
-def _reading_set_to_wire(upt_id: int, mr_id: int, day: int) -> ReadingSet:
-    ids = {"upt_id": upt_id, "mr_id": mr_id, "rs_id": day}
-    return ReadingSet(
-        href=uris.href(uris.RS, **ids),
-        mrid=f"{mr_id:016X}{day:08X}00000000",  # stable: (meter reading, day), then PEN 0
-        time_period=DateTimeInterval(start=day * DAY, duration=DAY),
-        reading_list_link=ListLinkValue(uris.href(uris.R_LIST, **ids)),
-    )
+    return mapper.reading_type(upt_id, mr_id, _meter_reading_row(db, scope, upt_id, mr_id).reading_type)
 
 
 def reading_set_list(db: Reader, scope: Scope, upt_id: int, mr_id: int, page: Page) -> ReadingSetList:
     _meter_reading_row(db, scope, upt_id, mr_id)
     min_day = 0 if page.after is None else page.after // DAY
     total, days = metering.reading_days(db, mr_id, min_day, page.start, page.limit)
-    return ReadingSetList(
-        href=uris.href(uris.RS_LIST, upt_id=upt_id, mr_id=mr_id),
-        all=total,
-        results=len(days),
-        reading_sets=[_reading_set_to_wire(upt_id, mr_id, d) for d in days],
-    )
+    return mapper.reading_set_list(upt_id, mr_id, days, total)
 
 
 def _day(db: Reader, scope: Scope, upt_id: int, mr_id: int, rs_id: int) -> None:
@@ -413,16 +310,7 @@ def _day(db: Reader, scope: Scope, upt_id: int, mr_id: int, rs_id: int) -> None:
 
 def reading_set(db: Reader, scope: Scope, upt_id: int, mr_id: int, rs_id: int) -> ReadingSet:
     _day(db, scope, upt_id, mr_id, rs_id)
-    return _reading_set_to_wire(upt_id, mr_id, rs_id)
-
-
-def _reading_to_wire(upt_id: int, mr_id: int, day: int, row: Any) -> Reading:
-    return Reading(
-        href=uris.href(uris.R, upt_id=upt_id, mr_id=mr_id, rs_id=day, r_id=row.start - day * DAY),
-        quality_flags=_hex(row.quality_flags),
-        time_period=DateTimeInterval(start=row.start, duration=row.duration),
-        value=row.value,
-    )
+    return mapper.reading_set(upt_id, mr_id, rs_id)
 
 
 def reading_list(db: Reader, scope: Scope, upt_id: int, mr_id: int, rs_id: int, page: Page) -> ReadingList:
@@ -431,12 +319,7 @@ def reading_list(db: Reader, scope: Scope, upt_id: int, mr_id: int, rs_id: int, 
     if page.after is not None:
         lo = max(lo, page.after)
     total, rows = metering.readings(db, mr_id, lo, hi, page.start, page.limit)
-    return ReadingList(
-        href=uris.href(uris.R_LIST, upt_id=upt_id, mr_id=mr_id, rs_id=rs_id),
-        all=total,
-        results=len(rows),
-        readings=[_reading_to_wire(upt_id, mr_id, rs_id, r) for r in rows],
-    )
+    return mapper.reading_list(upt_id, mr_id, rs_id, rows, total)
 
 
 def reading(db: Reader, scope: Scope, upt_id: int, mr_id: int, rs_id: int, r_id: int) -> Reading:
@@ -444,4 +327,4 @@ def reading(db: Reader, scope: Scope, upt_id: int, mr_id: int, rs_id: int, r_id:
     row = metering.reading(db, mr_id, rs_id * DAY + r_id) if r_id < DAY else None
     if row is None:
         raise NotFound("no such Reading")
-    return _reading_to_wire(upt_id, mr_id, rs_id, row)
+    return mapper.reading(upt_id, mr_id, rs_id, row)

@@ -1,7 +1,7 @@
 """Responses function set (`rsps`): devices acknowledge events at the event's replyTo.
 
-One ResponseSet per program (`/rsps/{program}`), its ResponseList the replyTo of the program's
-events. A Response is accepted when (IEEE 2030.5 §12.1.3 "Response", CSIP):
+One ResponseSet per DER program (`/rsps/{program}`), its ResponseList the replyTo of the DER
+program's events. A Response is accepted when (IEEE 2030.5 §12.1.3 "Response", CSIP):
 - endDeviceLFDI names a device the caller may act for: its own, or one its aggregator manages
   (otherwise 400, reasonCode 1 — identity is never taken from a body);
 - subject is the mRID of an event of this program that applies to that device (all members,
@@ -17,91 +17,60 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from server.db import derp as program_store
+from server.db import derp as der_store
 from server.db import repo
 from server.db import rsps as store
 from server.db.derp import DerEvent, ProgramMember
 from server.db.models import Device
 from server.db.repo import Reader
 from server.scope import Scope
-from server.sep2 import uris
 from server.sep2.paging import Page
 from server.sep2.rsps import RESPONSE_STATUSES, Response, ResponseList, ResponseSet, ResponseSetList
-from server.sep2.types import ListLinkValue
 from server.services.errors import Invalid, NotFound
+from server.services.sep2.mappers import rsps as mapper
 
 
 def _visible_device_ids(db: Reader, scope: Scope) -> list[int]:
     return [row.id for row in repo.list_devices(db, scope, 0, 2**31 - 1)]
 
 
-def _programs(db: Reader, scope: Scope) -> list[Any]:
+def _der_programs(db: Reader, scope: Scope) -> list[Any]:
+    """The DER programs of the devices the client may see, by id."""
     seen: dict[int, Any] = {}
     for device_id in _visible_device_ids(db, scope):
-        for row in program_store.programs_of_device(db, scope, device_id):
+        for row in der_store.programs_of_device(db, scope, device_id):
             seen.setdefault(row.id, row)
     return sorted(seen.values(), key=lambda r: r.id)
 
 
-def _response_set(row: Any) -> ResponseSet:
-    return ResponseSet(
-        href=uris.href(uris.RSPS, rsps_id=row.id),
-        mrid=row.mrid,
-        description=row.description,
-        response_list_link=ListLinkValue(uris.href(uris.RSP_LIST, rsps_id=row.id)),
-    )
-
-
 def response_set_list(db: Reader, scope: Scope, page: Page, poll_rate: int) -> ResponseSetList:
-    rows = _programs(db, scope)
-    shown = rows[page.start : page.start + page.limit]
-    return ResponseSetList(
-        href=uris.RSPS_LIST,
-        all=len(rows),
-        results=len(shown),
-        poll_rate=poll_rate,
-        response_sets=[_response_set(r) for r in shown],
-    )
+    rows = _der_programs(db, scope)
+    return mapper.response_set_list(rows[page.start : page.start + page.limit], len(rows), poll_rate)
 
 
-def _program(db: Reader, scope: Scope, program_id: int) -> Any:
-    for row in _programs(db, scope):
+def _der_program(db: Reader, scope: Scope, program_id: int) -> Any:
+    for row in _der_programs(db, scope):
         if row.id == program_id:
             return row
     raise NotFound("no such ResponseSet")
 
 
 def response_set(db: Reader, scope: Scope, program_id: int) -> ResponseSet:
-    return _response_set(_program(db, scope, program_id))
-
-
-def _to_wire(program_id: int, row: Any) -> Response:
-    return Response(
-        href=uris.href(uris.RSP, rsps_id=program_id, rsp_id=row.id),
-        created_date_time=row.created_date_time,
-        end_device_lfdi=row.lfdi,
-        status=row.status,
-        subject=row.subject,
-    )
+    return mapper.response_set(_der_program(db, scope, program_id))
 
 
 def response_list(db: Reader, scope: Scope, program_id: int, page: Page) -> ResponseList:
-    _program(db, scope, program_id)
+    _der_program(db, scope, program_id)
     total, rows = store.for_devices(db, program_id, _visible_device_ids(db, scope), page.start, page.limit)
-    return ResponseList(
-        href=uris.href(uris.RSP_LIST, rsps_id=program_id),
-        all=total,
-        results=len(rows),
-        responses=[_to_wire(program_id, r) for r in rows],
-    )
+    return mapper.response_list(program_id, rows, total)
 
 
 def response(db: Reader, scope: Scope, program_id: int, response_id: int) -> Response:
-    _program(db, scope, program_id)
+    _der_program(db, scope, program_id)
     _total, rows = store.for_devices(db, program_id, _visible_device_ids(db, scope), 0, 2**31 - 1)
     for row in rows:
         if row.id == response_id:
-            return _to_wire(program_id, row)
+            return mapper.response(program_id, row)
     raise NotFound("no such Response")
 
 
@@ -122,7 +91,7 @@ def post_response(session: Session, scope: Scope, program_id: int, posted: Respo
     ).first()
     member = session.get(ProgramMember, (program_id, device.id)) is not None
     if event is None or not member:
-        raise Invalid("subject is not an event of this program for that device")
+        raise Invalid("subject is not an event of this DER program for that device")
     row = store.add(
         session,
         store.DerResponse(

@@ -1,0 +1,50 @@
+"""EndDevice function set (`edev`): EndDevice, EndDeviceList and Registration from the stored
+devices (server.db.models.Device: an ORM object or a Core Row with the same columns)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from server.sep2 import uris
+from server.sep2.models import EndDevice, EndDeviceList, Registration
+from server.sep2.types import ListLinkValue
+
+
+def end_device(device: Any) -> EndDevice:
+    """A device as the 2030.5 EndDevice: links to its one DER and its one FunctionSetAssignments,
+    and to its Registration when an operator gave it a PIN."""
+    ids = {"edev_id": device.id}
+    return EndDevice(
+        href=uris.edev(device.id),
+        der_list_link=ListLinkValue(uris.href(uris.DER_LIST, **ids), 1),
+        device_category=device.device_category,
+        lfdi=device.lfdi,
+        sfdi=device.sfdi,
+        changed_time=device.changed_time,
+        enabled=device.enabled,
+        function_set_assignments_list_link=ListLinkValue(uris.href(uris.FSA_LIST, **ids), 1),
+        post_rate=device.post_rate,
+        registration_link=uris.edev_rg(device.id) if device.pin is not None else None,
+    )
+
+
+def end_device_list(devices: Sequence[Any], all_: int, poll_rate: int) -> EndDeviceList:
+    """A page of devices out of `all_`."""
+    return EndDeviceList(
+        href=uris.EDEV_LIST,
+        all=all_,
+        results=len(devices),
+        poll_rate=poll_rate,
+        end_devices=[end_device(d) for d in devices],
+    )
+
+
+def registration(device: Any, poll_rate: int) -> Registration:
+    """A device's Registration: the PIN an operator gave it and when (pin, pin_time)."""
+    return Registration(
+        href=uris.edev_rg(device.id),
+        poll_rate=poll_rate,
+        date_time_registered=device.pin_time,
+        pin=device.pin,
+    )
