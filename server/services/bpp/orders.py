@@ -16,7 +16,7 @@ Rules:
   within an order. An unknown tag code in the `der` group is refused (a typo must not silently
   turn into a default curve). `bid-curve` and `objectives` are JSON texts (a JSON array/object is
   accepted as well); at most one of them. Reading a fulfillment makes its typed offer
-  (commands.power_offer / objective_offer), so a malformed curve is refused at its tag.
+  (server.services.flex.offers), so a malformed curve is refused at its tag.
 * init: items[0] an active program (30004), billing.name required, every device's Enroll command
   checked NOW by enrollments.check_enroll, which reads and writes nothing: registered LFDI,
   eligible kind, grid node inside the program's area, curve/objective within its ratings, not
@@ -76,17 +76,9 @@ from server.db import flex as store
 from server.db.beckn import BecknOrder, BecknRating
 from server.db.models import Device
 from server.services.flex import enrollments, handlers, stored
-from server.services.flex.commands import (
-    ChangeEnrollmentState,
-    ChangeOffer,
-    CommandError,
-    DeviceRef,
-    Enroll,
-    InvalidCommand,
-    Offer,
-    objective_offer,
-    power_offer,
-)
+from server.services.flex.command_errors import CommandError, InvalidCommand
+from server.services.flex.commands import ChangeEnrollmentState, ChangeOffer, DeviceRef, Enroll
+from server.services.flex.offers import Offer, objective_offer, power_offer
 from server.beckn.values import arr, fail, json_text, number, obj, tag, tag_group, tag_values, text, ts
 from server.services.bpp.catalog import (
     CANCELLATION_REASONS,

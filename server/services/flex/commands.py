@@ -9,11 +9,9 @@ area, an offer is within the device's ratings) the command's handler checks when
 (server.services.flex.handlers.execute(session, command, now) → a typed result of
 server.services.flex.results).
 
-Every refusal is a `CommandError` naming the field at fault, dotted in the command's admin JSON
-form ("offer.power[2]", "grid_node", "requested_kw"), or None for the command as a whole. It is an
-Invalid, NotFound or Conflict of server.services.errors, so every transport renders it in its own
-protocol's error format as before; the admin API adds the field to its problem JSON and the Beckn
-BPP maps it onto the JSON path of the fulfillment it came from.
+Every refusal is a `CommandError` (server.services.flex.command_errors) naming the field at fault,
+dotted in the command's admin JSON form ("offer.power[2]", "grid_node", "requested_kw"). An
+enrollment's offer is a typed `Offer` (server.services.flex.offers).
 
 Programs have two states, active and cancelled (server.db.flex): a program cannot be paused, so
 there is no PauseProgram or ResumeProgram; an enrollment can (ChangeEnrollmentState).
@@ -21,139 +19,20 @@ there is no PauseProgram or ResumeProgram; an enrollment can (ChangeEnrollmentSt
 
 from __future__ import annotations
 
-import json
 import math
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from enum import Enum
 from types import MappingProxyType
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, Final
 
 from programs import enrollment as lifecycle
-from programs.curves import Objective, parse_objective, parse_power_points, power_to_reduction
 from programs.kinds import DeviceKind
 from programs.model import Program, ProgramError
-from server.services.errors import Conflict, Invalid, NotFound, ServiceError, check_text, no_unknown_keys
-
-# ------------------------------------------------------------------------------------- errors
-
-
-class CommandError(ServiceError):
-    """A command refused: `kind` says how (invalid | not_found | conflict), `field` names what."""
-
-    kind: ClassVar[Literal["invalid", "not_found", "conflict"]]
-
-    def __init__(self, field: str | None, message: str):
-        super().__init__(message)
-        self.field = field
-
-    @staticmethod
-    def of(exc: ServiceError, field: str | None) -> CommandError:
-        """The CommandError of `exc`'s kind, about `field` (a CommandError keeps its own field)."""
-        if isinstance(exc, CommandError):
-            return exc
-        if isinstance(exc, NotFound):
-            return CommandNotFound(field, exc.message)
-        if isinstance(exc, Conflict):
-            return CommandConflict(field, exc.message)
-        return InvalidCommand(field, exc.message)
-
-
-class InvalidCommand(CommandError, Invalid):
-    kind = "invalid"
-
-
-class CommandNotFound(CommandError, NotFound):
-    kind = "not_found"
-
-
-class CommandConflict(CommandError, Conflict):
-    kind = "conflict"
-
-
-@contextmanager
-def about(field: str | None) -> Iterator[None]:
-    """A ServiceError raised inside becomes the CommandError of its kind naming `field`."""
-    try:
-        yield
-    except ServiceError as exc:
-        raise CommandError.of(exc, field) from None
-
-
-def _known_keys(body: Any, allowed: set[str], what: str) -> Mapping[str, Any]:
-    """`body` as a JSON object with no key `what` does not have (the first unknown key is the field)."""
-    try:
-        no_unknown_keys(body, allowed, what)
-    except Invalid as exc:
-        unknown = sorted(set(body) - allowed) if isinstance(body, Mapping) else []
-        raise InvalidCommand(str(unknown[0]) if unknown else None, exc.message) from None
-    return body
-
-
-# ------------------------------------------------------------------------------------- offers
-
-_POINT = re.compile(r"power curve point (\d+)")
-_OBJECTIVE_KEY = re.compile(r"objective\.(\w+)")
-
-
-def offer_error(exc: ValueError | OverflowError, field: str = "offer") -> InvalidCommand:
-    """An offer's curve or objective refused by the domain (programs.curves), with the field: its
-    messages name a point as "power curve point j" and an objective's key as "objective.key"."""
-    if isinstance(exc, OverflowError):  # an integer beyond the float range
-        return InvalidCommand(field, f"{field}: a number is too large (the largest is about 1.8e308)")
-    message = str(exc)
-    point, key = _POINT.search(message), _OBJECTIVE_KEY.search(message)
-    where = (f"{field}.power[{point.group(1)}]" if point else f"{field}.objective.{key.group(1)}" if key else field)
-    return InvalidCommand(where, f"{field}: {message}")
-
-
-@dataclass(frozen=True)
-class Offer:
-    """What a device offers: a power curve (price → kW, kW negative = consumption) or an objective
-    (programs.curves), checked for shape; `text` is its JSON as stored and shown. Whether the
-    device can honour it (its ratings) is checked when the enrollment is made."""
-
-    text: str
-    power: tuple[tuple[float, float], ...] | None = None
-    objective: Objective | None = None
-
-    def json(self) -> dict[str, Any]:
-        return json.loads(self.text)
-
-
-def power_offer(points: Any, field: str = "offer") -> Offer:
-    """An offer of a power curve: [[price, kW], …] or Beckn [{"price", "powerKW"}, …]."""
-    if not isinstance(points, list) or not points:
-        raise InvalidCommand(f"{field}.power", f"{field}: power must be a non-empty list of [price, kW] points")
-    try:
-        parsed = parse_power_points(points)
-        power_to_reduction(parsed)  # and the reductions from its baseline are finite too
-    except (ValueError, OverflowError) as exc:
-        raise offer_error(exc, field) from None
-    return Offer(json.dumps({"power": points}), power=tuple(parsed))
-
-
-def objective_offer(objective: Any, field: str = "offer") -> Offer:
-    """An offer of an objective ({"reduceKW": …}, {"targetChargeKWh": …} or {"reservePercent": …})."""
-    try:
-        parsed = parse_objective(objective)
-    except (ValueError, OverflowError) as exc:
-        raise offer_error(exc, field) from None
-    return Offer(json.dumps({"objective": objective}), objective=parsed)
-
-
-def parse_offer(value: Any, field: str = "offer") -> Offer | None:
-    """{"power": […]} | {"objective": {…}} | None (the default curve from the device's ratings)."""
-    if value is None:
-        return None
-    if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in ("power", "objective"):
-        raise InvalidCommand(field, f'{field}: an offer is {{"power": [[price, kW], …]}} or {{"objective": {{…}}}}')
-    if "power" in value:
-        return power_offer(value["power"], field)
-    return objective_offer(value["objective"], field)
-
+from server.services.errors import check_text
+from server.services.flex.command_errors import InvalidCommand, about, known_keys
+from server.services.flex.offers import Offer, parse_offer
 
 # ----------------------------------------------------------------------------------- programs
 
@@ -204,7 +83,7 @@ def parse_program(body: Any) -> Program:
     try:
         program = Program.from_dict(body)
     except ProgramError as exc:
-        raise InvalidCommand(_program_field(exc.errors[0]) if exc.errors else None, f"invalid program: {exc}") from None
+        raise InvalidCommand(_program_field(exc.errors[0]) if exc.errors else None, str(exc)) from None  # "invalid program: …"
     except ValueError as exc:
         raise InvalidCommand(None, f"invalid program: {exc}") from None
     except OverflowError:  # float() of an integer beyond the float range
@@ -300,7 +179,7 @@ def _node_name(value: Any, field: str) -> str:
 def parse_put_grid_node(body: Any) -> PutGridNode:
     """{name, parent?, load_percent?, adder_per_percent?, congestion_multiplier?, max_forward_kw?,
     max_reverse_kw?, current_load_kw?}; parent null makes it a top-level node."""
-    body = _known_keys(body, _NODE_KEYS, "a grid node")
+    body = known_keys(body, _NODE_KEYS, "a grid node")
     name = _node_name(body.get("name"), "name")
     given: dict[str, Any] = {k: _node_number(k, body[k]) for k in NODE_NUMBERS if k in body}
     if "parent" in body:
@@ -382,14 +261,7 @@ def _one_device() -> InvalidCommand:
                           "(40 hex digits)")
 
 
-def device_ref(device_id: Any = None, lfdi: Any = None) -> DeviceRef:
-    """The device given as exactly one of an EndDevice id or an LFDI (None: not given)."""
-    if (device_id is None) == (lfdi is None):
-        raise _one_device()
-    return _device_id(device_id) if device_id is not None else _lfdi(lfdi)
-
-
-def customer_of(value: Any) -> str:
+def _customer(value: Any) -> str:
     with about("customer"):
         customer = check_text(value, "customer", 100)
     if not customer:
@@ -397,7 +269,7 @@ def customer_of(value: Any) -> str:
     return customer
 
 
-def kind_of(value: Any) -> DeviceKind | None:
+def _kind(value: Any) -> DeviceKind | None:
     if value is None:
         return None
     try:
@@ -406,7 +278,7 @@ def kind_of(value: Any) -> DeviceKind | None:
         raise InvalidCommand("kind", f"kind must be one of {', '.join(k.value for k in DeviceKind)}") from None
 
 
-def start_state(value: Any) -> lifecycle.State:
+def _start_state(value: Any) -> lifecycle.State:
     """The state an enrollment is made in (programs.enrollment.START_STATES)."""
     try:
         state = lifecycle.State(value) if isinstance(value, str) else None
@@ -417,7 +289,7 @@ def start_state(value: Any) -> lifecycle.State:
     raise InvalidCommand("state", "state must be " + " or ".join(f'"{s}"' for s in sorted(lifecycle.START_STATES)))
 
 
-def grid_node_of(value: Any) -> str | None:
+def _grid_node(value: Any) -> str | None:
     if value is None:
         return None
     with about("grid_node"):
@@ -426,14 +298,14 @@ def grid_node_of(value: Any) -> str | None:
 
 def parse_enroll(program_id: int, body: Any) -> Enroll:
     """{device_id | lfdi, customer, kind?, grid_node?, offer?, state?} (server.services.flex.enrollments)."""
-    body = _known_keys(body, _ENROLL_KEYS, "an enrollment")
+    body = known_keys(body, _ENROLL_KEYS, "an enrollment")
     if ("device_id" in body) == ("lfdi" in body):
         raise _one_device()
     device = _device_id(body["device_id"]) if "device_id" in body else _lfdi(body["lfdi"])
     return Enroll(
-        program_id=program_id, device=device, customer=customer_of(body.get("customer")), kind=kind_of(body.get("kind")),
-        grid_node=grid_node_of(body.get("grid_node")), offer=parse_offer(body.get("offer")),
-        state=start_state(body.get("state", "active")),
+        program_id=program_id, device=device, customer=_customer(body.get("customer")), kind=_kind(body.get("kind")),
+        grid_node=_grid_node(body.get("grid_node")), offer=parse_offer(body.get("offer")),
+        state=_start_state(body.get("state", "active")),
     )
 
 

@@ -28,21 +28,16 @@ from server.db import flex as store
 from server.db.models import Device
 from server.services import clock, outbox
 from server.services.flex.cancelling import cancel_device_events
+from server.services.flex.command_errors import CommandConflict, CommandNotFound, InvalidCommand, about
 from server.services.flex.commands import (
     ChangeEnrollmentState,
     ChangeOffer,
-    CommandConflict,
-    CommandNotFound,
     DeviceRef,
     Enroll,
-    InvalidCommand,
-    Offer,
-    about,
-    offer_error,
     parse_enroll,
     parse_enrollment_event,
-    parse_offer,
 )
+from server.services.flex.offers import Offer, offer_error, parse_offer
 from server.services.flex.gathering import ratings_of, reported_kind
 from server.services.flex.grid_nodes import grid_tree
 from server.services.flex.results import EnrollmentResult

@@ -15,13 +15,11 @@ from sqlalchemy.orm import Session
 from programs.grid import GridNode as DomainNode
 from programs.grid import GridTree
 from server.db import flex as store
+from server.services.flex.command_errors import CommandConflict, CommandNotFound, InvalidCommand
 from server.services.flex.commands import (
     KEEP,
     NODE_NUMBERS,
-    CommandConflict,
-    CommandNotFound,
     DeleteGridNode,
-    InvalidCommand,
     PutGridNode,
     parse_delete_grid_node,
     parse_put_grid_node,

@@ -32,13 +32,11 @@ from server.db import derp as der_store
 from server.db import flex as store
 from server.services.sep2 import derp
 from server.services.flex.cancelling import cancel_window_row
+from server.services.flex.command_errors import CommandConflict, InvalidCommand, about
 from server.services.flex.commands import (
     AuthorProgram,
     CancelProgram,
-    CommandConflict,
-    InvalidCommand,
     UpdateProgram,
-    about,
     parse_author_program,
     parse_program,
     parse_update_program,

@@ -19,7 +19,8 @@ from server.db import flex as store
 from server.services import clock
 from server.services.errors import NotFound, check_text
 from server.services.flex.cancelling import cancel_window_row
-from server.services.flex.commands import CancelWindow, CommandConflict, CommandNotFound, about, parse_cancel_window
+from server.services.flex.command_errors import CommandConflict, CommandNotFound, about
+from server.services.flex.commands import CancelWindow, parse_cancel_window
 from server.services.flex.results import WindowResult
 from server.services.flex.stored import program_of
 
