@@ -8,7 +8,7 @@ from flask import Flask
 
 from server.api import admin, caching, der, errors, sep2
 from server.api import mup
-from server.api import admin_der_programs, admin_flex
+from server.api import admin_der_programs, admin_flex, admin_outbox
 from server.api import beckn as beckn_api
 from server.bootstrap import tls_files
 from server.config import Settings
@@ -36,6 +36,7 @@ def create_app(settings: Settings, db: Database | None = None) -> Flask:
     app.register_blueprint(admin.bp)
     app.register_blueprint(admin_der_programs.bp)
     app.register_blueprint(admin_flex.bp)
+    app.register_blueprint(admin_outbox.bp)
     caching.register(app)
     errors.register(app)
     return app

@@ -75,31 +75,11 @@ def _start_scheduler(settings: Settings) -> Any:
         from server.jobs.scheduler import FlexScheduler
 
         db = Database(settings.db_url)
-        sched = FlexScheduler(db, reconcile_seconds=settings.scheduler_reconcile_seconds,
-                              on_published=beckn_push_hook(settings, db) if settings.beckn_bind else None)
+        sched = FlexScheduler(db, reconcile_seconds=settings.scheduler_reconcile_seconds)
         sched.start()
         _SCHEDULERS.append(sched)
 
     return post_worker_init
-
-
-def beckn_push_hook(settings: Settings, db: Any) -> Any:
-    """After a publish: an unsolicited on_status to the BAP of every active order of the program;
-    after a settlement: one, with the settled quote and revenue flows, to every order in it."""
-    import time
-
-    from server.app import provider_of
-    from server.services.bpp import pipeline as beckn
-
-    provider = provider_of(settings)
-
-    def push(outcome: dict[str, Any]) -> None:
-        if outcome.get("action") == "settled":
-            beckn.push_settlement(db, (outcome["program_id"], outcome["window"]), provider, time.time())
-        else:
-            beckn.push_program_status(db, outcome["program_id"], provider, time.time())
-
-    return push
 
 
 def _stop_scheduler(_server: Any, _worker: Any) -> None:
@@ -152,22 +132,33 @@ class BecknServer(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         from server.app import create_beckn_app
+        from server.jobs.outbox import drainer_for
 
         app = create_beckn_app(self.settings, worker=not _worker_beside_listener(self.settings))
-        _INLINE.append(app.extensions["derflex.beckn"])
+        facade = app.extensions["derflex.beckn"]
+        _INLINE.append(facade)
+        if facade.worker is not None:  # the outbox's pushes are queued where the worker sends them
+            drainer = drainer_for(self.settings, facade.db, on_delivered=facade.worker.wake)
+            if drainer is not None:
+                _INLINE_DRAINERS.append(drainer)
         return app
 
 
 _INLINE: list[Any] = []  # the BPP app's facade in this process (its worker, on SQLite)
+_INLINE_DRAINERS: list[Any] = []  # the outbox drainer beside that worker
 
 
 def _start_inline_worker(_worker: Any) -> None:
     for facade in _INLINE:
         if facade.worker is not None:
             facade.worker.start()
+    for drainer in _INLINE_DRAINERS:
+        drainer.start()
 
 
 def _stop_inline_worker(_server: Any, _worker: Any) -> None:
+    for drainer in _INLINE_DRAINERS:
+        drainer.stop()
     for facade in _INLINE:
         if facade.worker is not None:
             facade.worker.stop()
@@ -182,6 +173,7 @@ def _run_beckn_worker(settings: Settings) -> int:
     from server.app import provider_of
     from server.db.session import Database
     from server.jobs.beckn import BecknWorker
+    from server.jobs.outbox import drainer_for
     from server.services.bpp import keys as beckn_keys
 
     stop = threading.Event()
@@ -189,11 +181,16 @@ def _run_beckn_worker(settings: Settings) -> int:
     signal.signal(signal.SIGINT, lambda *_a: stop.set())
     db = Database(settings.db_url)
     worker = BecknWorker(db, provider_of(settings), beckn_keys.signing_key(settings), poll_s=0.1, eager=True)
+    drainer = drainer_for(settings, db, on_delivered=worker.wake)
     worker.start()
+    if drainer is not None:
+        drainer.start()
     log.info("Beckn worker running (pid %s)", os.getpid())
     try:
         stop.wait()
     finally:
+        if drainer is not None:
+            drainer.stop()
         worker.stop()
         db.dispose()
     return 0
@@ -219,6 +216,14 @@ def run(settings: Settings, *, access_log: bool = False) -> None:
     parent = os.getpid()
     child = 0
     if settings.beckn_bind:
+        from server.config import ConfigError
+        from server.jobs.outbox import crash_point_from, schedule_from
+
+        try:  # a bad outbox setting stops `serve` here with its reason, not later in a child
+            schedule_from(os.environ)
+            crash_point_from(os.environ)
+        except ConfigError as exc:
+            raise SystemExit(f"derflex: {exc}") from None
         child = os.fork()
         if child == 0:  # the BPP: serve until told to stop, then leave without the parent's cleanup
             code = 0

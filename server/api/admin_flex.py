@@ -36,15 +36,11 @@ Settlement (server.services.flex.settlement runs it; server.services.flex.report
 
 from __future__ import annotations
 
-import time
-
 from flask import Blueprint, Response, jsonify, request
 
 from server.api.admin import int_arg, json_object, require_token
 from server.api.client import now, runtime
-from server.services.bpp import pipeline as beckn
 from server.services.flex import plots, settlement, reports as settlement_reports, dry_run as dry_runs, enrollments, grid_nodes, programs as flex, windows
-from server.services.bpp.actions import Provider
 from server.services.errors import Invalid, check_text
 
 bp = Blueprint("admin_flex", __name__, url_prefix="/admin/api/v1/flex")
@@ -202,10 +198,7 @@ def settle_window(program_id: int, key: str) -> Response:
     key = _window_key(key) or ""
     db = runtime().db
     outcome = settlement.settle_window(db, program_id, key, now(), reason="operator")
-    if outcome is not None:
-        settings = runtime().settings
-        if settings.beckn_bind:  # the orders' BAPs hear of it, as after the scheduler's settlement
-            beckn.push_settlement(db, (program_id, key), Provider.of(settings), time.time())
+    if outcome is not None:  # its fact reaches the orders' BAPs through the outbox
         return jsonify({"unchanged": False, **outcome})
     with db.transaction() as s:  # the inputs did not change: the current version stands
         report = settlement_reports.window_report(s, program_id, key, limit=0)

@@ -248,6 +248,7 @@ def _add_subcommands() -> None:
     from server.cli.demo import demo
     from server.cli.pki import pki
     from server.cli.flex import flex_group, scheduler
+    from server.cli.outbox import outbox_group
     from server.cli.der_programs import der_program, event, program_alias
 
     main.add_command(bap_group)
@@ -255,6 +256,7 @@ def _add_subcommands() -> None:
     main.add_command(demo)
     main.add_command(flex_group)
     main.add_command(scheduler)
+    main.add_command(outbox_group)
     main.add_command(pki)
     main.add_command(der_program)
     main.add_command(program_alias)

@@ -734,7 +734,7 @@ def enrollment_settlement(ctx: Context, program_id: int, enrollment_id: int, fmt
 
 
 @click.command("scheduler")
-@click.option("--once", is_flag=True, help="Plan and publish what is due now, then exit (no election).")
+@click.option("--once", is_flag=True, help="Plan, publish and settle what is due now, drain the outbox, then exit (no election).")
 @click.option("--reconcile-seconds", type=click.FloatRange(1, 3600), default=30.0, show_default=True,
               help="How often the leader re-plans and checks for changed inputs.")
 @pass_ctx
@@ -742,7 +742,9 @@ def scheduler(ctx: Context, once: bool, reconcile_seconds: float) -> None:
     """Run the flexibility scheduler: publish each program window's controls at its lead time.
 
     Several may run against one database: exactly one leads (a PostgreSQL advisory lock, or an
-    SQLite lease), and another takes over when it stops. `derflex serve` runs one in-process."""
+    SQLite lease), and another takes over when it stops. `derflex serve` runs one in-process.
+    With the BPP on (DERFLEX_BECKN_BIND), it also drains the outbox: the orders' BAPs hear of
+    publishes and settlements (`derflex outbox` shows where that stands)."""
     import logging
 
     from server.jobs.scheduler import FlexScheduler
@@ -751,23 +753,31 @@ def scheduler(ctx: Context, once: bool, reconcile_seconds: float) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)  # schema checks are not the operator's news
     database = prepare_quiet(ctx.settings())
     settings = ctx.settings()
-    push = None
-    if settings.beckn_bind:  # as in `derflex serve`: the orders' BAPs hear of every publish
-        from server.serve import beckn_push_hook
+    from server.config import ConfigError
+    from server.jobs.outbox import drainer_for
 
-        push = beckn_push_hook(settings, database)
-    sched = FlexScheduler(database, reconcile_seconds=reconcile_seconds, on_published=push)
+    try:  # as in `derflex serve`: the outbox's facts reach the orders' BAPs when the BPP is on
+        drainer = drainer_for(settings, database)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    sched = FlexScheduler(database, reconcile_seconds=reconcile_seconds)
     try:
         if once:
             for outcome in sched.reconcile():
                 click.echo(outcome.get("summary", outcome))
+            if drainer is not None:
+                drainer.drain()
             return
         sched.start()
+        if drainer is not None:
+            drainer.start()
         click.echo(f"derflex: scheduler {sched.holder} running; Ctrl-C to stop", err=True)
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
         pass
     finally:
+        if drainer is not None:
+            drainer.stop()
         sched.stop()
         database.dispose()

@@ -15,8 +15,9 @@ APScheduler with:
   ended at least their program's delay ago are measured and settled, recent settlements are
   re-checked for late readings (a changed input makes a recorded new version).
 
-`on_published` hears of every publish and every settlement (outcome["action"] "publish",
-"republish" or "settled"): `derflex serve` and `derflex scheduler` tell the Beckn BAPs.
+Whoever must hear of a publish or a settlement (the Beckn BAPs, …) hears through the outbox: the
+services record the facts in their own transactions, and the outbox drainer (server.jobs.outbox)
+hands them on. The scheduler tells nobody itself.
 
 Both kinds of job only call `server.services.flex.publishing`, whose every step is idempotent and one
 transaction, so a job run twice, or a leader that died mid-publish, publishes nothing twice. When
@@ -63,8 +64,7 @@ class FlexScheduler:
 
     def __init__(self, db: Database, *, holder: str | None = None, clock: Callable[[], float] = time.time,
                  reconcile_seconds: float = 30.0, horizon_days: int = 7,
-                 lease_seconds: float = LEASE_SECONDS, name: str = "scheduler",
-                 on_published: Callable[[dict[str, Any]], None] | None = None):
+                 lease_seconds: float = LEASE_SECONDS, name: str = "scheduler"):
         self.db = db
         self.clock = clock
         self.reconcile_seconds = reconcile_seconds
@@ -77,7 +77,6 @@ class FlexScheduler:
         self._aps: Any = None
         self._lock = threading.Lock()
         self.outcomes: list[dict[str, Any]] = []  # what this process published (most recent last)
-        self.on_published = on_published  # told of every publish and settlement (Beckn pushes on_status)
 
     # ------------------------------------------------------------------------- lifecycle
     @property
@@ -180,7 +179,6 @@ class FlexScheduler:
             log.info("scheduler: %s", outcome["summary"])
             self.outcomes.append(outcome)
             del self.outcomes[:-100]
-            self._tell(outcome)
         return settled
 
     def publish(self, program_id: int, window_key: str) -> dict[str, Any] | None:
@@ -197,14 +195,4 @@ class FlexScheduler:
             log.info("scheduler: %s", outcome.get("summary", outcome))
             self.outcomes.append(outcome)
             del self.outcomes[:-100]
-            if outcome.get("action") in ("publish", "republish"):
-                self._tell(outcome)
         return outcome
-
-    def _tell(self, outcome: dict[str, Any]) -> None:
-        if self.on_published is None:
-            return
-        try:
-            self.on_published(outcome)
-        except Exception:  # telling others must never undo or repeat a publish or a settlement
-            log.exception("scheduler: hook failed for %s %s", outcome.get("action"), outcome.get("window"))

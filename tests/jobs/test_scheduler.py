@@ -3,6 +3,7 @@ the application database, run by exactly one elected scheduler, handed over when
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -150,34 +151,50 @@ def _advisory_holders(database) -> int:  # noqa: ANN001
                                   "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).scalar())
 
 
-def test_after_each_publish_the_hook_is_told_once_and_its_failure_changes_nothing(world, database) -> None:  # noqa: ANN001, F811
-    """How the Beckn facade learns to push on_status: once per publish, never for a miss, and a
-    failing hook neither undoes nor repeats the publish."""
-    told = []
+def _facts(database, kind: str) -> list[dict]:  # noqa: ANN001
+    from server.db.outbox import OutboxFact
 
-    def hook(outcome: dict) -> None:
-        told.append((outcome["action"], outcome["window"]))
-        raise RuntimeError("the BAP side is down")
+    with database.transaction() as s:
+        return [json.loads(p) for p in s.scalars(select(OutboxFact.payload).where(OutboxFact.kind == kind)
+                                                 .order_by(OutboxFact.id))]
+
+
+def test_each_publish_is_one_outbox_fact_and_a_failing_consumer_changes_nothing(world, database) -> None:  # noqa: ANN001, F811
+    """How the Beckn facade learns to push on_status: one fact per publish, recorded with it, none
+    for a miss; a consumer that fails neither undoes nor repeats the publish."""
+    from server.jobs.outbox import OutboxDrainer
+    from server.services import outbox
+
+    class Failing:
+        name = outbox.BECKN
+
+        def deliver(self, session, handoff, now) -> None:  # noqa: ANN001
+            raise RuntimeError("the BAP side is down")
 
     clock = Clock(PUBLISH_AT)
-    sched = FlexScheduler(database, clock=clock, on_published=hook)
+    sched = FlexScheduler(database, clock=clock)
     (out,) = sched.reconcile()
-    assert out["action"] == "publish" and told == [("publish", KEY)]
-    assert sched.reconcile() == [] and told == [("publish", KEY)]
+    told = [(f["window_key"], f["revision"]) for f in _facts(database, "window.published")]
+    assert out["action"] == "publish" and told == [(KEY, 1)]
+    assert OutboxDrainer(database, [Failing()], clock=clock).drain() == 1
+    assert sched.reconcile() == [] and len(_facts(database, "window.published")) == 1
     assert len(events(database, world["der_program"])) == 6
 
 
-def test_after_a_window_ends_the_pass_settles_it_and_tells_the_hook(database) -> None:  # noqa: ANN001
+def test_after_a_window_ends_the_pass_settles_it_and_records_the_fact(database) -> None:  # noqa: ANN001
     from tests import settlement_world as ts
 
-    told: list[dict] = []
     world = ts.make_world(database)
     ts.deliver(database, world)
     clock = Clock(ts.END + 599)  # the program's delay is 600 s
-    sched = FlexScheduler(database, clock=clock, on_published=told.append)
+    sched = FlexScheduler(database, clock=clock)
     assert [o for o in sched.reconcile() if o["action"] == "settled"] == []
+    assert _facts(database, "settlement.stored") == []
     clock.t = ts.END + 600
     settled = [o for o in sched.reconcile() if o["action"] == "settled"]
     assert [(o["window"], o["version"]) for o in settled] == [(ts.KEY, 1)]
-    assert [o["action"] for o in told] == ["settled"] and told[0]["settlement"]["gross_minor"] == 256
+    assert settled[0]["settlement"]["gross_minor"] == 256
+    [told] = _facts(database, "settlement.stored")
+    assert (told["window_key"], told["version"], told["reason"]) == (ts.KEY, 1, "scheduled")
     assert [o for o in sched.reconcile() if o["action"] == "settled"] == []
+    assert len(_facts(database, "settlement.stored")) == 1

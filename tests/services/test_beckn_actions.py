@@ -421,12 +421,14 @@ def test_an_order_from_init_to_cancel(world, bpp, database) -> None:  # noqa: AN
     assert pushed == {"order": scheduled}
     if bpp.schema is not None:
         bpp.schema.validate("on_status", {"context": {"action": "on_status"}, "message": pushed})
-    # what the scheduler's after-publish hook does: one on_status per active order, in the
-    # order's transaction with a new message_id, to the BAP's callback URL
+    # what the publish's outbox fact makes the Beckn consumer do: one on_status per active order,
+    # in the order's transaction with a new message_id, to the BAP's callback URL
     from server.db.beckn import BecknOutbox
-    from server.services.bpp import pipeline
+    from server.jobs.outbox import OutboxDrainer
+    from server.services.bpp.pushes import BecknPushes
 
-    assert pipeline.push_program_status(database, peak, PROVIDER, PUBLISH_AT + 1) == 1
+    drainer = OutboxDrainer(database, [BecknPushes(PROVIDER, retry_for_s=3600)], clock=lambda: PUBLISH_AT + 1)
+    assert drainer.drain() == 1
     with database.transaction() as s:
         (push,) = s.scalars(select(BecknOutbox).where(BecknOutbox.action == "on_status")).all()
         ctx = json.loads(push.body)["context"]

@@ -18,6 +18,9 @@ processed. A crash before the commit leaves it received, and it is processed aga
 Outbox rows are retried with backoff (1, 2, 4 … 60 s) on a network error, a non-2xx answer or a
 NACK, until the request's deadline (timestamp + ttl, at most a day); then they are marked expired.
 After step 3 the signer must be registered as a BAP and bap_uri lie under its registered URL (401).
+Unsolicited on_status pushes are queued here by the outbox's Beckn consumer (server.services.bpp.pushes)
+and retried the same way; one the BAP never takes before its deadline makes its fact's delivery
+a dead letter of the outbox (server.services.outbox.effect_failed), where operators see and replay it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -38,11 +42,9 @@ from server.beckn.envelope import Request, ack, callback_body, error_object, nac
 from server.beckn.errors import BecknError, ErrorCode
 from server.beckn.timefmt import parse_duration
 from server.db import beckn as store
-from server.db import flex as flex_store
-from server.db import settlement as settlement_store
 from server.db.session import Database
-from server.services import clock
-from server.services.bpp import actions as beckn_actions, settlement as beckn_settlement
+from server.services import clock, outbox
+from server.services.bpp import actions as beckn_actions
 
 CLAIM_S = 30.0
 SEND_CLAIM_S = 120.0  # longer than a send can take: 5 s per socket operation, a bounded answer
@@ -155,37 +157,17 @@ def _enqueue(s: Session, ctx: Any, body: dict[str, Any], now: float, deadline: f
                             deadline=deadline, created_time=now))
 
 
-def push_order_status(s: Session, order: store.BecknOrder, provider: beckn_actions.Provider, now: float) -> None:
-    """An unsolicited on_status for an order (a new message_id in its transaction)."""
+def push_order_status(s: Session, order: store.BecknOrder, provider: beckn_actions.Provider, now: float, *,
+                      message_id: str | None = None, deadline: float | None = None) -> str:
+    """Queue an unsolicited on_status for an order (in its transaction, with a new message_id
+    unless one is given), delivered until `deadline` (default: an hour). Its message_id."""
     previous = context_from_json(json.loads(order.context))
-    ctx = unsolicited_context(previous, action="on_status", message_id=str(uuid.uuid4()), now=clock.utc(now),
-                              bpp_id=provider.bpp_id, bpp_uri=provider.bpp_uri, ttl=parse_duration(PUSH_TTL))
+    ctx = unsolicited_context(previous, action="on_status", message_id=message_id or str(uuid.uuid4()),
+                              now=clock.utc(now), bpp_id=provider.bpp_id, bpp_uri=provider.bpp_uri,
+                              ttl=parse_duration(PUSH_TTL))
     message = beckn_actions.order_status_message(s, order, provider, int(now))
-    _enqueue(s, ctx, callback_body(ctx, message), now, now + 3600)
-
-
-def push_program_status(db: Database, program_id: int, provider: beckn_actions.Provider, now: float) -> int:
-    """Tell the BAP of every active order of a program where its devices stand (after a publish)."""
-    with db.transaction() as s:
-        orders = store.orders_of_program(s, program_id, ("active",))
-        for order in orders:
-            push_order_status(s, order, provider, now)
-        return len(orders)
-
-
-def push_settlement(db: Database, run_window: tuple[int, str], provider: beckn_actions.Provider, now: float) -> int:
-    """After a window is settled (or re-settled): an unsolicited on_status, with the settled quote
-    and revenue flows, to the BAP of every order with a device in it."""
-    program_id, window_key = run_window
-    with db.transaction() as s:
-        w = flex_store.window(s, program_id, window_key)
-        run = settlement_store.current_run(s, w.id) if w is not None else None
-        if run is None:
-            return 0
-        orders = beckn_settlement.orders_to_tell(s, run.id)
-        for order in orders:
-            push_order_status(s, order, provider, now)
-        return len(orders)
+    _enqueue(s, ctx, callback_body(ctx, message), now, now + 3600 if deadline is None else deadline)
+    return ctx.message_id
 
 
 # ------------------------------------------------------------------------------ delivery
@@ -209,8 +191,25 @@ def claim_due(db: Database, now: float, limit: int = 50, *, busy: Collection[int
     if not ids:
         return []
     with db.transaction() as s:
+        overdue = s.scalars(select(store.BecknOutbox).where(
+            store.BecknOutbox.id.in_(ids), store.BecknOutbox.state == "pending", store.BecknOutbox.deadline < now)).all()
         store.expire_overdue(s, ids, now)
+        for row in overdue:
+            _expired(s, row, now)
         return [Delivery(*r) for r in store.claim_many(s, ids, now, SEND_CLAIM_S)]
+
+
+def push_ref(message_id: str) -> str:
+    """The outbox receipt of an on_status queued for a fact (server.services.bpp.pushes)."""
+    return f"beckn:{message_id}"
+
+
+def _expired(s: Session, row: store.BecknOutbox, now: float) -> None:
+    """A callback the BAP never took before its deadline. If an outbox fact queued it, that fact's
+    delivery to the Beckn consumer becomes a dead letter (the operator sees and replays it there)."""
+    why = (f"{row.action} to {row.url} not taken before its deadline: "
+           f"{row.last_error or 'never answered'} ({row.attempts} attempts)")
+    outbox.effect_failed(s, push_ref(row.message_id), why, now)
 
 
 def record_attempt(db: Database, delivery: Delivery, now: float, error: str | None) -> str:
@@ -229,6 +228,7 @@ def record_attempt(db: Database, delivery: Delivery, now: float, error: str | No
         retry_at = now + min(MAX_BACKOFF_S, 2.0 ** (row.attempts - 1))
         if retry_at > row.deadline:
             row.state = "expired"
+            _expired(s, row, now)
         else:
             row.next_attempt_at = retry_at
         return row.state
@@ -288,8 +288,6 @@ def fail_processing(db: Database, inbox_id: int, now: float, provider: beckn_act
 
 
 def pending_counts(db: Database) -> dict[str, int]:
-    from sqlalchemy import func, select
-
     with db.transaction() as s:
         rows = s.execute(select(store.BecknOutbox.state, func.count()).group_by(store.BecknOutbox.state)).all()
     return {state: n for state, n in rows}

@@ -1,0 +1,195 @@
+"""The outbox drainer: hands the facts services record (server.services.outbox) to their
+consumers, in a background thread of a server process.
+
+It runs wherever `derflex serve` runs the Beckn worker (a thread beside it on SQLite, in the
+worker's own process on PostgreSQL) and in `derflex scheduler` when the BPP is on; any number may
+run against one database — each delivery is claimed for a lease, PostgreSQL's SKIP LOCKED lets them
+share the work. Consumers are wired here by name (`consumers_for`); today `beckn`
+(server.services.bpp.pushes). A consumer for 2030.5 notifications plugs in the same way: a route
+in server.services.outbox.ROUTES for the control and window facts, and an object here.
+
+Read from the environment when a drainer is made (not at import):
+  DERFLEX_OUTBOX_RETRY_SECONDS   the waits after each failed attempt, comma-separated (default
+                                 "10,100,300,1800"); after the last the delivery is dead. Their sum
+                                 is also how long a Beckn push is retried before it is dead.
+  DERFLEX_TEST_ONLY_OUTBOX_CRASH TEST-ONLY fault injection, off unless set:
+                                 "before-delivery": the process kills itself (SIGKILL) when it finds
+                                 a delivery due, before claiming it; "after-act": after a consumer
+                                 acted, before its transaction commits. Never set it in production.
+Facts older than server.services.outbox.RETENTION_S that every consumer has are pruned hourly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from server.config import ConfigError, Settings
+from server.db.session import Database
+from server.services import outbox
+from server.services.bpp.actions import Provider
+from server.services.bpp.pushes import BecknPushes
+
+log = logging.getLogger("derflex.outbox")
+
+RETRY_ENV = "DERFLEX_OUTBOX_RETRY_SECONDS"
+CRASH_ENV = "DERFLEX_TEST_ONLY_OUTBOX_CRASH"
+CRASH_POINTS = ("before-delivery", "after-act")
+PRUNE_EVERY_S = 3600.0
+
+
+def schedule_from(environ: Mapping[str, str]) -> tuple[float, ...]:
+    raw = environ.get(RETRY_ENV, "").strip()
+    if not raw:
+        return outbox.DEFAULT_SCHEDULE
+    try:
+        waits = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        raise ConfigError(f"{RETRY_ENV} must be seconds separated by commas, e.g. 10,100,300,1800; not {raw!r}") from None
+    if not waits or not all(0 < w <= 86_400 for w in waits):
+        raise ConfigError(f"{RETRY_ENV}: every wait must be more than 0 and at most 86400 seconds")
+    return waits
+
+
+def crash_point_from(environ: Mapping[str, str]) -> str | None:
+    raw = environ.get(CRASH_ENV, "").strip()
+    if not raw:
+        return None
+    if raw not in CRASH_POINTS:
+        raise ConfigError(f"{CRASH_ENV} must be one of {', '.join(CRASH_POINTS)}")
+    return raw
+
+
+def consumers_for(settings: Settings, schedule: Sequence[float]) -> list[outbox.Consumer]:
+    """The consumers this deployment runs, by name: `beckn` when the BPP is on."""
+    found: list[outbox.Consumer] = []
+    if settings.beckn_bind:
+        found.append(BecknPushes(Provider.of(settings), retry_for_s=sum(schedule)))
+    return found
+
+
+def drainer_for(settings: Settings, db: Database, *, on_delivered: Callable[[], None] | None = None,
+                environ: Mapping[str, str] | None = None, **kw: object) -> "OutboxDrainer | None":
+    """A drainer for this deployment's consumers (None when it has none), not started."""
+    environ = os.environ if environ is None else environ
+    schedule = schedule_from(environ)
+    consumers = consumers_for(settings, schedule)
+    if not consumers:
+        return None
+    return OutboxDrainer(db, consumers, schedule=schedule, crash=crash_point_from(environ),
+                         on_delivered=on_delivered, **kw)  # type: ignore[arg-type]
+
+
+class OutboxDrainer:
+    """`start()` / `stop()` a polling thread; `run_once()` / `drain()` for one pass or until idle."""
+
+    def __init__(self, db: Database, consumers: Sequence[outbox.Consumer], *,
+                 schedule: Sequence[float] = outbox.DEFAULT_SCHEDULE, lease_s: float = outbox.LEASE_S,
+                 clock: Callable[[], float] = time.time, poll_s: float = 0.5, batch: int = 20,
+                 crash: str | None = None, on_delivered: Callable[[], None] | None = None,
+                 retention_s: float = outbox.RETENTION_S):
+        names = [c.name for c in consumers]
+        unknown = sorted(set(names) - set(outbox.CONSUMERS))
+        if unknown or len(set(names)) != len(names):
+            raise ValueError(f"consumers must be distinct and routed in server.services.outbox.ROUTES: {names}")
+        if crash is not None and crash not in CRASH_POINTS:
+            raise ValueError(f"crash must be one of {CRASH_POINTS}")
+        self.db, self.clock, self.poll_s, self.batch = db, clock, poll_s, batch
+        self.consumers = {c.name: c for c in consumers}
+        self.schedule, self.lease_s, self.crash = tuple(schedule), lease_s, crash
+        self.on_delivered = on_delivered  # e.g. wake the Beckn worker: a push was queued
+        self.retention_s = retention_s
+        self._next_prune = 0.0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="outbox-drainer", daemon=True)
+            self._thread.start()
+            log.info("outbox: draining for %s", ", ".join(sorted(self.consumers)))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # ------------------------------------------------------------------------------ work
+    def run_once(self) -> int:
+        """Claim what is due (at most `batch`) and hand each to its consumer; how many it took."""
+        now = self.clock()
+        if self.crash == "before-delivery" and outbox.due(self.db, self.consumers, now):
+            self._die("a delivery is due")
+        claims = outbox.claim(self.db, self.consumers, now, self.batch, lease_s=self.lease_s, schedule=self.schedule)
+        delivered = 0
+        for held in claims:
+            if self._stop.is_set():
+                break  # the claim lapses after its lease and another pass takes it
+            after_act = (lambda: self._die("the consumer acted")) if self.crash == "after-act" else None
+            try:
+                result = outbox.hand_over(self.db, held, self.consumers[held.consumer], self.clock(),
+                                          schedule=self.schedule, after_act=after_act)
+            except Exception:  # the transaction itself failed: the claim lapses and it is tried again
+                log.exception("outbox: handing delivery %s to %s failed", held.delivery_id, held.consumer)
+                continue
+            if result.state == "delivered":
+                delivered += 1
+            elif result.state == "dead":
+                log.error("outbox: delivery %s to %s is dead after %s attempts: %s", held.delivery_id,
+                          held.consumer, held.attempt, result.error)
+            elif result.state == "pending":
+                log.warning("outbox: delivery %s to %s failed (attempt %s), retried later: %s",
+                            held.delivery_id, held.consumer, held.attempt, result.error)
+        if delivered and self.on_delivered is not None:
+            self.on_delivered()
+        return len(claims)
+
+    def drain(self, max_passes: int = 1000) -> int:
+        """Pass after pass until nothing is due now; how many deliveries were taken in all."""
+        total = 0
+        for _ in range(max_passes):
+            n = self.run_once()
+            total += n
+            if n == 0:
+                break
+        return total
+
+    def _prune(self) -> None:
+        now = self.clock()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + PRUNE_EVERY_S
+        gone = outbox.prune(self.db, now - self.retention_s)
+        if gone:
+            log.info("outbox: pruned %s facts older than %s days", gone, round(self.retention_s / 86_400, 1))
+
+    def _die(self, why: str) -> None:
+        log.error("outbox: %s=%s: %s; killing this process (pid %s) with SIGKILL", CRASH_ENV, self.crash, why,
+                  os.getpid())
+        for handler in logging.getLogger().handlers + log.handlers:
+            handler.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            busy = 0
+            try:
+                busy = self.run_once()
+                self._prune()
+            except Exception:  # never let the drainer die: log and try again
+                log.exception("outbox: drainer pass failed")
+            if not busy:
+                self._wake.wait(self.poll_s)
+                self._wake.clear()
