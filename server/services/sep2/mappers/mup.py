@@ -48,17 +48,24 @@ def bits(text: str | None) -> int | None:
 # ------------------------------------------------------------------------------ usage points
 
 
+def _usage_point_fields(row: Any) -> dict[str, Any]:
+    """What a MirrorUsagePoint and a UsagePoint of the same stored row both say."""
+    return {
+        "mrid": row.mrid,
+        "description": row.description,
+        "version": row.version,
+        "role_flags": hex_bits(row.role_flags) or "00",
+        "service_category_kind": row.service_category_kind,
+        "status": row.status,
+        "device_lfdi": row.device_lfdi,
+    }
+
+
 def mirror_usage_point(row: Any) -> MirrorUsagePoint:
     """A usage point as its device mirrors it; postRate is the operator's for the device when set."""
     return MirrorUsagePoint(
         href=uris.href(uris.MUP, mup_id=row.id),
-        mrid=row.mrid,
-        description=row.description,
-        version=row.version,
-        role_flags=hex_bits(row.role_flags) or "00",
-        service_category_kind=row.service_category_kind,
-        status=row.status,
-        device_lfdi=row.device_lfdi,
+        **_usage_point_fields(row),
         post_rate=row.device_post_rate if row.device_post_rate is not None else row.post_rate,
     )
 
@@ -77,13 +84,7 @@ def usage_point(row: Any) -> UsagePoint:
     """A usage point as it is read back, with the count of its meter readings."""
     return UsagePoint(
         href=uris.href(uris.UPT, upt_id=row.id),
-        mrid=row.mrid,
-        description=row.description,
-        version=row.version,
-        role_flags=hex_bits(row.role_flags) or "00",
-        service_category_kind=row.service_category_kind,
-        status=row.status,
-        device_lfdi=row.device_lfdi,
+        **_usage_point_fields(row),
         meter_reading_list_link=ListLinkValue(uris.href(uris.MR_LIST, upt_id=row.id), row.meter_readings),
     )
 
