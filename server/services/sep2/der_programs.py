@@ -106,7 +106,7 @@ def device_ids(value: Any, name: str = "device_ids") -> list[int]:
         raise Invalid(f"'{name}' must be a non-empty list of EndDevice ids, e.g. [1, 2]")
     if len(value) > MAX_DEVICE_IDS:
         raise Invalid(f"at most {MAX_DEVICE_IDS} device ids at once")
-    if not all(isinstance(d, int) and not isinstance(d, bool) and 0 < d < 2**31 for d in value):
+    if not all(derp.is_device_id(d) for d in value):
         raise Invalid(f"'{name}' must hold EndDevice ids (positive integers)")
     return list(dict.fromkeys(value))
 

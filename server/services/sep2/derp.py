@@ -218,10 +218,13 @@ def remove_members(session: Session, program_id: int, device_ids: Sequence[int])
     return store.remove_members(session, program_id, device_ids)
 
 
+def is_device_id(value: Any) -> bool:
+    """Whether `value` can name an EndDevice: a positive integer the database's INTEGER holds."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31
+
+
 def _check_devices(session: Session, device_ids: Sequence[int]) -> None:
-    if not isinstance(device_ids, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and 0 < d < 2**31 for d in device_ids
-    ):
+    if not isinstance(device_ids, list) or not all(is_device_id(d) for d in device_ids):
         raise Invalid("device ids must be a list of EndDevice ids")
     missing = set(device_ids) - store.existing_device_ids(session, device_ids)
     if missing:
