@@ -4,6 +4,8 @@ Utilities author programs and grid nodes, enroll devices, follow each window's c
 windows, and dry-run a clearing before the scheduler does it for real. Same bearer token and
 problem+json errors as the rest of the admin API; every request is one transaction, so a refused
 request stores nothing. The rules live in server.services.flex.programs and server.services.flex.publishing.
+A write is a command (server.services.flex.commands) parsed from the request, then executed; a refused
+command's problem JSON names the field at fault (`"field": "offer.power[2]"`).
 
     POST   /flex/programs                          program JSON (programs.model) → 201
     GET    /flex/programs                          every program, brief
@@ -36,20 +38,34 @@ Settlement (server.services.flex.settlement runs it; server.services.flex.report
 
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, Response, jsonify, request
 
 from server.api.admin import int_arg, json_object, require_token
 from server.api.client import now, runtime
+from server.api.errors import admin_error
 from server.services.flex import plots, settlement, reports as settlement_reports, dry_run as dry_runs, enrollments, grid_nodes, programs as flex, windows
 from server.services.errors import Invalid, check_text
+from server.services.flex import commands, handlers
+from server.services.flex.command_errors import CommandError
 
 bp = Blueprint("admin_flex", __name__, url_prefix="/admin/api/v1/flex")
 bp.before_request(require_token)
+_TITLES = {"invalid": "Invalid", "not_found": "NotFound", "conflict": "Conflict"}
 
 _PROGRAM = "/programs/<int(max=2147483647):program_id>"
 _WINDOW = _PROGRAM + "/windows/<string(maxlength=32):key>"
 _ENROLLMENT = _PROGRAM + "/enrollments/<int(max=2147483647):enrollment_id>"
-EVENTS = ("confirm", "pause", "resume", "cancel", "end")
+
+
+@bp.errorhandler(CommandError)
+def _refused(exc: CommandError) -> Response:
+    """A refused command: the admin problem JSON, plus the field at fault (RFC 9457 extension member)."""
+    resp = admin_error(exc.status, _TITLES[exc.kind], exc.message)
+    if exc.field is not None:
+        resp.set_data(json.dumps({**resp.get_json(), "field": exc.field}))
+    return resp
 
 
 def _window_key(key: str | None) -> str | None:
@@ -59,9 +75,9 @@ def _window_key(key: str | None) -> str | None:
 
 @bp.post("/programs")
 def create_program() -> tuple[Response, int, dict[str, str]]:
-    body = json_object()
+    command = commands.parse_author_program(json_object())
     with runtime().db.transaction() as s:
-        view = flex.create_program(s, body, now())
+        view = handlers.execute(s, command, now()).view()
     return jsonify(view), 201, {"Location": f"{bp.url_prefix}/programs/{view['id']}"}
 
 
@@ -79,15 +95,15 @@ def get_program(program_id: int) -> Response:
 
 @bp.patch(_PROGRAM)
 def update_program(program_id: int) -> Response:
-    body = json_object()
+    command = commands.parse_update_program(program_id, json_object())
     with runtime().db.transaction() as s:
-        return jsonify(flex.update_program(s, program_id, body, now()))
+        return jsonify(handlers.execute(s, command, now()).view())
 
 
 @bp.post(f"{_PROGRAM}/cancel")
 def cancel_program(program_id: int) -> Response:
     with runtime().db.transaction() as s:
-        return jsonify(flex.cancel_program(s, program_id, now()))
+        return jsonify(handlers.execute(s, commands.CancelProgram(program_id), now()).view())
 
 
 @bp.get(f"{_PROGRAM}/windows")
@@ -108,8 +124,9 @@ def get_window(program_id: int, key: str) -> Response:
 
 @bp.post(f"{_WINDOW}/cancel")
 def cancel_window(program_id: int, key: str) -> Response:
+    command = commands.parse_cancel_window(program_id, key)
     with runtime().db.transaction() as s:
-        return jsonify(windows.cancel_window(s, program_id, _window_key(key) or "", now()))
+        return jsonify(handlers.execute(s, command, now()).view())
 
 
 @bp.get(f"{_PROGRAM}/dry-run")
@@ -126,9 +143,9 @@ def dry_run(program_id: int) -> Response:
 
 @bp.post(f"{_PROGRAM}/enrollments")
 def enroll(program_id: int) -> tuple[Response, int]:
-    body = json_object()
+    command = commands.parse_enroll(program_id, json_object())
     with runtime().db.transaction() as s:
-        return jsonify(enrollments.enroll(s, program_id, body, now())), 201
+        return jsonify(handlers.execute(s, command, now()).view()), 201
 
 
 @bp.get(f"{_PROGRAM}/enrollments")
@@ -139,26 +156,23 @@ def list_enrollments(program_id: int) -> Response:
 
 @bp.post(f"{_ENROLLMENT}/<string(maxlength=16):event>")
 def enrollment_event(program_id: int, enrollment_id: int, event: str) -> Response:
-    if event not in EVENTS:
-        raise Invalid(f"unknown enrollment action {event!r}: one of {', '.join(EVENTS)}")
+    command = commands.parse_enrollment_event(program_id, enrollment_id, event)
     with runtime().db.transaction() as s:
-        return jsonify(enrollments.enrollment_event(s, program_id, enrollment_id, event, now()))
+        return jsonify(handlers.execute(s, command, now()).view())
 
 
 @bp.put(f"{_ENROLLMENT}/offer")
 def update_offer(program_id: int, enrollment_id: int) -> Response:
-    body = json_object()
-    if set(body) != {"offer"}:
-        raise Invalid("send {\"offer\": {...}} or {\"offer\": null} (back to the default curve)")
+    command = commands.parse_change_offer(program_id, enrollment_id, json_object())
     with runtime().db.transaction() as s:
-        return jsonify(enrollments.update_offer(s, program_id, enrollment_id, body["offer"], now()))
+        return jsonify(handlers.execute(s, command, now()).view())
 
 
 @bp.put("/grid-nodes")
 def put_grid_node() -> Response:
-    body = json_object()
+    command = commands.parse_put_grid_node(json_object())
     with runtime().db.transaction() as s:
-        return jsonify(grid_nodes.put_grid_node(s, body, now()))
+        return jsonify(handlers.execute(s, command, now()).view())
 
 
 @bp.get("/grid-nodes")
@@ -169,8 +183,9 @@ def list_grid_nodes() -> Response:
 
 @bp.delete("/grid-nodes/<string(maxlength=64):name>")
 def delete_grid_node(name: str) -> tuple[str, int]:
+    command = commands.parse_delete_grid_node(name)
     with runtime().db.transaction() as s:
-        grid_nodes.delete_grid_node(s, name)
+        handlers.execute(s, command, now())
     return "", 204
 
 

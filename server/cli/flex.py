@@ -1,7 +1,8 @@
 """`derflex flex …` and `derflex scheduler`: flexibility programs for utility operators.
 
-The same services as the admin API (server.services.flex.programs and .dispatch), straight on the
-database, so no running server is needed; running servers and the scheduler see changes at once.
+The same commands as the admin API (server.services.flex.commands, run by
+server.services.flex.handlers), straight on the database, so no running server is needed; running
+servers and the scheduler see changes at once.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,24 @@ def _echo(value: Any) -> None:
     click.echo(json.dumps(value, indent=2))
 
 
+def _command(parse: Callable[..., Any], *args: Any) -> Any:
+    """A command parsed from what the operator gave (server.services.flex.commands); a refusal is
+    one error line, before the database is opened."""
+    from server.services.errors import ServiceError
+
+    try:
+        return parse(*args)
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def _execute(ctx: Context, command: Any) -> dict[str, Any]:
+    """Run a command in one transaction; its result's JSON view."""
+    from server.services.flex import handlers
+
+    return run(ctx, lambda s: handlers.execute(s, command, _now()).view())
+
+
 def _money(x: float | None, currency: str = "") -> str:
     return "-" if x is None else f"{x:.4f} {currency}".strip()
 
@@ -98,10 +118,9 @@ def program_group() -> None:
 @pass_ctx
 def program_create(ctx: Context, source: str) -> None:
     """Create a program from SOURCE: a JSON file, '-' for standard input, or inline JSON."""
-    from server.services.flex import programs as flex
+    from server.services.flex import commands
 
-    body = _read_json(source)
-    view = run(ctx, lambda s: flex.create_program(s, body, _now()))
+    view = _execute(ctx, _command(commands.parse_author_program, _read_json(source)))
     click.echo(f"program {view['id']} {view['name']!r} created (DER program {view['der_program_id']})")
     for w in view["next_windows"]:
         click.echo(f"  window {w['key']}: {w['start']} → {w['end']}, published at {w['publish_at']}")
@@ -145,10 +164,9 @@ def program_update(ctx: Context, program_id: int, changes: str) -> None:
     """Change fields of a program: CHANGES is JSON (file, '-' or inline), e.g. '{"requested_kw": 400}'.
 
     Windows already published and not yet started are cleared again with the new definition."""
-    from server.services.flex import programs as flex
+    from server.services.flex import commands
 
-    body = _read_json(changes, "CHANGES")
-    view = run(ctx, lambda s: flex.update_program(s, program_id, body, _now()))
+    view = _execute(ctx, _command(commands.parse_update_program, program_id, _read_json(changes, "CHANGES")))
     click.echo(f"program {view['id']} {view['name']!r} is at version {view['version']}")
 
 
@@ -158,9 +176,9 @@ def program_update(ctx: Context, program_id: int, changes: str) -> None:
 @pass_ctx
 def program_cancel(ctx: Context, program_id: int) -> None:
     """End a program: its planned and published windows are cancelled with their events."""
-    from server.services.flex import programs as flex
+    from server.services.flex import commands
 
-    view = run(ctx, lambda s: flex.cancel_program(s, program_id, _now()))
+    view = _execute(ctx, commands.CancelProgram(program_id))
     click.echo(f"program {view['id']} {view['name']!r} is {view['state']}")
 
 
@@ -185,7 +203,7 @@ def node_group() -> None:
 @pass_ctx
 def node_put(ctx: Context, name: str, parent: str | None, root: bool, **values: Any) -> None:
     """Create the grid node NAME, or change the given fields of it."""
-    from server.services.flex import grid_nodes
+    from server.services.flex import commands
 
     body: dict[str, Any] = {"name": name, **{k: v for k, v in values.items() if v is not None}}
     if parent is not None and root:
@@ -194,7 +212,7 @@ def node_put(ctx: Context, name: str, parent: str | None, root: bool, **values: 
         body["parent"] = parent
     elif root:
         body["parent"] = None
-    view = run(ctx, lambda s: grid_nodes.put_grid_node(s, body, _now()))
+    view = _execute(ctx, _command(commands.parse_put_grid_node, body))
     click.echo(f"node {view['name']}: parent {view['parent'] or '-'}, adder {view['adder']:.4f}, "
                f"path adder {view['path_adder']:.4f}/kWh, limits fwd {view['max_forward_kw']} rev {view['max_reverse_kw']} kW")
 
@@ -218,9 +236,9 @@ def node_list(ctx: Context) -> None:
 @pass_ctx
 def node_delete(ctx: Context, name: str) -> None:
     """Delete a grid node that nothing uses."""
-    from server.services.flex import grid_nodes
+    from server.services.flex import commands
 
-    run(ctx, lambda s: grid_nodes.delete_grid_node(s, name))
+    _execute(ctx, _command(commands.parse_delete_grid_node, name))
     click.echo(f"node {name} deleted")
 
 
@@ -245,7 +263,7 @@ def enroll(ctx: Context, program_id: int, device_id: int | None, lfdi: str | Non
 
     Without --offer the device offers a default curve from the ratings it reported (DERCapability,
     DERSettings, DERAvailability): nothing at the price floor rising to its maximum at the cap."""
-    from server.services.flex import enrollments
+    from server.services.flex import commands
 
     body: dict[str, Any] = {"customer": customer}
     if device_id is not None:
@@ -259,7 +277,7 @@ def enroll(ctx: Context, program_id: int, device_id: int | None, lfdi: str | Non
         body["offer"] = _read_json(offer, "--offer")
     if pending:
         body["state"] = "pending"
-    view = run(ctx, lambda s: enrollments.enroll(s, program_id, body, _now()))
+    view = _execute(ctx, _command(commands.parse_enroll, program_id, body))
     click.echo(f"enrollment {view['id']}: device {view['device_id']} ({view['kind']}) is {view['state']}")
 
 
@@ -290,9 +308,9 @@ def enrollments(ctx: Context, program_id: int, limit: int, as_json: bool) -> Non
 @pass_ctx
 def enrollment_action(ctx: Context, program_id: int, enrollment_id: int, action: str) -> None:
     """Move an enrollment through its lifecycle (cancel/end also cancel the device's events)."""
-    from server.services.flex import enrollments
+    from server.services.flex import commands
 
-    view = run(ctx, lambda s: enrollments.enrollment_event(s, program_id, enrollment_id, action, _now()))
+    view = _execute(ctx, _command(commands.parse_enrollment_event, program_id, enrollment_id, action))
     click.echo(f"enrollment {view['id']} is {view['state']}")
 
 
@@ -347,9 +365,9 @@ def cancel_window(ctx: Context, program_id: int, key: str) -> None:
     """Cancel one window of a program; the events it published are cancelled (never deleted).
 
     KEY is the window's local date, as `derflex flex windows PROGRAM_ID` lists it (e.g. 2026-11-23)."""
-    from server.services.flex import windows
+    from server.services.flex import commands
 
-    view = run(ctx, lambda s: windows.cancel_window(s, program_id, key, _now()))
+    view = _execute(ctx, _command(commands.parse_cancel_window, program_id, key))
     click.echo(f"window {view['key']} is {view['state']}")
 
 
@@ -389,6 +407,7 @@ def dry_run(ctx: Context, program_id: int, key: str | None, png_path: Path | Non
 
     \b
     Example:  derflex flex dry-run 1 --window 2026-11-23 --png peak.png"""
+    from programs.publishing import is_open
     from server.services.flex import plots, dry_run as dry_runs, programs as flex
 
     def work(s: Any) -> tuple[dict[str, Any], dict[str, Any] | None, str, Any]:
@@ -424,7 +443,7 @@ def dry_run(ctx: Context, program_id: int, key: str | None, png_path: Path | Non
     left_out = f", {view['skipped_count']} left out" if view["skipped_count"] else ""
     click.echo(f"dry run of {view['program']!r}, window {view['window']} ({view['local']}): "
                f"{view['devices']} devices{left_out}; nothing is published")
-    if view["program_state"] != "active" or view["state"] not in ("planned", "published"):
+    if view["program_state"] != "active" or not is_open(view["state"]):
         click.echo(f"  note: the program is {view['program_state']} and this window is {view['state']}: "
                    "the scheduler will not publish it")
     for item in view["skipped"][:5]:
