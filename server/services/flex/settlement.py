@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 from programs.baselines import fleet_baselines, grid_average, needed_instants
 from programs.measurement import MAX_RESETTLE_DAYS, performance
 from programs.model import Program
+from programs.publishing import WindowState, is_published
 from programs.settlement import DeviceDelivery, IntervalDelivery, SettlementRule, exponent, settle, text
 from server.db import flex as store
 from server.db import metering
@@ -51,7 +52,7 @@ from server.services.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
 
-SETTLED_STATES = ("published", "republished")
+SETTLED_STATES = (WindowState.PUBLISHED.value,)  # for SQL; in Python, is_published
 RECHECK_S = 900  # how often a settled window is looked at again for late readings
 LOOKBACK_S = 35 * 86_400  # windows that ended longer ago than this are not settled by the job
 _KW_DIGITS = 6
@@ -211,7 +212,7 @@ def settle_window(db: Database, program_id: int, window_key: str, now: int, *, r
         row = s.get(store.FlexProgram, program_id)
         if w is None or row is None:
             raise NotFound(f"no window {window_key!r} in program {program_id}")
-        if w.state not in SETTLED_STATES or not w.revision:
+        if not is_published(w.state) or not w.revision:
             raise Conflict(f"window {window_key} was not published (state {w.state}): nothing to settle")
         if now < w.end:
             raise Conflict(f"window {window_key} ends at {clock.iso(w.end)}: it can be settled after that")
