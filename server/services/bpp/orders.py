@@ -129,7 +129,7 @@ class DeviceSpec:
         """A refusal of this device's command as the Beckn error at its path (module docstring)."""
         if exc.field is not None and re.match(r"offer\b", exc.field) and self.offer_path is not None:
             return fail(f"device {self.lfdi}: {exc.message}", self.offer_path)
-        if exc.kind == "not_found" and exc.field == DeviceRef(lfdi=self.lfdi).field:
+        if exc.kind == "not_found" and exc.field == "lfdi":  # the device itself (orders name it by LFDI)
             return fail(f"device {self.lfdi} is not registered here (IEEE 2030.5): register it first", self.path,
                         ErrorCode.FULFILLMENT_UNAVAILABLE)
         return fail(f"device {self.lfdi}: {exc.message}", self.path, ErrorCode.FULFILLMENT_UNAVAILABLE)
