@@ -1,6 +1,6 @@
 """DER program function set (`derp`), as a device sees it, and the operator's side of it.
 
-A device reaches its programs through its FunctionSetAssignments. Each program's DERControlList
+A device reaches its DER programs through its FunctionSetAssignments. Each one's DERControlList
 holds the events that apply to that device (program-wide or its own), each with the EventStatus
 computed at `now` by server/sep2/events.py; the ActiveDERControlList holds those active at `now`.
 Documents that depend on `now` say until when they stay true (`Expiring`), so a cache can keep
@@ -177,7 +177,7 @@ def control_base(spec: Any) -> DERControlBase:
 
 def create_der_program(session: Session, *, description: str | None, primacy: int, now: int, pen: int = 0) -> store.DerProgram:
     if isinstance(primacy, bool) or not isinstance(primacy, int) or not 0 <= primacy <= 255:
-        raise Invalid("primacy must be 0…255 (lower wins across programs)")
+        raise Invalid("primacy must be 0…255 (lower wins across DER programs)")
     description = check_text(description, "description", 32)  # String32
     return store.add_program(
         session,
@@ -195,7 +195,7 @@ def der_program_row(session: Session, program_id: int) -> store.DerProgram:
 
 
 def set_default_control(session: Session, program_id: int, spec: Any, *, pen: int = 0) -> None:
-    """Set or change a program's DefaultDERControl: same mRID, version bumped on every change."""
+    """Set or change a DER program's DefaultDERControl: same mRID, version bumped on every change."""
     row = der_program_row(session, program_id)
     xml = mapper.der_control_base_xml(control_base(spec))
     if xml == row.default_base:
@@ -244,10 +244,10 @@ def create_events(
     randomize_duration: int | None = None,
     pen: int = 0,
 ) -> list[store.DerEvent]:
-    """New events of one program and interval: one per (device or None = every member, control).
+    """New events of one DER program and interval: one per (device or None = every member, control).
 
     The scheduler publishes one per device with its own setpoint; an operator may publish one for
-    all members. Devices must be members of the program."""
+    all members. Devices must be members of the DER program."""
     der_program_row(session, program_id)
     for name, value in (("start", start), ("duration", duration)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value >= 2**62:
@@ -267,7 +267,7 @@ def create_events(
         members = set(store.member_ids(session, program_id))
         outside = sorted(set(targeted) - members)
         if outside:
-            raise Invalid(f"devices {outside[:5]} are not members of program {program_id}")
+            raise Invalid(f"devices {outside[:5]} are not members of DER program {program_id}")
     rows = [
         store.DerEvent(
             mrid=new_mrid(pen), program_id=program_id, device_id=device_id, description=description,

@@ -4,7 +4,7 @@ One ResponseSet per DER program (`/rsps/{program}`), its ResponseList the replyT
 program's events. A Response is accepted when (IEEE 2030.5 §12.1.3 "Response", CSIP):
 - endDeviceLFDI names a device the caller may act for: its own, or one its aggregator manages
   (otherwise 400, reasonCode 1 — identity is never taken from a body);
-- subject is the mRID of an event of this program that applies to that device (all members,
+- subject is the mRID of an event of this DER program that applies to that device (all members,
   or that device) and existed when posted (otherwise 400);
 - status is present and one of the defined codes (otherwise 400).
 Answers 201 with the new Response's Location. Reads show only the caller's devices' responses.
