@@ -45,6 +45,7 @@ from programs.clearing import CurveBook, clear
 from programs.curves import CurveError, power_to_reduction
 from programs.kinds import DeviceKind
 from programs.model import Program
+from programs.publishing import is_open
 from server.beckn.errors import ErrorCode
 from server.beckn.timefmt import parse_timestamp, render_timestamp
 from server.beckn.values import arr, dec, fail, money, number, obj, tag, tag_group, tag_values, text, ts
@@ -137,7 +138,7 @@ def window_fulfillment(session: Session, row: store.FlexProgram, program: Progra
     stops = [
         {"id": w.window_key, "time": {"range": {"start": ts(w.start), "end": ts(w.end)}}}
         for w in store.windows(session, row.id, since_end=now, limit=20)
-        if w.state in ("planned", "published") and w.start < now + WINDOW_HORIZON_S
+        if is_open(w.state) and w.start < now + WINDOW_HORIZON_S
     ]
     out: dict[str, Any] = {
         "id": f"{WINDOW_PREFIX}{row.id}",

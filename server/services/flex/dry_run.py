@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from programs.clearing import CurveBook
 from programs.grid import GridClearing
 from programs.model import Program
-from programs.publishing import WindowState
+from programs.publishing import WindowState, is_open
 from programs.windows import Window
 from server.db import flex as store
 from server.services import clock
@@ -113,7 +113,7 @@ def _next_open_window(session: Session, row: store.FlexProgram, program: Program
             continue
         existing = rows.get(w.key)
         if existing is not None:
-            if existing.state in (WindowState.PLANNED, WindowState.PUBLISHED):
+            if is_open(existing.state):
                 return existing
             continue
         start = int(w.start.timestamp())

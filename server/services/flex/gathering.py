@@ -15,6 +15,7 @@ from programs.clearing import BidCurve, CurveBook
 from programs.controls import ControlRatings, control_for, der_type_kind
 from programs.grid import GridClearing, clear_with_grid
 from programs.kinds import DeviceKind
+from programs.enrollment import State as EnrollmentState
 from programs.model import Program
 from server.db import der as der_db
 from server.db import flex as store
@@ -141,7 +142,7 @@ def gather(session: Session, row: store.FlexProgram, program: Program, window: t
         select(e.id, e.device_id, e.device_kind, e.grid_node_id, e.offer, *_RATINGS_COLUMNS)
         .join(Device, Device.id == e.device_id),
         e.device_id,
-    ).where(e.program_id == row.id, e.state == "active", Device.enabled.is_(True)).order_by(e.device_id)
+    ).where(e.program_id == row.id, e.state == EnrollmentState.ACTIVE.value, Device.enabled.is_(True)).order_by(e.device_id)
     fleet = Fleet()
     # what a device offers depends on its kind, offer and ratings only: build each combination once
     made: dict[tuple[Any, ...], tuple[Any, ...] | str] = {}
