@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -73,15 +74,14 @@ def consumers_for(settings: Settings, schedule: Sequence[float]) -> list[outbox.
 
 
 def drainer_for(settings: Settings, db: Database, *, on_delivered: Callable[[], None] | None = None,
-                environ: Mapping[str, str] | None = None, **kw: object) -> "OutboxDrainer | None":
+                environ: Mapping[str, str] | None = None) -> OutboxDrainer | None:
     """A drainer for this deployment's consumers (None when it has none), not started."""
     environ = os.environ if environ is None else environ
     schedule = schedule_from(environ)
     consumers = consumers_for(settings, schedule)
     if not consumers:
         return None
-    return OutboxDrainer(db, consumers, schedule=schedule, crash=crash_point_from(environ),
-                         on_delivered=on_delivered, **kw)  # type: ignore[arg-type]
+    return OutboxDrainer(db, consumers, schedule=schedule, crash=crash_point_from(environ), on_delivered=on_delivered)
 
 
 class OutboxDrainer:
@@ -180,6 +180,7 @@ class OutboxDrainer:
                   os.getpid())
         for handler in logging.getLogger().handlers + log.handlers:
             handler.flush()
+        sys.stderr.flush()
         os.kill(os.getpid(), signal.SIGKILL)
 
     def _run(self) -> None:

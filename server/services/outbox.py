@@ -42,9 +42,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any, ClassVar, Protocol, Union
+from typing import Any, ClassVar, Protocol
 
-from sqlalchemy import delete
+from sqlalchemy import Select, String, cast, delete, literal, select
 from sqlalchemy.orm import Session
 
 from server.db import outbox as store
@@ -135,7 +135,7 @@ class EnrollmentChanged:
         return f"{self.program_id}/{self.enrollment_id}/{self.state}"
 
 
-Fact = Union[WindowPublished, ControlCreated, ControlCancelled, SettlementStored, EnrollmentChanged]
+Fact = WindowPublished | ControlCreated | ControlCancelled | SettlementStored | EnrollmentChanged
 FACTS: dict[str, type[Any]] = {cls.kind: cls for cls in
                                (WindowPublished, ControlCreated, ControlCancelled, SettlementStored, EnrollmentChanged)}
 
@@ -209,7 +209,7 @@ _CONTROL_JSON = {
 }
 
 
-def record_controls(session: Session, fact: type[ControlCreated] | type[ControlCancelled], program_id: int,
+def record_controls(session: Session, fact: type[ControlCreated | ControlCancelled], program_id: int,
                     device_ids: Sequence[int], mrids: Sequence[str], now: float, *, reason: str = "cancelled") -> int:
     """Many control facts of one program at once (one per device control), as if each were
     `record`ed: `fact(program_id, device_ids[i], mrids[i][, reason])`. How many were written."""
@@ -229,6 +229,26 @@ def record_controls(session: Session, fact: type[ControlCreated] | type[ControlC
     if ROUTES[kind]:
         store.insert_deliveries(session, ids, ROUTES[kind], now)
     return len(rows)
+
+
+def record_controls_from(session: Session, fact: type[ControlCreated | ControlCancelled], program_id: int,
+                         controls: Select[Any], now: float, *, reason: str = "cancelled") -> int:
+    """As `record_controls`, for the (device id, mRID) rows `controls` selects: the database
+    writes them in one INSERT … SELECT, so a publish's 100,000 controls never pass through
+    Python (half the time of building the rows here). mRIDs must need no JSON escaping (ours are
+    hex). How many were written."""
+    if fact is ControlCancelled and reason not in CANCEL_REASONS:
+        raise ValueError(f"reason must be one of {CANCEL_REASONS}")
+    src = controls.subquery()
+    device, mrid = list(src.c)[:2]
+    tail = '"}' if fact is ControlCreated else f'","reason":"{reason}"}}'
+    json_text = (literal(f'{{"program_id":{int(program_id)},"device_id":') + cast(device, String)
+                 + literal(',"mrid":"') + mrid + literal(tail))
+    rows = select(literal(fact.kind), mrid, json_text, literal(float(now))).select_from(src)
+    written, ids = store.insert_facts_from(session, rows, returning=bool(ROUTES[fact.kind]))
+    if ROUTES[fact.kind]:
+        store.insert_deliveries(session, ids, ROUTES[fact.kind], now)
+    return written
 
 
 # ---------------------------------------------------------------------------------- handing over
@@ -367,13 +387,16 @@ RETENTION_S = 14 * 86_400  # facts older than this are pruned once every consume
 def prune(db: Database, before: float, *, batch: int = 10_000) -> int:
     """Delete facts recorded before `before` whose deliveries are all delivered (with those
     deliveries and receipts); facts still pending or dead for someone stay. How many went."""
+    with db.transaction() as s:
+        bound = store.prune_bound(s, before)
     gone = 0
-    while True:
+    while bound is not None:
         with db.transaction() as s:
-            n = store.prune(s, before, batch)
+            n = store.prune(s, bound, before, batch)
         gone += n
         if n < batch:
-            return gone
+            break
+    return gone
 
 
 # --------------------------------------------------------------------------------------- views

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select, union_all
 
 from server.beckn.signing import SigningKey
 from server.cli import main as derflex
@@ -201,6 +201,43 @@ def test_bulk_control_facts_read_back_as_the_typed_facts(database) -> None:  # n
     assert [(r.kind, r.key, r.payload) for r in rows] == [(f.kind, f.key, outbox.payload(f)) for f in expected]
     assert [outbox.fact_from(r.kind, r.payload) for r in rows] == expected
     assert len({r.id for r in rows}) == 7 and deliveries(database) == []
+    pairs = union_all(*(select(literal(d).label("device_id"), literal(m).label("mrid"))
+                        for d, m in ((21, mrids[2]), (22, mrids[3])))).subquery()
+    with database.transaction() as s:  # the database writes the same facts from a query
+        assert outbox.record_controls_from(s, outbox.ControlCreated, 8, select(pairs.c.device_id, pairs.c.mrid), T0) == 2
+        outbox.record_controls_from(s, outbox.ControlCancelled, 8, select(pairs.c.device_id, pairs.c.mrid), T0,
+                                    reason="superseded")
+        with pytest.raises(ValueError):
+            outbox.record_controls_from(s, outbox.ControlCancelled, 8, select(pairs.c.device_id, pairs.c.mrid), T0,
+                                        reason="lost")
+        queried = s.execute(select(outbox_store.OutboxFact).where(outbox_store.OutboxFact.id > rows[-1].id)
+                            .order_by(outbox_store.OutboxFact.id)).scalars().all()
+    expected = [outbox.ControlCreated(8, 21, mrids[2]), outbox.ControlCreated(8, 22, mrids[3]),
+                outbox.ControlCancelled(8, 21, mrids[2], "superseded"), outbox.ControlCancelled(8, 22, mrids[3], "superseded")]
+    assert [(r.kind, r.key, r.payload, r.created_time) for r in queried] == [
+        (f.kind, f.key, outbox.payload(f), T0) for f in expected]
+    odd = outbox.WindowPublished(7, 'tab\there, newline\nthere, back\\slash "quoted"', 2)
+    with database.transaction() as s:  # what COPY's text format must escape comes back as it went
+        fid = outbox.record(s, odd, T0)
+    with database.transaction() as s:
+        row = s.get(outbox_store.OutboxFact, fid)
+        assert (row.key, outbox.fact_from(row.kind, row.payload)) == (odd.key, odd)
+
+
+def test_a_consumer_routed_to_controls_gets_a_delivery_per_control_in_bulk(database, monkeypatch) -> None:  # noqa: ANN001
+    """What a 2030.5 notification consumer will need: a route for the control facts, and one
+    delivery per control from both bulk paths, each with its own key."""
+    monkeypatch.setitem(outbox.ROUTES, outbox.ControlCreated.kind, (outbox.BECKN,))  # (the only consumer name today)
+    pairs = union_all(*(select(literal(d).label("device_id"), literal(m).label("mrid"))
+                        for d, m in ((31, "C" * 32), (32, "D" * 32)))).subquery()
+    with database.transaction() as s:
+        outbox.record_controls(s, outbox.ControlCreated, 9, [11, 12, 13], ["A" * 32, "B" * 32, "E" * 32], T0)
+        assert outbox.record_controls_from(s, outbox.ControlCreated, 9, select(pairs.c.device_id, pairs.c.mrid), T0) == 2
+        keys = dict(s.execute(select(outbox_store.OutboxFact.id, outbox_store.OutboxFact.key)).all())
+    got = deliveries(database)
+    assert sorted(keys[d.fact_id] for d in got) == ["A" * 32, "B" * 32, "C" * 32, "D" * 32, "E" * 32]
+    assert {d.idempotency_key for d in got} == {f"beckn:{fid}" for fid in keys}
+    assert all((d.state, d.next_attempt_at) == ("pending", T0) for d in got)
 
 
 # ------------------------------------------------------------------------------ the Beckn consumer
@@ -249,7 +286,7 @@ def test_a_drainer_killed_mid_delivery_leaves_the_fact_to_be_acted_on_exactly_on
     publishing.run_window(database, world["peak"], KEY, PUBLISH_AT)
     proc = subprocess.run([sys.executable, "-c", _DRAIN_IN_A_PROCESS, database.url, str(T0 + 1), crash],
                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, check=False)
     assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
     assert "survived" not in proc.stdout
     assert pushes(database) == [] and receipts(database) == []
@@ -374,8 +411,8 @@ def test_a_push_the_bap_never_takes_is_a_dead_letter_and_its_replay_is_delivered
     [d] = deliveries(database)
     [first] = pushes(database)
     assert first.state == "expired" and states[-1] == "expired" and len(answers) >= 2
-    assert d.state == "dead" and d.last_error.startswith(f"on_status to https://bap.example.org/beckn/on_status "
-                                                          f"not taken before its deadline: HTTP 500")
+    assert d.state == "dead" and d.last_error.startswith("on_status to https://bap.example.org/beckn/on_status "
+                                                          "not taken before its deadline: HTTP 500")
     with database.transaction() as s:
         [listed] = outbox.list_deliveries(s, state="dead", consumer="beckn")["deliveries"]
         assert listed["id"] == d.id and "HTTP 500" in listed["last_error"]

@@ -38,6 +38,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from programs.clearing import BidCurve
@@ -205,8 +206,9 @@ def _write_interval(s: Session, row: store.FlexProgram, program: Program, fleet:
         setpoints.append((clearing.id, device_id, fleet.enrollment_ids[i], red, pw, price, text, mrid))
         new_keys[(device_id, idx)] = (mode, clearing.start, clearing.end)
     der_store.insert_events(s, events)
-    outbox.record_controls(s, outbox.ControlCreated, row.id, fleet.device_ids, mrids, now)
     store.add_setpoints(s, setpoints)
+    outbox.record_controls_from(s, outbox.ControlCreated, row.id, select(store.Setpoint.device_id, store.Setpoint.event_mrid)
+                                .where(store.Setpoint.clearing_id == clearing.id), now)
 
 
 # --------------------------------------------------------------------------------- cancelling

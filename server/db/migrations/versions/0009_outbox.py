@@ -25,7 +25,6 @@ def upgrade() -> None:
         sa.Column("payload", sa.Text(), nullable=False),
         sa.Column("created_time", sa.Float(), nullable=False),
     )
-    op.create_index("ix_outbox_facts_created_time", "outbox_facts", ["created_time"])
     op.create_table(
         "outbox_deliveries",
         sa.Column("id", BIG_ID, primary_key=True),
