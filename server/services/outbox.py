@@ -2,9 +2,10 @@
 consumer at least once, and never acted on twice.
 
 Facts are small frozen dataclasses (below). The service that changes something records the fact in
-the same transaction (`record`; `record_controls` for one fact per device control, in bulk), so a
-fact exists exactly when its change was committed: no "after commit" hook can be skipped by a
-crash, and a rolled-back change leaves no fact.
+the same transaction (`record`; one fact per device control in bulk with `record_controls` from
+lists, or `record_controls_from` a query, which publishing uses), so a fact exists exactly when
+its change was committed: no "after commit" hook can be skipped by a crash, and a rolled-back
+change leaves no fact.
 
 What is per fact, what per consumer:
   * per fact (`outbox_facts`): what happened — kind, a readable key, the fields as JSON, when.
