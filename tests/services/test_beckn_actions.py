@@ -449,6 +449,11 @@ def test_an_order_from_init_to_cancel(world, bpp, database) -> None:  # noqa: AN
     assert states(opted) == {b0: "ENROLLED", b1: "EVENT-SCHEDULED"}
     assert live_events(database, der_program) == {devs["battery-1"]: 2}
     assert enrollment_states(database, peak)[devs["battery-0"]][0] == "active"  # it stays enrolled
+    with database.transaction() as s:  # the opted-out controls are told of, as any cancellation is
+        from server.db.outbox import OutboxFact
+
+        told = [json.loads(f.payload) for f in s.scalars(select(OutboxFact).where(OutboxFact.kind == "control.cancelled"))]
+    assert sorted((t["device_id"], t["reason"]) for t in told) == [(devs["battery-0"], "cancelled")] * 2
 
     # update: replace the set — battery-1 leaves (its events are cancelled), battery-2 joins,
     # battery-0 offers a new curve

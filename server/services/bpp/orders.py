@@ -75,7 +75,7 @@ from server.db import derp as der_store
 from server.db import flex as store
 from server.db.beckn import BecknOrder, BecknRating
 from server.db.models import Device
-from server.services.flex import enrollments, handlers, stored
+from server.services.flex import cancelling, enrollments, handlers, stored
 from server.services.flex.command_errors import CommandError, InvalidCommand
 from server.services.flex.commands import ChangeEnrollmentState, ChangeOffer, DeviceRef, Enroll
 from server.services.flex.offers import Offer, objective_offer, power_offer
@@ -535,13 +535,7 @@ def _opt_out(session: Session, order: BecknOrder, row: store.FlexProgram, data: 
     by_lfdi = _enrollments(session, order)
     device_ids = [by_lfdi[d.lfdi].device_id for d in wanted
                   if d.lfdi in by_lfdi and not lifecycle.is_closed(by_lfdi[d.lfdi].state)]
-    ev = der_store.DerEvent
-    mrids = session.scalars(
-        select(ev.mrid).where(ev.program_id == row.der_program_id, ev.device_id.in_(device_ids),
-                              ev.cancelled_at.is_(None), ev.start >= window.start, ev.start < window.end,
-                              ev.start + ev.duration > now)
-    ).all() if device_ids else []
-    der_store.cancel_events(session, list(mrids), now)
+    cancelling.cancel_devices_events(session, row, device_ids, now, window=window)
     data.setdefault("opt_outs", []).append({"window": window.window_key, "time": now,
                                             "fulfillment_ids": [d.fid for d in wanted]})
 

@@ -1,10 +1,13 @@
 """Cancelling what a window published: a whole window's events, the events no new revision
-supersedes, a leaving device's events. Events are never deleted; they get a cancellation time."""
+supersedes, a leaving device's events, a device sitting one window out. Events are never deleted; they get a cancellation time."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
 from programs.publishing import Action, is_open, transition
 from server.db import derp as der_store
 from server.db import flex as store
@@ -64,10 +67,23 @@ def cancel_window_row(session: Session, w: store.FlexWindow, now: int, note: str
 
 def cancel_device_events(session: Session, row: store.FlexProgram, device_id: int, now: int) -> None:
     """A device leaving a program: its events there that have not ended are cancelled."""
+    cancel_devices_events(session, row, [device_id], now)
+
+
+def cancel_devices_events(session: Session, row: store.FlexProgram, device_ids: Sequence[int], now: int, *,
+                          window: store.FlexWindow | None = None) -> int:
+    """The program's events of these devices that have not ended are cancelled (only those of
+    `window` when given: a device sitting one window out), each told of as a ControlCancelled
+    fact. How many were cancelled."""
+    if not device_ids:
+        return 0
     ev = der_store.DerEvent
-    mrids = session.scalars(
-        select(ev.mrid).where(ev.program_id == row.der_program_id, ev.device_id == device_id,
-                              ev.start + ev.duration > now, ev.cancelled_at.is_(None))
-    ).all()
-    der_store.cancel_events(session, list(mrids), now)
-    outbox.record_controls(session, outbox.ControlCancelled, row.id, [device_id] * len(mrids), list(mrids), now)
+    stmt = select(ev.device_id, ev.mrid).where(
+        ev.program_id == row.der_program_id, ev.device_id.in_(list(device_ids)),
+        ev.start + ev.duration > now, ev.cancelled_at.is_(None))
+    if window is not None:
+        stmt = stmt.where(ev.start >= window.start, ev.start < window.end)
+    pairs = session.execute(stmt.order_by(ev.device_id, ev.mrid)).all()
+    der_store.cancel_events(session, [m for _, m in pairs], now)
+    outbox.record_controls(session, outbox.ControlCancelled, row.id, [d for d, _ in pairs], [m for _, m in pairs], now)
+    return len(pairs)
