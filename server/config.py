@@ -50,7 +50,7 @@ class Settings:
     # The Beckn BPP: its own listener (plain HTTP: put it behind a TLS proxy on a real network;
     # BAPs have no 2030.5 client certificate), our identity on the network, and the registry that
     # holds the BAPs' keys: a v1 registry's URL, or "" for the file <home>/var/beckn-registry.json.
-    beckn_bind: str = "127.0.0.1:8081"  # "" switches the facade off
+    beckn_bind: str = "127.0.0.1:8081"  # "" (DERFLEX_BECKN_BIND=off) switches the facade off
     beckn_subscriber_id: str = "bpp.derflex.local"
     beckn_subscriber_uri: str = ""  # default: http://<beckn_bind>/beckn
     beckn_unique_key_id: str = "k1"
@@ -107,6 +107,8 @@ class Settings:
 
 
 def _coerce(name: str, raw: str, default: Any) -> Any:
+    if name == "beckn_bind" and raw.lower() in ("off", "none", "false", "no"):
+        return ""  # an empty variable means "the default", so the facade is switched off by name
     if isinstance(default, bool):
         if raw.lower() in ("1", "true", "yes", "on"):
             return True

@@ -78,11 +78,20 @@ def _start_scheduler(settings: Settings) -> Any:
         sched = FlexScheduler(db, reconcile_seconds=settings.scheduler_reconcile_seconds)
         sched.start()
         _SCHEDULERS.append(sched)
+        if not settings.beckn_bind:  # no BPP worker to drain the outbox beside: drain it here
+            from server.jobs.outbox import drainer_for
+
+            drainer = drainer_for(settings, db)
+            if drainer is not None:
+                drainer.start()
+                _INLINE_DRAINERS.append(drainer)
 
     return post_worker_init
 
 
 def _stop_scheduler(_server: Any, _worker: Any) -> None:
+    while _INLINE_DRAINERS:
+        _INLINE_DRAINERS.pop().stop()
     while _SCHEDULERS:
         sched = _SCHEDULERS.pop()
         sched.stop()

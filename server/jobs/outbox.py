@@ -2,7 +2,8 @@
 consumers, in a background thread of a server process.
 
 It runs wherever `derflex serve` runs the Beckn worker (a thread beside it on SQLite, in the
-worker's own process on PostgreSQL) and in `derflex scheduler` when the BPP is on; any number may
+worker's own process on PostgreSQL) or, with the BPP switched off, beside each 2030.5 worker's
+scheduler, and in `derflex scheduler`; any number may
 run against one database — each delivery is claimed for a lease, PostgreSQL's SKIP LOCKED lets them
 share the work. Consumers are wired here by name (`consumers_for`); today `beckn`
 (server.services.bpp.pushes). A consumer for 2030.5 notifications plugs in the same way: a route
@@ -66,11 +67,10 @@ def crash_point_from(environ: Mapping[str, str]) -> str | None:
 
 
 def consumers_for(settings: Settings, schedule: Sequence[float]) -> list[outbox.Consumer]:
-    """The consumers this deployment runs, by name: `beckn` when the BPP is on."""
-    found: list[outbox.Consumer] = []
-    if settings.beckn_bind:
-        found.append(BecknPushes(Provider.of(settings), retry_for_s=sum(schedule)))
-    return found
+    """The consumers this deployment runs, by name: `beckn` always — with the BPP switched off it
+    still takes its facts (there are no orders to tell, or their pushes wait in beckn_outbox for
+    the BPP's worker), so they never pile up undelivered."""
+    return [BecknPushes(Provider.of(settings), retry_for_s=sum(schedule))]
 
 
 def drainer_for(settings: Settings, db: Database, *, on_delivered: Callable[[], None] | None = None,

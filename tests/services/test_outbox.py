@@ -504,3 +504,21 @@ def test_the_operator_lists_counts_and_replays_from_the_command_line(database) -
     bad = runner.invoke(derflex, ["--database-url", database.url, "outbox", "replay", str(d.id)])
     assert bad.exit_code == 1 and "only dead letters are replayed" in bad.output
     assert runner.invoke(derflex, ["--database-url", database.url, "outbox", "replay"]).exit_code == 2
+
+
+@pytest.mark.parametrize("beckn_bind", ["127.0.0.1:8081", ""])
+def test_the_beckn_consumer_runs_whether_or_not_the_bpp_listens(database, tmp_path: Path, beckn_bind: str) -> None:  # noqa: ANN001
+    """Every fact routed to `beckn` gets a delivery row; with the BPP switched off a drainer still
+    takes them (nothing to tell, or pushes that wait for the BPP's worker), so none piles up
+    pending for ever."""
+    from server.config import Settings
+    from server.jobs.outbox import drainer_for
+
+    settings = Settings(home=tmp_path, database_url=database.url, beckn_bind=beckn_bind)
+    drainer = drainer_for(settings, database, environ={})
+    assert drainer is not None and list(drainer.consumers) == ["beckn"]
+    with database.transaction() as s:
+        outbox.record(s, outbox.WindowPublished(program_id=1, window_key="2026-11-30", revision=1), 0)
+    assert drainer.drain() == 1
+    with database.transaction() as s:
+        assert s.scalars(select(outbox_store.OutboxDelivery.state)).all() == ["delivered"]
