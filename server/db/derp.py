@@ -108,7 +108,7 @@ def _device_visible(role: Role) -> Any:
 
 
 @cache
-def _programs_of_device_stmt(role: Role) -> Select[Any]:
+def _der_programs_of_device_stmt(role: Role) -> Select[Any]:
     member = ProgramMember.__table__
     return (
         select(_PROGRAM)
@@ -119,8 +119,8 @@ def _programs_of_device_stmt(role: Role) -> Select[Any]:
 
 
 @cache
-def _program_of_device_stmt(role: Role) -> Select[Any]:
-    return _programs_of_device_stmt(role).where(_PROGRAM.c.id == bindparam("program_id"))
+def _der_program_of_device_stmt(role: Role) -> Select[Any]:
+    return _der_programs_of_device_stmt(role).where(_PROGRAM.c.id == bindparam("program_id"))
 
 
 @cache
@@ -139,17 +139,17 @@ def _events_for_device_stmt() -> Any:
     return union_all(part(_EVENT.c.device_id.is_(None)), part(_EVENT.c.device_id == bindparam("device_id")))
 
 
-def programs_of_device(db: Reader, scope: Scope, device_id: int) -> Sequence[Row[Any]]:
+def der_programs_of_device(db: Reader, scope: Scope, device_id: int) -> Sequence[Row[Any]]:
     """The programs a visible device belongs to, by primacy; [] for a device out of scope."""
     params = scope_params(scope, device_id=device_id)
-    return [] if params is None else db.execute(_programs_of_device_stmt(scope.role), params).all()
+    return [] if params is None else db.execute(_der_programs_of_device_stmt(scope.role), params).all()
 
 
-def program_of_device(db: Reader, scope: Scope, device_id: int, program_id: int) -> Row[Any] | None:
+def der_program_of_device(db: Reader, scope: Scope, device_id: int, program_id: int) -> Row[Any] | None:
     params = scope_params(scope, device_id=device_id, program_id=program_id)
     if params is None:
         return None
-    return db.execute(_program_of_device_stmt(scope.role), params).first()
+    return db.execute(_der_program_of_device_stmt(scope.role), params).first()
 
 
 def current_events(db: Reader, program_id: int, device_id: int, *, since: int, now: int) -> Sequence[Row[Any]]:
@@ -161,17 +161,17 @@ def current_events(db: Reader, program_id: int, device_id: int, *, since: int, n
 # ----------------------------------------------------------------------------- operator writes
 
 
-def add_program(session: Session, program: DerProgram) -> DerProgram:
+def add_der_program(session: Session, program: DerProgram) -> DerProgram:
     session.add(program)
     session.flush()
     return program
 
 
-def get_program(session: Session, program_id: int) -> DerProgram | None:
+def get_der_program(session: Session, program_id: int) -> DerProgram | None:
     return session.get(DerProgram, program_id)
 
 
-def list_programs(session: Session) -> Sequence[DerProgram]:
+def list_der_programs(session: Session) -> Sequence[DerProgram]:
     return session.scalars(select(DerProgram).order_by(DerProgram.primacy, DerProgram.id)).all()
 
 
@@ -219,7 +219,7 @@ def get_event_by_mrid(session: Session, mrid: str) -> DerEvent | None:
     return session.scalars(select(DerEvent).where(DerEvent.mrid == mrid)).first()
 
 
-def program_events(session: Session, program_id: int, since_end: int) -> Sequence[DerEvent]:
+def der_program_events(session: Session, program_id: int, since_end: int) -> Sequence[DerEvent]:
     """A program's events that had not ended at `since_end`, by start."""
     stmt = (
         select(DerEvent)

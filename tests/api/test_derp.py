@@ -208,7 +208,7 @@ def test_bad_events_are_refused_and_store_nothing(world, database) -> None:  # n
     with database.transaction() as s:
         from server.db import derp as store
 
-        assert store.program_events(s, world["program"], 0) == []
+        assert store.der_program_events(s, world["program"], 0) == []
 
 
 @pytest.mark.parametrize("description", ["nul\x00", "tab\tand", "x" * 33])

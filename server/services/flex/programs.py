@@ -99,7 +99,7 @@ def update(session: Session, command: UpdateProgram, now: int) -> ProgramResult:
     row.spec, row.name = spec, program.name
     row.version += 1
     row.updated_time = now
-    der = der_store.get_program(session, row.der_program_id)
+    der = der_store.get_der_program(session, row.der_program_id)
     if der is not None and (der.primacy, der.description) != (program.primacy, _der_description(program)):
         der.primacy, der.description = program.primacy, _der_description(program)
         der.version = (der.version + 1) % 65536

@@ -154,7 +154,7 @@ def create_der_program(session: Session, body: Mapping[str, Any], now: int) -> d
 
 
 def list_der_programs(session: Session) -> list[dict[str, Any]]:
-    return [der_program_view(session, row) for row in store.list_programs(session)]
+    return [der_program_view(session, row) for row in store.list_der_programs(session)]
 
 
 def get_der_program(session: Session, program_id: int) -> dict[str, Any]:
@@ -285,7 +285,7 @@ def list_events(
 ) -> dict[str, Any]:
     """A DER program's events by start (those not yet over, or all), with their response summaries."""
     derp.der_program_row(session, program_id)
-    rows = store.program_events(session, program_id, 0 if include_ended else now)
+    rows = store.der_program_events(session, program_id, 0 if include_ended else now)
     members = store.member_ids(session, program_id)
     return {"all": len(rows), "events": [event_view(session, r, now, members) for r in rows[start : start + limit]]}
 

@@ -53,7 +53,7 @@ class Expiring:
 
 
 def _der_program(db: Reader, scope: Scope, edev_id: int, derp_id: int) -> Any:
-    row = store.program_of_device(db, scope, edev_id, derp_id)
+    row = store.der_program_of_device(db, scope, edev_id, derp_id)
     if row is None:
         raise NotFound("no such DERProgram for this EndDevice")
     return row
@@ -63,7 +63,7 @@ def der_program_list(db: Reader, scope: Scope, edev_id: int, fsa_id: int, page: 
     """The DER programs a device's FunctionSetAssignments lead it to (its memberships)."""
     check_fsa_id(fsa_id)
     visible_device(db, scope, edev_id)
-    rows = store.programs_of_device(db, scope, edev_id)
+    rows = store.der_programs_of_device(db, scope, edev_id)
     shown = rows[page.start : page.start + page.limit]
     return mapper.der_program_list(edev_id, FSA_ID, shown, len(rows), poll_rate)
 
@@ -179,7 +179,7 @@ def create_der_program(session: Session, *, description: str | None, primacy: in
     if isinstance(primacy, bool) or not isinstance(primacy, int) or not 0 <= primacy <= 255:
         raise Invalid("primacy must be 0…255 (lower wins across DER programs)")
     description = check_text(description, "description", 32)  # String32
-    return store.add_program(
+    return store.add_der_program(
         session,
         store.DerProgram(mrid=new_mrid(pen), description=description, primacy=primacy, version=0,
                          created_time=now, default_version=0),
@@ -188,7 +188,7 @@ def create_der_program(session: Session, *, description: str | None, primacy: in
 
 def der_program_row(session: Session, program_id: int) -> store.DerProgram:
     """The stored DER program, for the operator (no scope); NotFound when there is none."""
-    row = store.get_program(session, program_id)
+    row = store.get_der_program(session, program_id)
     if row is None:
         raise NotFound(f"no DER program {program_id}")
     return row

@@ -23,7 +23,7 @@ def check_fsa_id(fsa_id: int) -> None:
 
 def _fsa(db: Reader, scope: Scope, edev_id: int) -> FunctionSetAssignments:
     visible_device(db, scope, edev_id)
-    der_programs = store.programs_of_device(db, scope, edev_id)
+    der_programs = store.der_programs_of_device(db, scope, edev_id)
     return mapper.function_set_assignments(edev_id, FSA_ID, len(der_programs))
 
 

@@ -38,7 +38,7 @@ def _der_programs(db: Reader, scope: Scope) -> list[Any]:
     """The DER programs of the devices the client may see, by id."""
     seen: dict[int, Any] = {}
     for device_id in _visible_device_ids(db, scope):
-        for row in der_store.programs_of_device(db, scope, device_id):
+        for row in der_store.der_programs_of_device(db, scope, device_id):
             seen.setdefault(row.id, row)
     return sorted(seen.values(), key=lambda r: r.id)
 
