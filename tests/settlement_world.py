@@ -75,7 +75,7 @@ def mirror(database: Any, device_lfdi: str, start: int, watts: list[int], step: 
 def make_world(database: Any, **program_over: Any) -> dict[str, Any]:
     """The program (PROGRAM with `program_over`), 3 enrolled batteries with history, the window
     published (not yet settled). Returns {"program", "devices", "lfdis", "enrollments"}."""
-    from server.services.flex import enrollments, programs as flex, publishing as dispatch, windows
+    from server.services.flex import enrollments, programs as flex, publishing, windows
     from server.services.sep2 import der, edev
     from server.services.sep2.der import DER_ID
 
@@ -96,7 +96,7 @@ def make_world(database: Any, **program_over: Any) -> dict[str, Any]:
             mirror(database, x, START - back * DAY - 3600, [3000] * 12)
     with database.transaction() as s:
         windows.plan_windows(s, PUBLISH_AT - DAY, 7 * DAY)
-    assert dispatch.run_window(database, program["id"], KEY, PUBLISH_AT)["devices"] == 3
+    assert publishing.run_window(database, program["id"], KEY, PUBLISH_AT)["devices"] == 3
     return {"program": program["id"], "devices": devices, "lfdis": lfdis, "enrollments": enrolled}
 
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from server.db.leader import LEASE_SECONDS, Leadership
 from server.db.session import Database, make_engine
-from server.services.flex import settlement, publishing as dispatch, windows
+from server.services.flex import settlement, publishing, windows
 
 log = logging.getLogger("derflex.scheduler")
 
@@ -187,7 +187,7 @@ class FlexScheduler:
 
     def _run(self, program_id: int, window_key: str) -> dict[str, Any] | None:
         try:
-            outcome = dispatch.run_window(self.db, program_id, window_key, int(self.clock()))
+            outcome = publishing.run_window(self.db, program_id, window_key, int(self.clock()))
         except Exception:
             log.exception("scheduler: window %s of program %s failed; it will be retried", window_key, program_id)
             return None

@@ -678,16 +678,16 @@ def test_bad_dry_runs(operator, enrolled, query: str, status: int) -> None:  # n
 
 def publish(database, operator, world) -> dict:  # noqa: ANN001
     """Run the next window as the scheduler would at its publish time."""
-    from server.services.flex import publishing as dispatch
+    from server.services.flex import publishing
 
     w = next_window(operator, world["p"])
-    outcome = dispatch.run_window(database, world["program"]["id"], w["key"], epoch(w["publish_at"]))
+    outcome = publishing.run_window(database, world["program"]["id"], w["key"], epoch(w["publish_at"]))
     assert outcome is not None and outcome["action"] == "publish" and outcome["devices"] == 2, outcome
     return ok(operator("GET", f"{world['p']}/windows/{w['key']}"))
 
 
 def test_a_published_window_shows_its_clearing_and_the_devices_their_controls(operator, enrolled, database, cast, client_for, device_clock) -> None:  # noqa: ANN001
-    from server.services.flex import publishing as dispatch
+    from server.services.flex import publishing
 
     ok(operator("PATCH", enrolled["p"], json={"requested_kw": 8}))
     view = publish(database, operator, enrolled)
@@ -707,7 +707,7 @@ def test_a_published_window_shows_its_clearing_and_the_devices_their_controls(op
         assert (ctl.interval.start, ctl.interval.duration) == (epoch(view["start"]), 5 * 3600)
         assert ctl.event_status.current_status == 0 and ctl.description == "Evening peak"
     # the scheduler running it again changes nothing
-    assert dispatch.run_window(database, enrolled["program"]["id"], view["key"], epoch(view["publish_at"])) is None
+    assert publishing.run_window(database, enrolled["program"]["id"], view["key"], epoch(view["publish_at"])) is None
     assert ok(operator("GET", f"{enrolled['p']}/windows/{view['key']}")) == view
 
 

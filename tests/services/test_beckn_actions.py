@@ -33,7 +33,7 @@ from server.db.beckn import BecknOrder, BecknRating
 from server.scope import Scope
 from server.sep2.der import ActivePower, DERCapability, DERSettings
 from server.services.sep2 import der, edev
-from server.services.flex import enrollments, grid_nodes, programs as flex, publishing as dispatch
+from server.services.flex import enrollments, grid_nodes, programs as flex, publishing
 from server.services.bpp.actions import Provider, handle, order_status_message
 from server.services.sep2.der import DER_ID
 from tests import beckn_schema
@@ -408,7 +408,7 @@ def test_an_order_from_init_to_cancel(world, bpp, database) -> None:  # noqa: AN
 
     # status: enrolled; once the window is published, an event is scheduled; in it, active
     assert states(bpp("status", {"order_id": order_id}, now=SETUP + 60)["order"]) == {b0: "ENROLLED", b1: "ENROLLED"}
-    published = dispatch.run_window(database, peak, KEY, PUBLISH_AT)
+    published = publishing.run_window(database, peak, KEY, PUBLISH_AT)
     assert published is not None and published["devices"] == 2
     scheduled = bpp("status", {"order_id": order_id}, now=PUBLISH_AT + 1)["order"]
     assert states(scheduled) == {b0: "EVENT-SCHEDULED", b1: "EVENT-SCHEDULED"}
@@ -473,7 +473,7 @@ def test_an_order_from_init_to_cancel(world, bpp, database) -> None:  # noqa: AN
     with database.transaction() as s:
         assert json.loads(store.enrollment_of(s, peak, devs["battery-0"]).offer) == {"power": new_curve}
     # the scheduler clears again before the start (inputs changed): both devices get events
-    again = dispatch.run_window(database, peak, KEY, PUBLISH_AT + 30)
+    again = publishing.run_window(database, peak, KEY, PUBLISH_AT + 30)
     assert again is not None and again["devices"] == 2
     assert states(bpp("status", {"order_id": order_id}, now=PUBLISH_AT + 40)["order"]) == {
         b0: "EVENT-SCHEDULED", b2: "EVENT-SCHEDULED"}

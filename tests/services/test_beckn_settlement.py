@@ -15,7 +15,7 @@ from server.db import flex as store
 from server.db.beckn import BecknOrder, BecknOutbox
 from server.jobs.outbox import OutboxDrainer
 from server.services.bpp.pushes import BecknPushes
-from server.services.flex import settlement, publishing as dispatch
+from server.services.flex import settlement, publishing
 from server.services.bpp.actions import order_status_message
 from tests.services.test_beckn_actions import (  # noqa: F401 - fixtures
     CURVE,
@@ -58,7 +58,7 @@ def _settlement_pushes(database) -> list[str]:  # noqa: ANN001
 
 def test_a_settled_window_is_pushed_with_its_quote_and_revenue_flows(world, bpp, database) -> None:  # noqa: ANN001
     order_id = _confirm(bpp, world, ["battery-0", "battery-1"])
-    dispatch.run_window(database, world["peak"], KEY, PUBLISH_AT)  # 2 batteries share 6 kW: 3 kW each
+    publishing.run_window(database, world["peak"], KEY, PUBLISH_AT)  # 2 batteries share 6 kW: 3 kW each
     assert _drain(database, PUBLISH_AT + 1) == 1  # the publish's on_status goes out first
     for name, event_w in (("battery-0", 0), ("battery-1", 1000)):
         for back in range(1, 8):  # a week of 3 kW at those hours (five weekdays: a short history)
@@ -104,7 +104,7 @@ def test_a_settled_window_is_pushed_with_its_quote_and_revenue_flows(world, bpp,
 
 def test_orders_without_a_device_in_the_window_hear_nothing(world, bpp, database) -> None:  # noqa: ANN001
     first = _confirm(bpp, world, ["battery-0"])
-    dispatch.run_window(database, world["peak"], KEY, PUBLISH_AT)
+    publishing.run_window(database, world["peak"], KEY, PUBLISH_AT)
     _drain(database, PUBLISH_AT + 1)
     late = _confirm(bpp, world, ["battery-1"])  # enrolled after the publish: not in this window
     mirror(database, lfdi("battery-0"), START, [0] * 8, now=END)
@@ -122,7 +122,7 @@ def test_an_operator_settlement_through_the_admin_api_is_pushed_too(world, bpp, 
 
     monkeypatch.setattr(views, "now", lambda: END + 900)  # the admin API's clock: after the window
     order_id = _confirm(bpp, world, ["battery-0"])
-    dispatch.run_window(database, world["peak"], KEY, PUBLISH_AT)
+    publishing.run_window(database, world["peak"], KEY, PUBLISH_AT)
     _drain(database, PUBLISH_AT + 1)
     mirror(database, lfdi("battery-0"), START, [0] * 8, now=END)
     with database.transaction() as s:

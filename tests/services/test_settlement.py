@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from server.db import flex as store
 from server.db import settlement as records
-from server.services.flex import settlement, programs as flex, publishing as dispatch, windows
+from server.services.flex import settlement, programs as flex, publishing, windows
 from server.services.errors import Conflict
 from tests.settlement_world import (  # noqa: F401 - the world the settlement tests share
     DAY,
@@ -137,7 +137,7 @@ def test_a_window_published_with_no_devices_settles_to_nothing(database) -> None
     with database.transaction() as s:
         program = flex.create_program(s, {**PROGRAM, "name": "Nobody Came"}, PUBLISH_AT - DAY)
         windows.plan_windows(s, PUBLISH_AT - DAY, 7 * DAY)
-    assert dispatch.run_window(database, program["id"], KEY, PUBLISH_AT)["devices"] == 0
+    assert publishing.run_window(database, program["id"], KEY, PUBLISH_AT)["devices"] == 0
     out = settlement.settle_window(database, program["id"], KEY, END + 600)
     s = out["settlement"]
     assert (s["devices"], s["gross_minor"], s["total_minor"], s["credited_kwh"], s["flows"]) == (0, 0, 0, 0.0, [])
