@@ -265,16 +265,21 @@ def order_item(row: store.FlexProgram, program: Program, capacity_kw: float | No
     return out
 
 
-def select(session: Session, message: dict[str, Any], provider: Provider, now: int) -> dict[str, Any]:
-    order = obj(message.get("order"), "message.order")
-    check_provider(order, "message.order", provider)
+def ordered_program(session: Session, order: Mapping[str, Any]) -> tuple[store.FlexProgram, Program, float | None]:
+    """The one item of an order (select, init, confirm): its active program and the capacity asked."""
     items = arr(order.get("items"), "message.order.items")
     if len(items) != 1:
         raise fail("must hold exactly one item (one program per order)", "message.order.items")
     item = obj(items[0], "message.order.items[0]")
     row, program = active_program(session, program_id_of(item.get("id"), "message.order.items[0].id"),
                                   "message.order.items[0].id")
-    kw = capacity_of(item, "message.order.items[0]", program)
+    return row, program, capacity_of(item, "message.order.items[0]", program)
+
+
+def select(session: Session, message: dict[str, Any], provider: Provider, now: int) -> dict[str, Any]:
+    order = obj(message.get("order"), "message.order")
+    check_provider(order, "message.order", provider)
+    row, program, kw = ordered_program(session, order)
     return {"order": {
         "provider": {"id": provider.bpp_id, "descriptor": {"name": provider.name}},
         "items": [order_item(row, program, kw)],

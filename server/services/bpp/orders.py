@@ -67,7 +67,6 @@ from sqlalchemy.orm import Session
 
 from programs import enrollment as lifecycle
 from programs.kinds import DeviceKind
-from programs.model import Program
 from programs.publishing import is_published
 from server.beckn.errors import BecknError, ErrorCode
 from server.beckn.orders import OrderState, beckn_status, transition
@@ -84,10 +83,9 @@ from server.services.bpp.catalog import (
     CANCELLATION_REASONS,
     RATING_CATEGORIES,
     active_program,
-    capacity_of,
     check_provider,
     order_item,
-    program_id_of,
+    ordered_program,
     quote,
 )
 from server.services.bpp.provider import Provider
@@ -293,16 +291,6 @@ def _order_of_transaction(session: Session, bap_id: str, transaction_id: str, st
     return None
 
 
-def _item_program(session: Session, order: dict[str, Any]) -> tuple[store.FlexProgram, Program, float | None]:
-    items = arr(order.get("items"), "message.order.items")
-    if len(items) != 1:
-        raise fail("must hold exactly one item (one program per order)", "message.order.items")
-    item = obj(items[0], "message.order.items[0]")
-    row, program = active_program(session, program_id_of(item.get("id"), "message.order.items[0].id"),
-                                  "message.order.items[0].id")
-    return row, program, capacity_of(item, "message.order.items[0]", program)
-
-
 def _touch(order: BecknOrder, request: Request, data: dict[str, Any], now: int) -> None:
     order.order = json.dumps(data)
     order.context = json.dumps(request.context.to_json())
@@ -323,7 +311,7 @@ def init(session: Session, request: Request, provider: Provider, now: int) -> di
     ctx = request.context
     order_in = obj(request.message.get("order"), "message.order")
     check_provider(order_in, "message.order", provider)
-    row, program, capacity = _item_program(session, order_in)
+    row, program, capacity = ordered_program(session, order_in)
     billing = _billing(order_in.get("billing"), "message.order.billing")
     devices = parse_devices(order_in.get("fulfillments"), "message.order.fulfillments")
     if order_in.get("id") is not None:
@@ -361,7 +349,7 @@ def confirm(session: Session, request: Request, provider: Provider, now: int) ->
     check_provider(order_in, "message.order", provider)
     program_id = None
     if order_in.get("items") is not None:
-        program_id = _item_program(session, order_in)[0].id
+        program_id = ordered_program(session, order_in)[0].id
     if order_in.get("id") is not None:
         order = find_order(session, ctx.bap_id, order_in.get("id"), "message.order.id")
     else:
