@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from server.beckn.signing import SigningKey
 from server.db import beckn as store
 from server.db.session import Database
+from server.jobs.loop import BackgroundLoop
 from server.services.bpp import pipeline as beckn
 from server.services.bpp.actions import Provider
 
@@ -50,7 +51,9 @@ def http_post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, byte
         return exc.code, exc.read(MAX_ANSWER_BYTES)
 
 
-class BecknWorker:
+class BecknWorker(BackgroundLoop):
+    thread_name = "beckn-worker"
+
     def __init__(self, db: Database, provider: Provider, key: SigningKey, *, send: beckn.Sender = http_post,
                  clock: Callable[[], float] = time.time, senders: int = 8, poll_s: float = 0.5,
                  eager: bool = False):
@@ -60,29 +63,13 @@ class BecknWorker:
         # eager: a process of its own goes on at once while there is work; beside request threads
         # (eager=False) it pauses between passes, or it would starve the ACKs of the interpreter
         self.eager = eager
+        super().__init__()
         self._pool = ThreadPoolExecutor(senders, thread_name_prefix="beckn-send")
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._sending: set[int] = set()
         self._lock = threading.Lock()
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="beckn-worker", daemon=True)
-            self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+    def _stopped(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def wake(self) -> None:
-        self._wake.set()
 
     def run_once(self) -> int:
         """Process what was received, then hand what is due to the senders; how many rows it took."""

@@ -26,10 +26,10 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from server.jobs.loop import BackgroundLoop
 from server.config import ConfigError, Settings
 from server.db.session import Database
 from server.services import outbox
@@ -84,8 +84,10 @@ def drainer_for(settings: Settings, db: Database, *, on_delivered: Callable[[], 
     return OutboxDrainer(db, consumers, schedule=schedule, crash=crash_point_from(environ), on_delivered=on_delivered)
 
 
-class OutboxDrainer:
+class OutboxDrainer(BackgroundLoop):
     """`start()` / `stop()` a polling thread; `run_once()` / `drain()` for one pass or until idle."""
+
+    thread_name = "outbox-drainer"
 
     def __init__(self, db: Database, consumers: Sequence[outbox.Consumer], *,
                  schedule: Sequence[float] = outbox.DEFAULT_SCHEDULE, lease_s: float = outbox.LEASE_S,
@@ -104,27 +106,11 @@ class OutboxDrainer:
         self.on_delivered = on_delivered  # e.g. wake the Beckn worker: a push was queued
         self.retention_s = retention_s
         self._next_prune = 0.0
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     # ------------------------------------------------------------------------- lifecycle
-    def start(self) -> None:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="outbox-drainer", daemon=True)
-            self._thread.start()
-            log.info("outbox: draining for %s", ", ".join(sorted(self.consumers)))
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def wake(self) -> None:
-        self._wake.set()
+    def _started(self) -> None:
+        log.info("outbox: draining for %s", ", ".join(sorted(self.consumers)))
 
     # ------------------------------------------------------------------------------ work
     def run_once(self) -> int:
