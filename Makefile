@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo serve test test-postgres lint bench clean
+.PHONY: setup demo serve test test-slow test-postgres lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,11 @@ demo: $(STAMP)  ## the main job end to end on the embedded default (about five m
 serve: $(STAMP)  ## serve 2030.5 (and the Beckn BPP) with two pre-registered demo devices
 	$(BIN)/derflex serve --demo-devices 2
 
-test: $(STAMP)  ## the whole test suite on SQLite, plus the layer contracts
-	$(BIN)/pytest
+test: $(STAMP)  ## the test suite on SQLite (e2e included), plus the layer contracts; the sweeps' long tails: make test-slow
+	$(BIN)/pytest -m "not slow"
+
+test-slow: $(STAMP)  ## the long tails of the random sweeps (marked slow; CI runs them)
+	$(BIN)/pytest -m slow
 
 test-postgres: $(STAMP)  ## the same tests against PostgreSQL (PG_URL)
 	DERFLEX_TEST_DATABASE_URL=$(PG_URL) $(BIN)/pytest -m "not e2e"

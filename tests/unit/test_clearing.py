@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from programs.clearing import BidCurve, CurveBook, clear, validate_curve
+from tests.sweeps import seeds
 
 
 # --- reference (tests only): plain Python, exact rationals, sort all breakpoints -------------
@@ -243,7 +244,7 @@ def _check(curves, q, cap):
     assert abs(c.setpoints.sum() - c.quantity) <= 1e-9 * max(1.0, abs(c.quantity)), ctx
 
 
-@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("seed", seeds(40, quick=6))
 def test_random_fleets_match_reference(seed):
     rng = np.random.default_rng(seed)
     n = int(rng.choice([1, 2, 3, 5, 10, 30, 100, 150]))
@@ -254,7 +255,7 @@ def test_random_fleets_match_reference(seed):
             _check(curves, q, cap)
 
 
-@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("seed", seeds(20, quick=6))
 def test_random_dyadic_fleets_hit_plateaus_exactly(seed):
     rng = np.random.default_rng(1000 + seed)
     n = int(rng.choice([2, 3, 10, 50, 120]))

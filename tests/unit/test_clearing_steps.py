@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from programs.clearing import BidCurve, CurveBook, clear, dispatch_at
+from tests.sweeps import seeds
 
 
 # --- reference (tests only): exact rationals, right-continuous curves with steps ----------------
@@ -149,7 +150,7 @@ def _random_step_fleet(rng, n):
     return curves
 
 
-@pytest.mark.parametrize("seed", range(30))
+@pytest.mark.parametrize("seed", seeds(30, quick=10))
 def test_random_step_fleets_match_reference(seed):
     rng = np.random.default_rng(500 + seed)
     n = int(rng.choice([1, 2, 3, 8, 25, 60]))

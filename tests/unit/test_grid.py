@@ -10,6 +10,7 @@ import pytest
 
 from programs.clearing import BidCurve, CurveBook, clear
 from programs.grid import GridNode, GridTree, clear_with_grid
+from tests.sweeps import seeds
 
 
 # --- reference (tests only) ----------------------------------------------------------------------
@@ -160,7 +161,7 @@ def _random_case(rng):
     return tree, curves, nodes
 
 
-@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("seed", seeds(40, quick=10))
 def test_random_trees_match_the_reference_and_hold_their_limits(seed):
     rng = np.random.default_rng(seed)
     tree, curves, nodes = _random_case(rng)
