@@ -27,7 +27,7 @@ test: $(STAMP)  ## the test suite on SQLite (e2e included), plus the layer contr
 test-slow: $(STAMP)  ## the long tails of the random sweeps (marked slow; CI runs them)
 	$(BIN)/pytest -m slow
 
-test-postgres: $(STAMP)  ## the same tests against PostgreSQL (PG_URL)
+test-postgres: $(STAMP)  ## the tests that use a database, against PostgreSQL (PG_URL)
 	DERFLEX_TEST_DATABASE_URL=$(PG_URL) $(BIN)/pytest -m "not e2e"
 
 bench: $(STAMP)  ## serving benchmark; results in bench/results, figures in docs/benchmarks.md

@@ -34,6 +34,18 @@ from server.pki import Credential, DevPKI
 PG_ENV = "DERFLEX_TEST_DATABASE_URL"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On PostgreSQL, only the tests that get a database (the `database` fixture, directly or
+    through `settings`, `app`, …): nothing else reads DERFLEX_TEST_DATABASE_URL, so the others
+    would only run a second time, unchanged, after the SQLite run."""
+    if not os.environ.get(PG_ENV):
+        return
+    uses = ["database" in getattr(item, "fixturenames", ()) for item in items]
+    if not all(uses):
+        config.hook.pytest_deselected(items=[item for item, u in zip(items, uses) if not u])
+        items[:] = [item for item, u in zip(items, uses) if u]
+
+
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> DevPKI:
     root = tmp_path_factory.mktemp("pki")
