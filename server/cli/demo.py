@@ -82,8 +82,10 @@ def _wait(predicate: Any, seconds: float, what: str, log: Path | None = None, po
 class Demo:
     """The demo's state, so that everything it started can be stopped whatever happens."""
 
-    def __init__(self, home: Path, devices: int, window_minutes: int, plot: Path, seed: int) -> None:
+    def __init__(self, home: Path, devices: int, window_minutes: int, plot: Path, seed: int,
+                 lead_s: int = 45) -> None:
         self.home, self.n, self.minutes, self.plot, self.seed = home, devices, window_minutes, plot, seed
+        self.lead = lead_s
         self.port, self.beckn_port, self.receiver_port = _free_port(), _free_port(), _free_port()
         self.env = {
             "DERFLEX_BECKN_BIND": f"127.0.0.1:{self.beckn_port}", "DERFLEX_SCHEDULER": "true",
@@ -164,8 +166,8 @@ class Demo:
         self.requested = max(1.0, round(0.5 * at_cap, 1))
         now = datetime.now(timezone.utc)
         # enrolling takes about a quarter of a second per customer; the window opens on the first
-        # whole minute after that and the 45 s lead (readings are per minute, aligned to it)
-        ready = now + timedelta(seconds=45 + 10 + self.n / 4)
+        # whole minute after that and the lead (readings are per minute, aligned to it)
+        ready = now + timedelta(seconds=self.lead + 10 + self.n / 4)
         start = ready.replace(second=0, microsecond=0) + timedelta(minutes=1)
         end = start + timedelta(minutes=self.minutes)
         program = {
@@ -173,7 +175,7 @@ class Demo:
             "window": {"weekdays": list(range(7)), "start": start.strftime("%H:%M"), "end": end.strftime("%H:%M"),
                        "tz": "UTC"},
             "requested_kw": self.requested, "interval_s": 60, "price_cap": PRICE_CAP,
-            "incentive": {"kind": "pay_as_clear"}, "eligible_kinds": sorted(MIX), "lead_time_s": 45,
+            "incentive": {"kind": "pay_as_clear"}, "eligible_kinds": sorted(MIX), "lead_time_s": self.lead,
             "grid_node_ids": ["feeder-7"],
             "measurement": {
                 "interval_s": 60, "delay_s": 25, "resettle_days": 1,
@@ -193,7 +195,7 @@ class Demo:
         self.key = start.date().isoformat()
         local = lambda d: d.astimezone().strftime("%H:%M")  # noqa: E731
         _say(f"  program {made['id']} \"Peak Saver\": {self.requested} kW asked from {local(start)} to {local(end)} "
-             f"(local time), price cap ₹{PRICE_CAP:g}/kWh, published 45 s ahead; grid node feeder-7")
+             f"(local time), price cap ₹{PRICE_CAP:g}/kWh, published {self.lead} s ahead; grid node feeder-7")
 
     def enroll(self) -> None:
         from der_sim.bap import Bap, BapClient, BapIdentity, Customer, DerDevice, registry_lookup
@@ -234,7 +236,7 @@ class Demo:
                 w = store.window(s, self.program_id, self.key)
                 return w.state if w is not None and w.state in ("published", "republished", "missed") else None
 
-        wait = self.start - 45 - time.time()
+        wait = self.start - self.lead - time.time()
         _say(f"  the scheduler publishes in {max(0, wait):.0f} s …")
         got = _wait(state, max(0, wait) + 60, "the window to be published", self.log, poll=1.0)
         if got == "missed":
@@ -357,13 +359,16 @@ class Demo:
               help="How many simulated customers, each with one device.")
 @click.option("--window-minutes", type=click.IntRange(1, 30), default=2, show_default=True,
               help="Length of the peak window (time is compressed: a real one lasts hours).")
+@click.option("--lead-seconds", type=click.IntRange(15, 600), default=45, show_default=True,
+              help="How long before the window the scheduler publishes its controls. Devices poll every "
+                   "10 s, so 15 s still reaches each of them before the start; the end-to-end test uses 20.")
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=Path("var/demo"),
               show_default=True, help="Folder for the demo's server: new, empty, or one an earlier demo made "
                                       "(which is emptied first).")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=Path("demo-delivery.png"),
               show_default=True, help="Where to write the picture of requested vs delivered.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the simulated fleet.")
-def demo(n: int, window_minutes: int, home: Path, plot: Path, seed: int) -> None:
+def demo(n: int, window_minutes: int, lead_seconds: int, home: Path, plot: Path, seed: int) -> None:
     """Run the whole product end to end on the embedded default (SQLite, dev PKI, one machine).
 
     Starts a fresh server, simulates --devices homes talking IEEE 2030.5 over mutual TLS, authors a
@@ -372,7 +377,7 @@ def demo(n: int, window_minutes: int, home: Path, plot: Path, seed: int) -> None
     picture. Takes about five minutes; Ctrl-C stops it cleanly.
     """
     started = time.monotonic()
-    d = Demo(home.resolve(), n, window_minutes, plot.resolve(), seed)
+    d = Demo(home.resolve(), n, window_minutes, plot.resolve(), seed, lead_s=lead_seconds)
     stopped = False
 
     def interrupted(_sig: int, _frame: Any) -> None:
