@@ -34,10 +34,23 @@ from server.pki import Credential, DevPKI
 PG_ENV = "DERFLEX_TEST_DATABASE_URL"
 
 
+# Longest first: on pytest-xdist workers (make test) the e2e modules, which mostly wait on real
+# clocks and sockets, start first (the demo, about two and a half minutes, before all), so that the
+# other workers fill their waits and no long module is left for the end.
+LONGEST_FIRST = ("tests/e2e/test_demo.py", "tests/e2e/")
+
+
+def _longest_first(item: pytest.Item) -> int:
+    return next((i for i, prefix in enumerate(LONGEST_FIRST) if item.nodeid.startswith(prefix)), len(LONGEST_FIRST))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """On PostgreSQL, only the tests that get a database (the `database` fixture, directly or
     through `settings`, `app`, …): nothing else reads DERFLEX_TEST_DATABASE_URL, so the others
-    would only run a second time, unchanged, after the SQLite run."""
+    would only run a second time, unchanged, after the SQLite run. On xdist workers, the longest
+    modules first (a stable sort: every worker collects the same order)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=_longest_first)
     if not os.environ.get(PG_ENV):
         return
     uses = ["database" in getattr(item, "fixturenames", ()) for item in items]
