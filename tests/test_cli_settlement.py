@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from server.cli import main
-from tests.settlement_world import END, KEY, SETTLED_AT, START, deliver, make_world, mirror
+from tests.builders import END, KEY, SETTLED_AT, START, deliver, make_world, mirror
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -193,7 +193,7 @@ def test_mistakes_after_settling_are_one_line(run, world, tmp_path: Path, args, 
 
 
 def test_a_device_in_five_minute_intervals(run, database) -> None:  # noqa: ANN001
-    from tests.settlement_world import PROGRAM
+    from tests.builders import PROGRAM
 
     w = make_world(database, measurement={**PROGRAM["measurement"], "interval_s": 300})
     deliver(database, w)

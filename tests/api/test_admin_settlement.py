@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.settlement_world import (DAY, END, EVENT_W, FLOWS_104, GROSS, KEY, SETTLED_AT, START, deliver, make_world,
+from tests.builders import (DAY, END, EVENT_W, FLOWS_104, GROSS, KEY, SETTLED_AT, START, deliver, make_world,
                                     mirror)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -334,7 +334,7 @@ def test_odd_input_never_gets_a_5xx(operator, settled) -> None:  # noqa: ANN001
 def test_five_minute_intervals_give_plain_decimals(operator, app, database, clock) -> None:  # noqa: ANN001
     """Δ = 5 min: 1 kW credited for 1/12 h is 1/12 kWh, stored exactly as "1/12"; the CSV shows
     plain decimals (rounded to 9 places where they do not terminate), the money still adds up."""
-    from tests.settlement_world import PROGRAM
+    from tests.builders import PROGRAM
 
     w = make_world(database, measurement={**PROGRAM["measurement"], "interval_s": 300})
     deliver(database, w)

@@ -35,8 +35,8 @@ from server.sep2.der import (
     VoltageRMS,
     WattHour,
 )
-from server.sep2.models import EndDevice, Error
-from server.services.sep2 import edev
+from server.sep2.models import Error
+from tests.builders import registered_cast
 
 NOW = int(time.time())
 DAY = 86_400
@@ -110,14 +110,7 @@ def _rows(database, table, device_id: int | None = None) -> list[Any]:  # noqa: 
 @pytest.fixture
 def world(app, database, cast, client_for):  # noqa: ANN001, ANN201
     """owner and other registered by the operator; managed registered (in-band) by the aggregator."""
-    with database.transaction() as s:
-        owner = edev.register_out_of_band(s, cast["owner"].lfdi, 100).id
-        other = edev.register_out_of_band(s, cast["other"].lfdi, 100).id
-    body = codec.render(EndDevice(lfdi=cast["managed"].lfdi, sfdi=cast["managed"].sfdi, changed_time=0))
-    resp = client_for(cast["aggregator"]).post("/edev", data=body)
-    assert resp.status_code == 201
-    managed = int(resp.headers["Location"].rsplit("/", 1)[1])
-    return {"owner": owner, "other": other, "managed": managed}
+    return registered_cast(database, cast, client_for)
 
 
 def _put_all(client, device_id: int) -> None:  # noqa: ANN001

@@ -17,7 +17,7 @@ from server.db import changes, metering, migrate
 from server.db.models import Device
 from server.sep2 import codec
 from server.sep2.derp import DateTimeInterval
-from server.sep2.models import EndDevice, Error
+from server.sep2.models import Error
 from server.sep2.mup import (
     MeterReading,
     MeterReadingList,
@@ -34,7 +34,8 @@ from server.sep2.mup import (
     UsagePoint,
     UsagePointList,
 )
-from server.services.sep2 import edev, mup as mup_service
+from server.services.sep2 import mup as mup_service
+from tests.builders import registered_cast
 
 NOW = int(time.time())
 DAY = 86_400
@@ -93,14 +94,7 @@ def _counts(database) -> tuple[int, int, int, int]:  # noqa: ANN001
 @pytest.fixture
 def world(app, database, cast, client_for):  # noqa: ANN001, ANN201
     """owner and other registered by the operator; managed registered (in-band) by the aggregator."""
-    with database.transaction() as s:
-        owner = edev.register_out_of_band(s, cast["owner"].lfdi, 100).id
-        other = edev.register_out_of_band(s, cast["other"].lfdi, 100).id
-    body = codec.render(EndDevice(lfdi=cast["managed"].lfdi, sfdi=cast["managed"].sfdi, changed_time=0))
-    resp = client_for(cast["aggregator"]).post("/edev", data=body)
-    assert resp.status_code == 201
-    managed = int(resp.headers["Location"].rsplit("/", 1)[1])
-    return {"owner": owner, "other": other, "managed": managed}
+    return registered_cast(database, cast, client_for)
 
 
 def _create(client, lfdi: str, **kw: Any) -> int:  # noqa: ANN001

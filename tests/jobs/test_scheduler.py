@@ -182,7 +182,7 @@ def test_each_publish_is_one_outbox_fact_and_a_failing_consumer_changes_nothing(
 
 
 def test_after_a_window_ends_the_pass_settles_it_and_records_the_fact(database) -> None:  # noqa: ANN001
-    from tests import settlement_world as ts
+    from tests import builders as ts
 
     world = ts.make_world(database)
     ts.deliver(database, world)

@@ -13,7 +13,6 @@ Timeline (as tests/services/test_publish.py): Monday 2026-11-30, window 16:00–
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import uuid
@@ -30,13 +29,11 @@ from server.beckn.timefmt import parse_duration
 from server.db import derp as der_store
 from server.db import flex as store
 from server.db.beckn import BecknOrder, BecknRating
-from server.scope import Scope
-from server.sep2.der import ActivePower, DERCapability, DERSettings
-from server.services.sep2 import der, edev
+from server.services.sep2 import edev
 from server.services.flex import enrollments, grid_nodes, programs as flex, publishing
 from server.services.bpp.actions import Provider, handle, order_status_message
-from server.services.sep2.der import DER_ID
 from tests import beckn_schema
+from tests.builders import lfdi, rated_battery
 
 START = int(datetime(2026, 11, 30, 21, 0, tzinfo=timezone.utc).timestamp())
 END = START + 7200
@@ -61,17 +58,7 @@ HVAC = {
     "requested_kw": 20.0, "price_cap": 0.3, "incentive": {"kind": "fixed", "rate_per_kwh": 0.2},
     "eligible_kinds": ["load"],
 }
-CAPABILITY = DERCapability(modes_supported="00000080", rtg_max_w=ActivePower(multiplier=0, value=5000),
-                           rtg_max_charge_rate_w=ActivePower(multiplier=0, value=5000),
-                           rtg_max_discharge_rate_w=ActivePower(multiplier=0, value=5000), type=80)
-SETTINGS = DERSettings(modes_enabled="00000080", set_grad_w=100, set_max_w=ActivePower(multiplier=0, value=5000),
-                       set_max_charge_rate_w=ActivePower(multiplier=0, value=5000),
-                       set_max_discharge_rate_w=ActivePower(multiplier=0, value=5000), updated_time=0)
 CURVE = [{"price": 0.10, "powerKW": 0.0}, {"price": 0.50, "powerKW": 5.0}]
-
-
-def lfdi(name: str) -> str:
-    return hashlib.sha256(name.encode()).hexdigest()[:40].upper()
 
 
 def device(name: str, *, kind: str | None = None, node: str | None = "feeder-1", curve: Any = None,
@@ -110,11 +97,8 @@ def world(database):  # noqa: ANN001, ANN201
             grid_nodes.put_grid_node(s, {"name": name, "parent": parent}, SETUP)
         devices = {}
         for name in ("battery-0", "battery-1", "battery-2", "load-0"):
-            d = edev.register_out_of_band(s, lfdi(name), SETUP).id
-            if name.startswith("battery"):
-                der.put(s, Scope.operator(), d, DER_ID, CAPABILITY, SETUP)
-                der.put(s, Scope.operator(), d, DER_ID, SETTINGS, SETUP)
-            devices[name] = d
+            devices[name] = (rated_battery(s, lfdi(name), SETUP) if name.startswith("battery")
+                             else edev.register_out_of_band(s, lfdi(name), SETUP).id)
         peak = flex.create_program(s, PEAK, SETUP)
         hvac = flex.create_program(s, HVAC, SETUP)
         gone = flex.create_program(s, {**HVAC, "name": "Old Program"}, SETUP)

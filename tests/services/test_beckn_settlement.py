@@ -31,7 +31,7 @@ from tests.services.test_beckn_actions import (  # noqa: F401 - fixtures
     schema,
     world,
 )
-from tests.settlement_world import mirror
+from tests.builders import mirror
 
 DAY = 86_400
 

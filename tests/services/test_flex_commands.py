@@ -10,7 +10,6 @@ PostgreSQL with DERFLEX_TEST_DATABASE_URL set (tests/conftest.py).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from collections.abc import Callable
@@ -27,16 +26,14 @@ from server.beckn.envelope import Request
 from server.beckn.errors import BecknError, ErrorCode
 from server.beckn.timefmt import parse_duration
 from server.db import tables
-from server.scope import Scope
-from server.sep2.der import ActivePower, DERCapability, DERSettings
 from server.services.bpp.actions import Provider, handle
 from server.services.errors import Conflict, Invalid, NotFound
 from server.services.flex import commands as c
 from server.services.flex import enrollments, handlers
 from server.services.flex.command_errors import CommandError
 from server.services.flex.results import EnrollmentResult, GridNodeDeleted, GridNodeResult, ProgramResult, WindowResult
-from server.services.sep2 import der, edev
-from server.services.sep2.der import DER_ID
+from server.services.sep2 import edev
+from tests.builders import lfdi, rated_battery
 
 START = int(datetime(2026, 11, 30, 21, 0, tzinfo=timezone.utc).timestamp())  # Monday 16:00 New York
 PUBLISH_AT = START - 3600
@@ -52,18 +49,8 @@ PEAK = {
     "incentive": {"kind": "pay_as_clear"}, "eligible_kinds": ["battery", "ev_charger"],
     "lead_time_s": 3600, "grid_node_ids": ["sub-1"],
 }
-CAPABILITY = DERCapability(modes_supported="00000080", rtg_max_w=ActivePower(multiplier=0, value=5000),
-                           rtg_max_charge_rate_w=ActivePower(multiplier=0, value=5000),
-                           rtg_max_discharge_rate_w=ActivePower(multiplier=0, value=5000), type=80)
-SETTINGS = DERSettings(modes_enabled="00000080", set_grad_w=100, set_max_w=ActivePower(multiplier=0, value=5000),
-                       set_max_charge_rate_w=ActivePower(multiplier=0, value=5000),
-                       set_max_discharge_rate_w=ActivePower(multiplier=0, value=5000), updated_time=0)
 CURVE = [[0.10, 0.0], [0.50, 5.0]]
 TOO_MUCH = [[0.10, 0.0], [0.50, 50.0]]  # the batteries discharge 5 kW at most
-
-
-def lfdi(name: str) -> str:
-    return hashlib.sha256(name.encode()).hexdigest()[:40].upper()
 
 
 def snapshot(database) -> dict[str, list[tuple[Any, ...]]]:  # noqa: ANN001
@@ -82,10 +69,8 @@ def world(database):  # noqa: ANN001, ANN201
             handlers.execute(s, c.PutGridNode(name, parent=parent), SETUP)
         devices = {}
         for name in ("battery-0", "battery-1", "battery-2", "load-0"):
-            devices[name] = edev.register_out_of_band(s, lfdi(name), SETUP).id
-            if name.startswith("battery"):
-                der.put(s, Scope.operator(), devices[name], DER_ID, CAPABILITY, SETUP)
-                der.put(s, Scope.operator(), devices[name], DER_ID, SETTINGS, SETUP)
+            devices[name] = (rated_battery(s, lfdi(name), SETUP) if name.startswith("battery")
+                             else edev.register_out_of_band(s, lfdi(name), SETUP).id)
         peak = handlers.execute(s, c.parse_author_program(PEAK), SETUP)
         gone = handlers.execute(s, c.parse_author_program({**PEAK, "name": "Gone", "grid_node_ids": []}), SETUP)
         handlers.execute(s, c.CancelProgram(gone.id), SETUP)

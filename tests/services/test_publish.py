@@ -4,7 +4,6 @@ deleted, and all-or-nothing when the process dies in the middle."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime, timezone
 
@@ -13,11 +12,8 @@ from sqlalchemy import func, select
 
 from server.db import derp as der_store
 from server.db import flex as store
-from server.scope import Scope
-from server.sep2.der import ActivePower, DERCapability, DERSettings
-from server.services.sep2 import der, edev
 from server.services.flex import enrollments, programs as flex, publishing, windows
-from server.services.sep2.der import DER_ID
+from tests.builders import lfdi, rated_battery
 
 # Monday 2026-11-30; the window is 16:00–18:00 in New York (EST, UTC-5) = 21:00–23:00 UTC
 START = int(datetime(2026, 11, 30, 21, 0, tzinfo=timezone.utc).timestamp())
@@ -34,28 +30,13 @@ PROGRAM = {
 }
 # each battery offers 0 kW at 0.10 rising to 5 kW of discharge at 0.50 (the seed's power convention)
 OFFER = {"power": [[0.10, 0.0], [0.50, 5.0]]}
-CAPABILITY = DERCapability(modes_supported="00000080", rtg_max_w=ActivePower(multiplier=0, value=5000),
-                           rtg_max_charge_rate_w=ActivePower(multiplier=0, value=5000),
-                           rtg_max_discharge_rate_w=ActivePower(multiplier=0, value=5000), type=80)
-SETTINGS = DERSettings(modes_enabled="00000080", set_grad_w=100, set_max_w=ActivePower(multiplier=0, value=5000),
-                       set_max_charge_rate_w=ActivePower(multiplier=0, value=5000),
-                       set_max_discharge_rate_w=ActivePower(multiplier=0, value=5000), updated_time=0)
-
-
-def _lfdi(name: str) -> str:
-    return hashlib.sha256(name.encode()).hexdigest()[:40].upper()
 
 
 @pytest.fixture
 def world(database):  # noqa: ANN001, ANN201
     now = PUBLISH_AT - 86_400
     with database.transaction() as s:
-        devices = []
-        for i in range(3):
-            d = edev.register_out_of_band(s, _lfdi(f"battery-{i}"), now).id
-            der.put(s, Scope.operator(), d, DER_ID, CAPABILITY, now)
-            der.put(s, Scope.operator(), d, DER_ID, SETTINGS, now)
-            devices.append(d)
+        devices = [rated_battery(s, lfdi(f"battery-{i}"), now) for i in range(3)]
         program = flex.create_program(s, PROGRAM, now)
         enrolled = [enrollments.enroll(s, program["id"], {"device_id": d, "customer": f"c{i}", "offer": OFFER}, now)["id"]
                        for i, d in enumerate(devices)]

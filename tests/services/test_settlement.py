@@ -13,7 +13,7 @@ from server.db import flex as store
 from server.db import settlement as records
 from server.services.flex import settlement, programs as flex, publishing, windows
 from server.services.errors import Conflict
-from tests.settlement_world import (  # noqa: F401 - the world the settlement tests share
+from tests.builders import (  # noqa: F401 - the world the settlement tests share
     DAY,
     END,
     EVENT_W,

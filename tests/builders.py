@@ -1,7 +1,13 @@
-"""A settled world for report tests (a copy of the setup in tests/services/test_settlement.py).
+"""What the tests build their worlds from, in one place.
 
-"Peak Saver" (USD) with 3 batteries, each offering 0→5 kW from 0.10 to 0.50 USD/kWh, so the
-6 kW request clears at 0.26 with 2 kW each; 5 earlier days of 3 kW readings (15:00–18:00 New York)
+Devices: `lfdi(name)` (a stable LFDI for a test device's name), a 5 kW battery's DER ratings
+(`CAPABILITY`, `SETTINGS`), `rated_battery` (registered out of band with its ratings reported)
+and `registered_cast` (the cast's owner and other registered by the operator, managed in band by
+the aggregator).
+
+The settled world the settlement tests share (service, API, CLI, Beckn, scheduler): "Peak
+Saver" (USD) with 3 batteries, each offering 0→5 kW from 0.10 to 0.50 USD/kWh, so the 6 kW
+request clears at 0.26 with 2 kW each; 5 earlier days of 3 kW readings (15:00–18:00 New York)
 give a 3 kW baseline; during the window (Monday 2026-11-30 16:00–18:00 EST) the batteries draw
 1, 2 and 0 kW: reductions 2 (as asked), 1 (half) and 3 (more than asked, credited 2).
 
@@ -56,6 +62,34 @@ def lfdi(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:40].upper()
 
 
+def rated_battery(s: Any, device_lfdi: str, now: int) -> int:
+    """A device registered out of band that reported a 5 kW battery's ratings; its id."""
+    from server.services.sep2 import der, edev
+    from server.services.sep2.der import DER_ID
+
+    device = edev.register_out_of_band(s, device_lfdi, now).id
+    der.put(s, Scope.operator(), device, DER_ID, CAPABILITY, now)
+    der.put(s, Scope.operator(), device, DER_ID, SETTINGS, now)
+    return device
+
+
+def registered_cast(database: Any, cast: dict[str, Any], client_for: Any) -> dict[str, int]:
+    """The cast's owner and other registered by the operator; managed registered (in band, POST
+    /edev) by the aggregator. Their device ids by role."""
+    from server.sep2 import codec
+    from server.sep2.models import EndDevice
+    from server.services.sep2 import edev
+
+    with database.transaction() as s:
+        owner = edev.register_out_of_band(s, cast["owner"].lfdi, 100).id
+        other = edev.register_out_of_band(s, cast["other"].lfdi, 100).id
+    body = codec.render(EndDevice(lfdi=cast["managed"].lfdi, sfdi=cast["managed"].sfdi, changed_time=0))
+    resp = client_for(cast["aggregator"]).post("/edev", data=body)
+    assert resp.status_code == 201
+    managed = int(resp.headers["Location"].rsplit("/", 1)[1])
+    return {"owner": owner, "other": other, "managed": managed}
+
+
 def mirror(database: Any, device_lfdi: str, start: int, watts: list[int], step: int = 900,
            now: int = PUBLISH_AT) -> None:
     """POST readings the way a device does (services.mup), one reading per `step`."""
@@ -76,18 +110,11 @@ def make_world(database: Any, **program_over: Any) -> dict[str, Any]:
     """The program (PROGRAM with `program_over`), 3 enrolled batteries with history, the window
     published (not yet settled). Returns {"program", "devices", "lfdis", "enrollments"}."""
     from server.services.flex import enrollments, programs as flex, publishing, windows
-    from server.services.sep2 import der, edev
-    from server.services.sep2.der import DER_ID
 
     now = PUBLISH_AT - 10 * DAY
     lfdis = [lfdi(f"battery-{i}") for i in range(3)]
     with database.transaction() as s:
-        devices = []
-        for x in lfdis:
-            d = edev.register_out_of_band(s, x, now).id
-            der.put(s, Scope.operator(), d, DER_ID, CAPABILITY, now)
-            der.put(s, Scope.operator(), d, DER_ID, SETTINGS, now)
-            devices.append(d)
+        devices = [rated_battery(s, x, now) for x in lfdis]
         program = flex.create_program(s, {**PROGRAM, **program_over}, now)
         enrolled = [enrollments.enroll(s, program["id"], {"device_id": d, "customer": f"customer-{i}", "offer": OFFER},
                                    now)["id"] for i, d in enumerate(devices)]
