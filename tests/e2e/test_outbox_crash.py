@@ -42,7 +42,7 @@ from server.services.flex import programs as flex, publishing, settlement, windo
 from server.services.sep2 import der, edev
 from server.services.sep2.der import DER_ID
 from tests.e2e.conftest import RunningServer, free_port, start_server
-from tests.services.test_publish import CAPABILITY, SETTINGS
+from tests.builders import CAPABILITY, SETTINGS
 
 pytestmark = pytest.mark.e2e
 
