@@ -713,7 +713,9 @@ def test_a_published_window_shows_its_clearing_and_the_devices_their_controls(op
 
 def test_cancelling_a_published_window_cancels_its_controls(operator, enrolled, database, cast, client_for, device_clock) -> None:  # noqa: ANN001
     view = publish(database, operator, enrolled)
-    device_clock(epoch(view["publish_at"]) + 1)
+    # after the publishing, and not before now: between a window's publish time and its start
+    # (the hour before 16:00 New York) the cancellation below is stamped now, later than publish_at + 1
+    device_clock(max(epoch(view["publish_at"]), int(dt.datetime.now(dt.timezone.utc).timestamp())) + 1)
     ok(operator("POST", f"{enrolled['p']}/windows/{view['key']}/cancel"))
     der = enrolled["program"]["der_program_id"]
     for who, device in (("owner", enrolled["ev"]), ("other", enrolled["battery"])):  # 2: cancelled
