@@ -28,7 +28,7 @@ from server.db import flex as store
 from server.db.models import Device
 from server.services import clock, outbox
 from server.services.flex.cancelling import cancel_device_events
-from server.services.flex.command_errors import CommandConflict, CommandNotFound, InvalidCommand, about
+from server.services.flex.command_errors import CommandConflict, CommandNotFound, InvalidCommand
 from server.services.flex.commands import (
     ChangeEnrollmentState,
     ChangeOffer,
@@ -119,14 +119,9 @@ class CheckedEnrollment:
     replaces: store.Enrollment | None  # the device's closed enrollment in the program, made afresh
 
 
-def _program(session: Session, program_id: int) -> store.FlexProgram:
-    with about("program_id"):
-        return program_row(session, program_id)
-
-
 def check_enroll(session: Session, command: Enroll, now: int) -> CheckedEnrollment:
     """Every check of an Enroll against the database, writing nothing."""
-    row = _program(session, command.program_id)
+    row = program_row(session, command.program_id)
     if row.state != "active":
         raise CommandConflict("program_id", f"program {command.program_id} is {row.state}: it takes no enrollments")
     program = program_of(row)
@@ -200,7 +195,7 @@ def _apply(session: Session, row: store.FlexProgram, enr: store.Enrollment, even
 
 def change_state(session: Session, command: ChangeEnrollmentState, now: int) -> EnrollmentResult:
     """The ChangeEnrollmentState command, as the enrollment state table allows (else a conflict)."""
-    row = _program(session, command.program_id)
+    row = program_row(session, command.program_id)
     enr = _enrollment(session, command.program_id, command.enrollment_id)
     _apply(session, row, enr, command.event, now)
     return enrollment_result(session, enr)
@@ -214,7 +209,7 @@ def enrollment_event(session: Session, program_id: int, enrollment_id: int, even
 
 def change_offer(session: Session, command: ChangeOffer, now: int) -> EnrollmentResult:
     """The ChangeOffer command: a live enrollment's offer replaced, if its device can honour it."""
-    row = _program(session, command.program_id)
+    row = program_row(session, command.program_id)
     enr = _enrollment(session, command.program_id, command.enrollment_id)
     if lifecycle.is_closed(enr.state):
         raise CommandConflict("enrollment_id", f"enrollment {command.enrollment_id} is {enr.state}")

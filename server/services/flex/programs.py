@@ -32,7 +32,7 @@ from server.db import derp as der_store
 from server.db import flex as store
 from server.services.sep2 import derp
 from server.services.flex.cancelling import cancel_window_row
-from server.services.flex.command_errors import CommandConflict, InvalidCommand, about
+from server.services.flex.command_errors import CommandConflict, InvalidCommand
 from server.services.flex.commands import (
     AuthorProgram,
     CancelProgram,
@@ -62,11 +62,6 @@ def _der_description(program: Program) -> str:
     return text
 
 
-def _row(session: Session, program_id: int) -> store.FlexProgram:
-    with about("program_id"):
-        return program_row(session, program_id)
-
-
 def author(session: Session, command: AuthorProgram, now: int) -> ProgramResult:
     """The AuthorProgram command: the program, its DERProgram and its windows of the coming week."""
     program = command.program
@@ -85,7 +80,7 @@ def author(session: Session, command: AuthorProgram, now: int) -> ProgramResult:
 def update(session: Session, command: UpdateProgram, now: int) -> ProgramResult:
     """The UpdateProgram command: the stored program with the changes, checked as a whole; windows
     not yet started follow a changed rule. The same values again change nothing, not the version."""
-    row = _row(session, command.program_id)
+    row = program_row(session, command.program_id)
     if row.state != "active":
         raise CommandConflict("program_id", f"program {command.program_id} is {row.state}: it cannot change")
     program = parse_program({**json.loads(row.spec), **command.changes})
@@ -110,7 +105,7 @@ def update(session: Session, command: UpdateProgram, now: int) -> ProgramResult:
 def cancel(session: Session, command: CancelProgram, now: int) -> ProgramResult:
     """The CancelProgram command: its windows that have not ended are cancelled, with their events
     (a cancelled program stays cancelled: again is no change)."""
-    row = _row(session, command.program_id)
+    row = program_row(session, command.program_id)
     if row.state == "active":
         for w in store.windows(session, row.id, since_end=now, limit=10_000):
             if is_open(w.state):

@@ -38,6 +38,7 @@ from server.db import metering
 from server.db import settlement as records
 from server.db.models import Device
 from server.services import clock
+from server.services.flex.stored import program_of, program_row
 from server.services.errors import NotFound, check_text
 
 __all__ = ["CSV_COLUMNS", "credited_kwh", "decimal_text", "device_trace", "enrollment_csv", "enrollment_report", "major",
@@ -66,10 +67,8 @@ def major(amount_minor: int, currency: str) -> str:
 
 # ------------------------------------------------------------------------------------ lookups
 def _program(session: Session, program_id: int) -> tuple[store.FlexProgram, Program]:
-    row = session.get(store.FlexProgram, program_id)
-    if row is None:
-        raise NotFound(f"no flexibility program {program_id}")
-    return row, Program.from_dict(json.loads(row.spec))
+    row = program_row(session, program_id)
+    return row, program_of(row)
 
 
 def program_zone(session: Session, program_id: int) -> Any:

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from programs.model import Program
 from server.db import flex as store
-from server.services.errors import NotFound
+from server.services.flex.command_errors import CommandNotFound
 
 MAX_PAGE = 1000
 
@@ -19,7 +19,8 @@ def program_of(row: store.FlexProgram) -> Program:
 
 
 def program_row(session: Session, program_id: int) -> store.FlexProgram:
+    """The program's row, or a not-found naming `program_id` (a NotFound to every transport)."""
     row = session.get(store.FlexProgram, program_id)
     if row is None:
-        raise NotFound(f"no flexibility program {program_id}")
+        raise CommandNotFound("program_id", f"no flexibility program {program_id}")
     return row
