@@ -20,7 +20,8 @@ import pytest
 from click.testing import CliRunner
 
 from server.cli import main
-from server.cli.flex import flex_group, scheduler
+from server.cli.flex import flex_group
+from server.cli.scheduler import scheduler
 
 LFDIS = ["11" * 20, "22" * 20, "33" * 20, "44" * 20]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -25,10 +25,10 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture
 def clock(monkeypatch):  # noqa: ANN001, ANN201
-    import server.cli.flex as cli
+    from server.cli import context
 
     def set_to(t: int) -> None:
-        monkeypatch.setattr(cli, "_now", lambda: t)
+        monkeypatch.setattr(context, "now", lambda: t)
 
     set_to(SETTLED_AT)
     return set_to

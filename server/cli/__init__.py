@@ -247,7 +247,8 @@ def _add_subcommands() -> None:
     from server.cli.beckn import beckn_group
     from server.cli.demo import demo
     from server.cli.pki import pki
-    from server.cli.flex import flex_group, scheduler
+    from server.cli.flex import flex_group
+    from server.cli.scheduler import scheduler
     from server.cli.outbox import outbox_group
     from server.cli.der_programs import der_program, event, program_alias
 

@@ -3,6 +3,8 @@ call in one transaction with its refusals shown as clear errors instead of trace
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +52,26 @@ def prepare_quiet(settings: Settings) -> Any:
     except Exception as exc:
         raise click.ClickException(f"cannot open the database {settings.db_url}: {exc}") from None
     return database
+
+
+def now() -> int:
+    """The commands' clock (UTC seconds); tests set it."""
+    return int(time.time())
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2))
+
+
+def local_time(seconds: int | float, zone: Any) -> str:
+    """HH:MM in `zone`."""
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(seconds, timezone.utc).astimezone(zone).strftime("%H:%M")
+
+
+def local_span(start_iso: str, end_iso: str, zone: Any) -> str:
+    """'16:00–18:00' in `zone` for two ISO-8601 times."""
+    from datetime import datetime
+
+    return "–".join(local_time(datetime.fromisoformat(t).timestamp(), zone) for t in (start_iso, end_iso))

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from server.cli.context import Context, pass_ctx, prepare_quiet, run
+from server.cli import context
+from server.cli.context import Context, pass_ctx, run
 
 _PROGRAM_HELP = """\b
 A program is a JSON document, for example:
@@ -33,10 +33,6 @@ Optional: interval_s (with a list in requested_kw: one kW per interval), price_f
 (2030.5, lower wins), randomize_start_s, grid_node_ids, description (<= 32 bytes).
 \b
 Example:  derflex flex program create peak-saver.json"""
-
-
-def _now() -> int:
-    return int(time.time())
 
 
 def _read_json(source: str, what: str = "SOURCE") -> Any:
@@ -62,10 +58,6 @@ def _read_json(source: str, what: str = "SOURCE") -> Any:
             f"{name} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
 
 
-def _echo(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2))
-
-
 def _command(parse: Callable[..., Any], *args: Any) -> Any:
     """A command parsed from what the operator gave (server.services.flex.commands); a refusal is
     one error line, before the database is opened."""
@@ -81,7 +73,7 @@ def _execute(ctx: Context, command: Any) -> dict[str, Any]:
     """Run a command in one transaction; its result's JSON view."""
     from server.services.flex import handlers
 
-    return run(ctx, lambda s: handlers.execute(s, command, _now()).view())
+    return run(ctx, lambda s: handlers.execute(s, command, context.now()).view())
 
 
 def _money(x: float | None, currency: str = "") -> str:
@@ -133,9 +125,9 @@ def program_list(ctx: Context, as_json: bool) -> None:
     """Every program with its state, enrollments and next window."""
     from server.services.flex import programs as flex
 
-    views = run(ctx, lambda s: flex.list_programs(s, _now()))
+    views = run(ctx, lambda s: flex.list_programs(s, context.now()))
     if as_json:
-        _echo(views)
+        context.echo_json(views)
         return
     if not views:
         click.echo("no programs yet: see `derflex flex program create --help`")
@@ -153,7 +145,7 @@ def program_show(ctx: Context, program_id: int) -> None:
     """A program's definition, enrollment counts and next windows (JSON)."""
     from server.services.flex import programs as flex
 
-    _echo(run(ctx, lambda s: flex.get_program(s, program_id, _now())))
+    context.echo_json(run(ctx, lambda s: flex.get_program(s, program_id, context.now())))
 
 
 @program_group.command("update")
@@ -292,7 +284,7 @@ def enrollments(ctx: Context, program_id: int, limit: int, as_json: bool) -> Non
 
     result = run(ctx, lambda s: enrollments.list_enrollments(s, program_id, 0, limit))
     if as_json:
-        _echo(result)
+        context.echo_json(result)
         return
     click.echo(f"{result['all']} enrollment(s)")
     for e in result["enrollments"]:
@@ -327,12 +319,12 @@ def windows(ctx: Context, program_id: int, past: bool, as_json: bool) -> None:
     from server.services.flex import programs as flex, windows
 
     def work(s: Any) -> tuple[list[dict[str, Any]], str]:
-        views = windows.list_windows(s, program_id, _now(), include_past=past)
-        return views, flex.get_program(s, program_id, _now())["program"]["currency"]
+        views = windows.list_windows(s, program_id, context.now(), include_past=past)
+        return views, flex.get_program(s, program_id, context.now())["program"]["currency"]
 
     views, currency = run(ctx, work)
     if as_json:
-        _echo(views)
+        context.echo_json(views)
         return
     if not views:
         click.echo("no windows (see `derflex flex program show`)")
@@ -354,7 +346,7 @@ def window(ctx: Context, program_id: int, key: str, top: int) -> None:
     KEY is the window's local date, as `derflex flex windows PROGRAM_ID` lists it (e.g. 2026-11-23)."""
     from server.services.flex import windows
 
-    _echo(run(ctx, lambda s: windows.window_view(s, program_id, key, top=top)))
+    context.echo_json(run(ctx, lambda s: windows.window_view(s, program_id, key, top=top)))
 
 
 @flex_group.command("cancel-window")
@@ -369,18 +361,6 @@ def cancel_window(ctx: Context, program_id: int, key: str) -> None:
 
     view = _execute(ctx, _command(commands.parse_cancel_window, program_id, key))
     click.echo(f"window {view['key']} is {view['state']}")
-
-
-def _local(seconds: int | float, zone: Any) -> str:
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(seconds, timezone.utc).astimezone(zone).strftime("%H:%M")
-
-
-def _span(start_iso: str, end_iso: str, zone: Any) -> str:
-    from datetime import datetime
-
-    return "–".join(_local(datetime.fromisoformat(t).timestamp(), zone) for t in (start_iso, end_iso))
 
 
 def _price(x: float) -> str:
@@ -411,11 +391,11 @@ def dry_run(ctx: Context, program_id: int, key: str | None, png_path: Path | Non
     from server.services.flex import plots, dry_run as dry_runs, programs as flex
 
     def work(s: Any) -> tuple[dict[str, Any], dict[str, Any] | None, str, Any]:
-        result = dry_runs.dry_run(s, program_id, key, _now())
+        result = dry_runs.dry_run(s, program_id, key, context.now())
         zone = result.program.window.zone
         view = result.view(top=top)
-        view["program_state"] = flex.get_program(s, program_id, _now())["state"]
-        view["local"] = f"{_local(result.window.start, zone)}–{_local(result.window.end, zone)} {zone.key}"
+        view["program_state"] = flex.get_program(s, program_id, context.now())["state"]
+        view["local"] = f"{context.local_time(result.window.start, zone)}–{context.local_time(result.window.end, zone)} {zone.key}"
         prices, quantities = result.curve_points(11)  # the cap in tenths, plus the curves' breakpoints
         view["aggregate_curve"] = [[round(float(p), 6), round(float(q), 3)] for p, q in zip(prices, quantities)]
         picture = None  # drawn after the transaction: no database lock held while matplotlib works
@@ -424,7 +404,7 @@ def dry_run(ctx: Context, program_id: int, key: str | None, png_path: Path | Non
             title = f"{result.program.name} — dry run of {view['window']}, {view['local']}, {view['devices']} devices"
             if len(result.results) > 1:  # plot_args draws the interval asking the most
                 req = max((r for r, _ in result.results), key=lambda r: r.requested_kw)
-                title += f"\ninterval {_local(req.start.timestamp(), zone)}–{_local(req.end.timestamp(), zone)}"
+                title += f"\ninterval {context.local_time(req.start.timestamp(), zone)}–{context.local_time(req.end.timestamp(), zone)}"
             picture = {**args, "title": title}
         return view, picture, result.program.currency, zone
 
@@ -437,7 +417,7 @@ def dry_run(ctx: Context, program_id: int, key: str | None, png_path: Path | Non
             raise click.ClickException(f"cannot write the picture to {path}: {exc.strerror or exc}") from None
         view["png"] = str(path)
     if as_json:
-        _echo(view)
+        context.echo_json(view)
         return
     unit = f"{currency}/kWh"
     left_out = f", {view['skipped_count']} left out" if view["skipped_count"] else ""
@@ -452,7 +432,7 @@ def dry_run(ctx: Context, program_id: int, key: str | None, png_path: Path | Non
         click.echo(f"  aggregate supply curve, price ({unit}) → kW of reduction offered:")
         click.echo("    " + "   ".join(f"{_price(p)} → {q:.1f}" for p, q in view["aggregate_curve"]))
     for iv in view["intervals"]:
-        when = _span(iv["start"], iv["end"], zone)
+        when = context.local_span(iv["start"], iv["end"], zone)
         if "price" not in iv:
             click.echo(f"  {when}  asked {iv['requested_kw']:.1f} kW: no device can take part")
             continue
@@ -463,7 +443,7 @@ def dry_run(ctx: Context, program_id: int, key: str | None, png_path: Path | Non
     shown = [iv for iv in view["intervals"] if iv.get("top_setpoints")]
     if shown and top:
         iv = max(shown, key=lambda i: i["requested_kw"])
-        which = "" if len(view["intervals"]) == 1 else f" ({_span(iv['start'], iv['end'], zone)}, the largest request)"
+        which = "" if len(view["intervals"]) == 1 else f" ({context.local_span(iv['start'], iv['end'], zone)}, the largest request)"
         click.echo(f"  largest setpoints{which}, kW of reduction and the price each device sees:")
         for sp in iv["top_setpoints"][:top]:
             click.echo(f"    device {sp['device_id']:<8} {sp['reduction_kw']:9.3f} kW at {sp['price']:.4f} {unit}")
@@ -473,330 +453,11 @@ def dry_run(ctx: Context, program_id: int, key: str | None, png_path: Path | Non
         click.echo("  no picture: no device of this program can take part in this window")
 
 
-# ---------------------------------------------------------------------------------- settlement
+def _add_settlement_commands() -> None:
+    from server.cli.flex_settlement import enrollment_settlement, settle, settlement_report
 
-_FORMATS = click.Choice(["table", "json", "csv"])
-_SETTLE_HELP = """\b
-KEY is the window's local date, as `derflex flex windows PROGRAM_ID --past` lists it.
-Amounts are shown in major units (USD 2.56); JSON and CSV keep integer minor units (256).
-Every settlement is a stored *version*: re-running with the same readings changes nothing, and
-late or corrected readings make a new version (the old one stays, marked superseded)."""
+    for command in (settle, settlement_report, enrollment_settlement):
+        flex_group.add_command(command)
 
 
-def _fmt(x: float | None, digits: int = 3) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x:.0%}".replace("%", " %")
-
-
-def _cash(minor: int, currency: str) -> str:
-    from server.services.flex.reports import major
-
-    return f"{currency} {major(minor, currency)}"
-
-
-def _minutes(interval_s: int) -> str:
-    return f"{interval_s // 60}-minute" if interval_s % 60 == 0 else f"{interval_s}-second"
-
-
-def _echo_flows(flows: list[dict[str, Any]], currency: str, indent: str = "  ") -> None:
-    width = max((len(f["party"]) for f in flows), default=0)
-    for f in flows:
-        click.echo(f"{indent}{f['party']:<{width}}  {f['role']:<13} {_cash(f['amount_minor'], currency):>14}"
-                   + (f"  {f['description']}" if f.get("description") else ""))
-
-
-def _echo_window_report(report: dict[str, Any], zone: Any) -> None:
-    s, cur = report["summary"], report["currency"]
-    state = "current" if report["current"] else "superseded"
-    click.echo(f"{report['program']} — window {report['window']}, {report['local']}")
-    click.echo(f"settlement version {report['version']} ({state}, {report['reason']}), settled {s['settled_at']}; "
-               f"{s['devices']} device(s); {_minutes(s['interval_s'])} intervals")
-    methods = ", ".join(f"{m} × {n}" for m, n in sorted(s["methods"].items())) or "-"
-    click.echo(f"baselines: {methods}; event days left out of baselines: {', '.join(s['excluded_days']) or 'none'}")
-    click.echo("")
-    click.echo(f"  {'interval':<13} {'requested':>10} {'cleared':>9} {'delivered':>10} {'credited':>9} "
-               f"{'measured':>9}  price ({cur}/kWh)")
-    for iv in s["intervals"]:
-        measured = f"{iv['measured_devices']}/{s['devices']}"
-        click.echo(f"  {_span(iv['start'], iv['end'], zone):<13} {_fmt(iv['requested_kw']):>10} "
-                   f"{_fmt(iv['cleared_kw']):>9} {_fmt(iv['delivered_kw']):>10} {_fmt(iv['credited_kw']):>9} "
-                   f"{measured:>9}  {_fmt(iv['price'], 4)}")
-    click.echo(f"  {'total (kWh)':<13} {_fmt(s['requested_kwh']):>10} {_fmt(s['cleared_kwh']):>9} "
-               f"{_fmt(s['delivered_kwh']):>10} {_fmt(s['credited_kwh']):>9}")
-    click.echo("  (kW of load reduction; delivered = measured against each device's baseline, credited = the part "
-               "paid: up to each device's commitment)")
-    share = s["delivered_kwh"] / s["requested_kwh"] if s["requested_kwh"] else None
-    click.echo("")
-    click.echo(f"Delivered {s['delivered_kwh']:.1f} of {s['requested_kwh']:.1f} kWh asked ({_pct(share)}); "
-               f"paid {_cash(s['total_minor'], cur)} (gross {_cash(s['gross_minor'], cur)}, "
-               f"of which tax {_cash(s['tax_minor'], cur)})")
-    if "changes" in s:
-        c = s["changes"]
-        click.echo(f"changed from version {c['previous_version']}: delivered {c['delivered_kwh'][0]} → "
-                   f"{c['delivered_kwh'][1]} kWh, paid {_cash(c['total_minor'][0], cur)} → {_cash(c['total_minor'][1], cur)}")
-    if s["flows"]:
-        click.echo("money flows:")
-        _echo_flows(s["flows"], cur)
-    page = report["devices"]
-    if page["rows"]:
-        last = page["start"] + len(page["rows"])
-        click.echo(f"devices ({page['all']}; showing {page['start'] + 1}–{last}):")
-        click.echo(f"  {'device':>7}  {'customer':<20} {'method':<16} {'credited kWh':>12} {'perf.':>6} "
-                   f"{'gross':>12} {'paid':>12}  flags")
-        for d in page["rows"]:
-            click.echo(f"  {d['device_id']:>7}  {d['customer'][:20]:<20} {d['method']:<16} {_fmt(d['energy_kwh']):>12} "
-                       f"{_pct(d['performance']):>6} {_cash(d['gross_minor'], cur):>12} "
-                       f"{_cash(d['total_minor'], cur):>12}  {', '.join(d['flags']) or '-'}")
-        if last < page["all"]:
-            click.echo(f"  … {page['all'] - last} more: use --start {last}")
-    click.echo("versions: " + "; ".join(
-        f"v{v['version']} {v['reason']} {v['created']}" + (f" (superseded {v['superseded']})" if v["superseded"] else
-                                                          " (current)") for v in report["versions"]))
-
-
-def _echo_trace(t: dict[str, Any], zone: Any) -> None:
-    d, detail, cur = t["device"], t["detail"], t["currency"]
-    click.echo(f"device {d['device_id']} (LFDI {d['lfdi']}), customer {d['customer']}, enrollment "
-               f"{d['enrollment_id'] if d['enrollment_id'] is not None else '-'} — {t['program']}, window {t['window']} "
-               f"({t['local']}), settlement version {t['version']}{'' if t['current'] else ' (superseded)'}")
-    days = ", ".join(detail["days_used"]) or "none"
-    click.echo(f"baseline: {detail['method']} from {days} ({detail['eligible_days']} eligible day(s)); "
-               f"adjustment α {detail['alpha']} δ {detail['delta_kw']} kW; flags: {', '.join(detail['flags']) or 'none'}")
-    if detail.get("fallback_reason"):
-        click.echo(f"  why: {detail['fallback_reason']}")
-    click.echo("")
-    click.echo(f"  {'interval':<13} {'baseline':>9} {'adjusted':>9} {'actual':>8} {'readings':>9} {'reduction':>10} "
-               f"{'setpoint':>9} {'price':>7} {'credited kWh':>13} {'amount':>11}")
-    end = t["interval_s"]
-    from datetime import datetime, timedelta
-
-    from server.services.flex.reports import credited_kwh
-
-    for iv in detail["intervals"]:
-        stop = (datetime.fromisoformat(iv["start"].replace("Z", "+00:00")) + timedelta(seconds=end)).isoformat()
-        credited = float(credited_kwh(iv["lines"]))
-        amount = sum(ln["amount_minor"] for ln in iv["lines"])
-        click.echo(f"  {_span(iv['start'], stop, zone):<13} {_fmt(iv['baseline_kw']):>9} {_fmt(iv['adjusted_kw']):>9} "
-                   f"{_fmt(iv['actual_kw']):>8} {_fmt(iv['readings_kw']):>9} {_fmt(iv['reduction_kw']):>10} "
-                   f"{_fmt(iv['setpoint_kw']):>9} {_fmt(iv['price'], 4):>7} {credited:>13.3f} {_cash(amount, cur):>11}")
-    click.echo("  (kW; readings = the meter readings below averaged over the interval, as settlement read them)")
-    if detail.get("waived_minor"):
-        click.echo(f"  waived: {_cash(detail['waived_minor'], cur)} (charges above what the device earned)")
-    click.echo(f"credited {_fmt(d['energy_kwh'])} kWh, performance {_pct(d['performance'])}, gross "
-               f"{_cash(d['gross_minor'], cur)}, paid {_cash(d['total_minor'], cur)}")
-    if d["flows"]:
-        click.echo("money flows:")
-        _echo_flows(d["flows"], cur)
-    r = detail["readings"]
-    click.echo(f"meter readings (usage point {r['usage_point_id']}, meter reading(s) "
-               f"{', '.join(map(str, r['meter_reading_ids'])) or '-'}):")
-    for sp in t["spans"]:
-        click.echo(f"  {sp['what']} {sp['date']} {_span(sp['start'], sp['end'], zone)}: {len(sp['readings'])} reading(s)"
-                   + (f", {min(x['watts'] for x in sp['readings']):g}–{max(x['watts'] for x in sp['readings']):g} W"
-                      if sp["readings"] else ""))
-    click.echo("readings now: " + ("CHANGED since this settlement (late or re-posted readings: a re-settlement "
-                                   "would give other figures)" if t["readings_changed"]
-                                   else "the same as settled (digest matches)"))
-
-
-def _zone(s: Any, program_id: int) -> Any:
-    from server.services.flex import reports as settlement_reports
-
-    return settlement_reports.program_zone(s, program_id)
-
-
-@flex_group.command("settle", epilog=_SETTLE_HELP)
-@click.argument("program_id", type=int)
-@click.argument("key")
-@pass_ctx
-def settle(ctx: Context, program_id: int, key: str) -> None:
-    """Measure and settle one ended window now, as the scheduler does after the program's delay.
-
-    Reads the meter readings, computes each device's baseline and reduction, pays what was
-    delivered up to each commitment at the cleared price, splits the money, and stores it as a new
-    version — or, when nothing it reads has changed since the last settlement, stores nothing and
-    says so. Then prints the settlement as `derflex flex settlement` does."""
-    from server.services.flex import settlement, reports as settlement_reports
-    from server.services.errors import ServiceError, check_text
-
-    database = prepare_quiet(ctx.settings())
-    try:
-        key = check_text(key, "window key", 32) or ""
-        outcome = settlement.settle_window(database, program_id, key, _now(), reason="operator")
-        with database.transaction() as s:
-            report = settlement_reports.window_report(s, program_id, key)
-            zone = _zone(s, program_id)
-    except ServiceError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        database.dispose()
-    if outcome is None:
-        click.echo(f"window {key}: nothing changed since version {report['version']} (same readings, setpoints, "
-                   "prices and terms): it stands")
-    else:
-        click.echo(f"window {key} settled: version {outcome['version']} ({outcome['reason']})")
-    click.echo("")
-    _echo_window_report(report, zone)
-
-
-def _write_png(path: Path, data: bytes) -> None:
-    try:
-        path.write_bytes(data)
-    except OSError as exc:
-        raise click.ClickException(f"cannot write the picture to {path}: {exc.strerror or exc}") from None
-
-
-@flex_group.command("settlement", epilog=_SETTLE_HELP)
-@click.argument("program_id", type=int)
-@click.argument("key")
-@click.option("--version", "version", type=click.IntRange(1, 2**31 - 1),
-              help="A stored settlement version (default: the current one).")
-@click.option("--format", "fmt", type=_FORMATS, default="table", show_default=True,
-              help="table: for people; json: everything stored; csv: one row per device and interval.")
-@click.option("--device", "device_id", type=click.IntRange(1, 2**31 - 1),
-              help="One device, down to the meter readings behind its figures.")
-@click.option("--png", "png_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write a picture of requested vs cleared vs delivered kW per interval.")
-@click.option("--start", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True,
-              help="First device row shown (table and json).")
-@click.option("--limit", type=click.IntRange(0, 1000), default=20, show_default=True,
-              help="Device rows shown (table and json).")
-@pass_ctx
-def settlement_report(ctx: Context, program_id: int, key: str, version: int | None, fmt: str,
-                      device_id: int | None, png_path: Path | None, start: int, limit: int) -> None:
-    """A window's settlement: requested, cleared and delivered kW per interval, money and who gets it.
-
-    The table shows each interval (local time) with the kW requested, cleared (committed by the
-    fleet), delivered (measured against baselines) and credited (paid), the money flows per party
-    in major units, the devices and every version. With --device: that device's baseline,
-    readings and money per interval and the meter readings behind them, with a check that they
-    have not changed since.
-
-    \b
-    Example:  derflex flex settlement 1 2026-11-30 --png settlement.png"""
-    from server.services.flex import plots, reports as settlement_reports
-
-    def work(s: Any) -> tuple[Any, Any, dict[str, Any] | None]:
-        zone = _zone(s, program_id)
-        if fmt == "csv":
-            body: Any = settlement_reports.window_csv(s, program_id, key, version=version, device_id=device_id)
-        elif device_id is not None:
-            body = settlement_reports.device_trace(s, program_id, key, device_id, version=version)
-        else:
-            body = settlement_reports.window_report(s, program_id, key, version=version, start=start, limit=limit)
-        picture = None if png_path is None else settlement_reports.window_plot_args(s, program_id, key, version)
-        return body, zone, picture
-
-    body, zone, picture = run(ctx, work)
-    if picture is not None and png_path is not None:  # drawn after the transaction
-        _write_png(png_path, plots.delivery_png(**picture))
-    if fmt == "csv":
-        click.echo(body, nl=False)
-    elif fmt == "json":
-        _echo(body)
-    elif device_id is not None:
-        _echo_trace(body, zone)
-    else:
-        _echo_window_report(body, zone)
-    if png_path is not None:
-        click.echo(f"picture: {png_path}", err=fmt != "table")
-
-
-@flex_group.command("enrollment-settlement")
-@click.argument("program_id", type=int)
-@click.argument("enrollment_id", type=int)
-@click.option("--format", "fmt", type=_FORMATS, default="table", show_default=True,
-              help="table: for people; json: every window with its flows; csv: one row per window and interval.")
-@pass_ctx
-def enrollment_settlement(ctx: Context, program_id: int, enrollment_id: int, fmt: str) -> None:
-    """What one enrollment's device delivered and earned in every settled window of a program.
-
-    Per window (its current settlement version): credited kWh, performance (credited ÷ committed),
-    gross and paid amounts; then the totals and who gets them (the customer, the grid operator,
-    the aggregator, tax), in major units."""
-    from server.services.flex import reports as settlement_reports
-
-    def work(s: Any) -> tuple[Any, Any]:
-        if fmt == "csv":
-            return settlement_reports.enrollment_csv(s, program_id, enrollment_id), None
-        return settlement_reports.enrollment_report(s, program_id, enrollment_id), None
-
-    body, _ = run(ctx, work)
-    if fmt == "csv":
-        click.echo(body, nl=False)
-        return
-    if fmt == "json":
-        _echo(body)
-        return
-    click.echo(f"enrollment {body['enrollment_id']} ({body['state']}): device {body['device_id']} (LFDI {body['lfdi']}), "
-               f"customer {body['customer']} — program {body['program']!r}")
-    if not body["windows"]:
-        click.echo("no settled window includes this device yet (windows are settled after they end)")
-        return
-    click.echo(f"  {'window':<12} {'local time':<34} {'version':>7} {'credited kWh':>12} {'perf.':>6} "
-               f"{'gross':>12} {'paid':>12}  flags")
-    for w in body["windows"]:
-        click.echo(f"  {w['window']:<12} {w['local']:<34} {'v' + str(w['version']):>7} {_fmt(w['energy_kwh']):>12} "
-                   f"{_pct(w['performance']):>6} {_cash(w['gross_minor'], w['currency']):>12} "
-                   f"{_cash(w['total_minor'], w['currency']):>12}  {', '.join(w['flags']) or '-'}")
-    for t in body["totals"]:
-        cur = t["currency"]
-        click.echo(f"total over {t['windows']} window(s): {_fmt(t['energy_kwh'])} kWh credited, gross "
-                   f"{_cash(t['gross_minor'], cur)}, paid {_cash(t['total_minor'], cur)}")
-        _echo_flows(t["flows"], cur)
-
-
-# ----------------------------------------------------------------------------------- scheduler
-
-
-@click.command("scheduler")
-@click.option("--once", is_flag=True, help="Plan, publish and settle what is due now, drain the outbox, then exit (no election).")
-@click.option("--reconcile-seconds", type=click.FloatRange(1, 3600), default=30.0, show_default=True,
-              help="How often the leader re-plans and checks for changed inputs.")
-@pass_ctx
-def scheduler(ctx: Context, once: bool, reconcile_seconds: float) -> None:
-    """Run the flexibility scheduler: publish each program window's controls at its lead time.
-
-    Several may run against one database: exactly one leads (a PostgreSQL advisory lock, or an
-    SQLite lease), and another takes over when it stops. `derflex serve` runs one in-process.
-    With the BPP on (DERFLEX_BECKN_BIND), it also drains the outbox: the orders' BAPs hear of
-    publishes and settlements (`derflex outbox` shows where that stands)."""
-    import logging
-
-    from server.jobs.scheduler import FlexScheduler
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # schema checks are not the operator's news
-    database = prepare_quiet(ctx.settings())
-    settings = ctx.settings()
-    from server.config import ConfigError
-    from server.jobs.outbox import drainer_for
-
-    try:  # as in `derflex serve`: the outbox's facts reach the orders' BAPs when the BPP is on
-        drainer = drainer_for(settings, database)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    sched = FlexScheduler(database, reconcile_seconds=reconcile_seconds)
-    try:
-        if once:
-            for outcome in sched.reconcile():
-                click.echo(outcome.get("summary", outcome))
-            if drainer is not None:
-                drainer.drain()
-            return
-        sched.start()
-        if drainer is not None:
-            drainer.start()
-        click.echo(f"derflex: scheduler {sched.holder} running; Ctrl-C to stop", err=True)
-        while True:
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if drainer is not None:
-            drainer.stop()
-        sched.stop()
-        database.dispose()
+_add_settlement_commands()
