@@ -2,6 +2,11 @@
 
 2030.5 paths answer an `<Error>` document (application/sep+xml); admin paths answer JSON
 problem details (RFC 9457). No exception escapes as an HTML page or a traceback.
+
+Whatever reaches a header passes `header_text` first: HTTP/1.1 header values are Latin-1 at
+most and gunicorn refuses anything else with a bare 500 HTML page, and an error's detail quotes the
+client's input (`'中' is not an integer`). So each header we set is printable ASCII, with other
+characters escaped the way Python escapes them (`\\u4e2d`), and never carries CR, LF or NUL.
 """
 
 from __future__ import annotations
@@ -17,7 +22,34 @@ from server.sep2.models import MEDIA_TYPE, Error
 from server.services.errors import ServiceError
 
 ADMIN_PREFIX = "/admin/"
+MAX_DETAIL_HEADER = 200
 log = logging.getLogger("derflex.api")
+
+
+def header_text(text: str, limit: int = MAX_DETAIL_HEADER) -> str:
+    """`text` as a safe header value: printable ASCII only (other characters escaped as
+    `\\xNN`/`\\uNNNN`/`\\UNNNNNNNN`), at most `limit` characters, cut before a broken escape."""
+    out: list[str] = []
+    size = 0
+    for c in text:
+        code = ord(c)
+        if 32 <= code < 127:
+            piece = c
+        elif code < 0x100:
+            piece = f"\\x{code:02x}"
+        elif code < 0x10000:
+            piece = f"\\u{code:04x}"
+        else:
+            piece = f"\\U{code:08x}"
+        size += len(piece)
+        if size > limit:
+            break
+        out.append(piece)
+    return "".join(out)
+
+
+def _safe_headers(headers: dict[str, str]) -> dict[str, str]:
+    return {name: header_text(value, 2048) for name, value in headers.items()}
 
 
 def sep2_error(status: int, reason_code: int, message: str = "", **headers: str) -> Response:
@@ -26,17 +58,21 @@ def sep2_error(status: int, reason_code: int, message: str = "", **headers: str)
     resp = Response(body, status=status, content_type=MEDIA_TYPE)
     if message:
         # The 2030.5 Error has no text element; the reason travels in a header for humans.
-        resp.headers["X-Error-Detail"] = message.replace("\n", " ")[:200]
-    resp.headers.update(headers)
+        resp.headers["X-Error-Detail"] = header_text(message)
+    resp.headers.update(_safe_headers(headers))
     return resp
 
 
-def admin_error(status: int, title: str, detail: str = "", **headers: str) -> Response:
-    problem = {"type": "about:blank", "title": title, "status": status}
+def admin_error(
+    status: int, title: str, detail: str = "", *, field: str | None = None, **headers: str
+) -> Response:
+    problem: dict[str, object] = {"type": "about:blank", "title": title, "status": status}
     if detail:
         problem["detail"] = detail
+    if field is not None:  # RFC 9457 extension member: the request field at fault
+        problem["field"] = field
     resp = Response(json.dumps(problem), status=status, mimetype="application/problem+json")
-    resp.headers.update(headers)
+    resp.headers.update(_safe_headers(headers))
     return resp
 
 
@@ -57,7 +93,9 @@ def register(app: Flask) -> None:
     def _service(exc: ServiceError) -> Response:
         headers = {"Location": exc.location} if exc.location else {}
         if _is_admin():
-            return admin_error(exc.status, type(exc).__name__, exc.message, **headers)
+            title = getattr(exc, "title", type(exc).__name__)
+            field = getattr(exc, "field", None)
+            return admin_error(exc.status, title, exc.message, field=field, **headers)
         return sep2_error(exc.status, exc.reason_code, exc.message, **headers)
 
     @app.errorhandler(DecodeError)

@@ -52,13 +52,39 @@ def register_device(session: Session, body: dict[str, Any], now: int) -> dict[st
         raise Invalid("'post_rate' must be a positive number of seconds")
     aggregator = body.get("aggregator_lfdi")
     label = body.get("label")
-    if aggregator is not None and not isinstance(aggregator, str):
-        raise Invalid("'aggregator_lfdi' must be a string")
+    if aggregator is not None:
+        aggregator = _named_aggregator(session, aggregator)
     label = check_text(label, "'label'", 100)
     device = edev.register_out_of_band(
         session, lfdi, now, pin=pin, aggregator_lfdi=aggregator, label=label, post_rate=post_rate
     )
     return device_view(device)
+
+
+class FieldInvalid(Invalid):
+    """Invalid, naming the request field at fault (the admin API's problem JSON carries it)."""
+
+    title = "Invalid"
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def _named_aggregator(session: Session, value: object) -> str:
+    """An aggregator LFDI for a device: only one the operator has named (POST /aggregators).
+    An unnamed LFDI would make a device managed by a certificate that has no aggregator scope."""
+    if not isinstance(value, str):
+        raise FieldInvalid("aggregator_lfdi", "'aggregator_lfdi' must be a string")
+    try:
+        lfdi = edev.parse_lfdi(value)
+    except Invalid as exc:
+        raise FieldInvalid("aggregator_lfdi", f"'aggregator_lfdi': {exc.message}") from None
+    if not repo.is_aggregator(session, lfdi):
+        raise FieldInvalid(
+            "aggregator_lfdi", f"'aggregator_lfdi' {lfdi} is not a named aggregator (name it first)"
+        )
+    return lfdi
 
 
 def get_device(session: Session, device_id: int) -> dict[str, Any]:
