@@ -56,6 +56,9 @@ class Settings:
     beckn_unique_key_id: str = "k1"
     beckn_registry_url: str = ""
     beckn_domain: str = "deg:demand-flexibility"
+    # A BAP's signature valid longer than this (expires - created) is refused: a long-lived one
+    # is a replayable credential.
+    beckn_signature_max_lifetime_seconds: int = 300
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -73,6 +76,8 @@ class Settings:
             raise ConfigError("scheduler_reconcile_seconds must be between 1 and 3600")
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes must be at least 1024")
+        if not 1 <= self.beckn_signature_max_lifetime_seconds <= 86_400:
+            raise ConfigError("beckn_signature_max_lifetime_seconds must be between 1 and 86400")
 
     @property
     def db_url(self) -> str:

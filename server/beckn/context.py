@@ -10,7 +10,9 @@ version, not on a field it spells differently):
    control characters (the schema says uuid for the ids; networks use other forms, so any such
    string is accepted — the BPP only matches them). `bap_uri` (and `bpp_uri` when present): an
    absolute http(s) URL with a host, no credentials, no fragment, no whitespace, at most 2048
-   characters. `timestamp`: an RFC 3339 date-time with an offset. `ttl`: an ISO 8601 duration.
+   characters; `bap_uri`, which we call, must also have one reading only (no dot segments, `//`,
+   query or encoded separators: server.beckn.urls). `timestamp`: an RFC 3339 date-time with an
+   offset. `ttl`: an ISO 8601 duration.
    `domain`, `key`, `bpp_id`: strings when present; `location` an object whose `country` and
    `city` are objects whose `code` is a string.
 3. For a request to this BPP (`parse_context`): `bpp_id` is ours — it may be absent only on
@@ -41,6 +43,7 @@ from urllib.parse import urlsplit
 
 from server.beckn.errors import BecknError
 from server.beckn.timefmt import Duration, parse_duration, parse_timestamp, render_timestamp
+from server.beckn.urls import UnsafeURL, parse_base
 
 VERSION = "1.1.0"
 
@@ -249,6 +252,11 @@ def _uri(obj: dict[str, Any], name: str, path: str, *, required: bool = True) ->
         raise ContextError("must not carry credentials", where)
     if parts.fragment or value.endswith("#"):
         raise ContextError("must not carry a fragment", where)
+    if name == "bap_uri":  # we POST to it: it must have one reading only (server.beckn.urls)
+        try:
+            parse_base(value)
+        except UnsafeURL as exc:
+            raise ContextError(f"{value[:80]!r} is not a safe callback URL: it {exc}", where) from None
     return value
 
 

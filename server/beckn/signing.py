@@ -16,7 +16,9 @@ is ed25519 in keyId and in `algorithm`; headers is exactly "(created) (expires) 
 signature is standard base64 of 64 bytes. Header at most 4096 characters.
 
 `verify` then refuses, in this order: created later than now + skew; expires earlier than now - skew;
-expires before created; a keyId subscriber other than the expected one (the request's bap_id); a
+expires before created; a lifetime (expires - created) over `max_lifetime_s` when the caller caps it
+(the BPP does, `DERFLEX_BECKN_SIGNATURE_MAX_LIFETIME_SECONDS`: a signature valid for years is a
+replayable credential; the spec's own worked example is valid for an hour); a keyId subscriber other than the expected one (the request's bap_id); a
 key the lookup does not know; a `Digest` header (when the transport passes one) that does not match
 the body; a signature that does not verify. Each refusal is its own SignatureError subclass with a
 stable `reason`, for a 401 NACK with `WWW-Authenticate: Signature realm="{bpp_id}",headers="…"`.
@@ -79,6 +81,10 @@ class SignatureExpired(SignatureError):
 
 class InvalidValidity(SignatureError):
     reason = "expires_before_created"
+
+
+class LifetimeTooLong(SignatureError):
+    reason = "lifetime_too_long"
 
 
 class SubscriberMismatch(SignatureError):
@@ -294,11 +300,13 @@ KeyLookup = Callable[[str, str], str | Ed25519PublicKey | None]
 
 
 def verify(header: str | None, body: bytes, *, now: datetime, key_lookup: KeyLookup,
-           expected_subscriber: str, skew_s: int = 5, digest_header: str | None = None) -> SignatureParams:
+           expected_subscriber: str, skew_s: int = 5, digest_header: str | None = None,
+           max_lifetime_s: int | None = None) -> SignatureParams:
     """Check a received request's signature over its raw `body`; the parsed header if it holds.
 
     `expected_subscriber` is the sender the body claims (a request's context.bap_id).
-    `digest_header` is the request's `Digest` header if the transport received one."""
+    `digest_header` is the request's `Digest` header if the transport received one.
+    `max_lifetime_s`: the longest expires - created accepted (None: any)."""
     params = parse_authorization(header)
     t = _unix(now)
     if params.created > t + skew_s:
@@ -307,6 +315,10 @@ def verify(header: str | None, body: bytes, *, now: datetime, key_lookup: KeyLoo
         raise SignatureExpired(f"the signature expired at {params.expires} (now {t})")
     if params.expires < params.created:
         raise InvalidValidity(f"expires {params.expires} is before created {params.created}")
+    if max_lifetime_s is not None and params.expires - params.created > max_lifetime_s:
+        raise LifetimeTooLong(f"the signature is valid for {params.expires - params.created} s "
+                              f"(created {params.created}, expires {params.expires}); at most "
+                              f"{max_lifetime_s} s is accepted")
     if params.subscriber_id != expected_subscriber:
         raise SubscriberMismatch(f"keyId subscriber {params.subscriber_id[:80]!r} is not the sender "
                                  f"{expected_subscriber[:80]!r}")

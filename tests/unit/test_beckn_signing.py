@@ -351,3 +351,13 @@ def test_each_refusal_has_its_own_reason() -> None:
              BadSignature]
     assert all(issubclass(k, SignatureError) for k in kinds)
     assert len({k.reason for k in kinds}) == len(kinds)
+
+
+def test_a_lifetime_over_the_callers_cap_is_refused_and_the_cap_is_inclusive() -> None:
+    """expires - created over max_lifetime_s is LifetimeTooLong, checked before the key is looked up;
+    without a cap any lifetime verifies (the spec's worked example is valid for an hour)."""
+    long = signing.authorization_header(BODY, _key(), now=NOW, ttl_s=301)
+    with pytest.raises(signing.LifetimeTooLong, match="valid for 301 s"):
+        _verify(long, max_lifetime_s=300, key_lookup=lambda s, k: pytest.fail("looked up a key"))
+    _verify(signing.authorization_header(BODY, _key(), now=NOW, ttl_s=300), max_lifetime_s=300)
+    _verify(long)

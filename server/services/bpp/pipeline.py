@@ -15,9 +15,16 @@ receive, in this order, each refusal answered at once and never followed by a ca
 process turns a stored request into its callback in one transaction: the action's answer (or its
 business error, inside the callback with the v1 code) goes to the outbox, the request is marked
 processed. A crash before the commit leaves it received, and it is processed again.
-Outbox rows are retried with backoff (1, 2, 4 … 60 s) on a network error, a non-2xx answer or a
-NACK, until the request's deadline (timestamp + ttl, at most a day); then they are marked expired.
-After step 3 the signer must be registered as a BAP and bap_uri lie under its registered URL (401).
+Outbox rows are retried with backoff (1, 2, 4 … 60 s) when they did not get through — a network
+error before the request went out whole, a non-2xx answer, a NACK or an answer that is not an ACK —
+until the request's deadline (timestamp + ttl, at most a day); then they are marked expired. A
+callback that went out whole and was never answered (the sender raises Unanswered) may be in the
+BAP's hands: it is marked unanswered and not sent again (at most once for that one ambiguous case,
+at least once for every other; every attempt carries the same bytes, so the same message_id).
+After step 3 the signer must be registered as a BAP and bap_uri lie under its registered URL (401
+NACK naming context.bap_uri): both in canonical form (server.beckn.urls), origin equal and the
+registered path's segments a prefix of bap_uri's; the callback goes to that canonical form.
+Step 2 also refuses a signature valid longer than the provider's signature_max_lifetime_s.
 Unsolicited on_status pushes are queued here by the outbox's Beckn consumer (server.services.bpp.pushes)
 and retried the same way; one the BAP never takes before its deadline makes its fact's delivery
 a dead letter of the outbox (server.services.outbox.effect_failed), where operators see and replay it.
@@ -41,6 +48,7 @@ from server.beckn.context import BPP_ACTIONS, callback_context, context_from_jso
 from server.beckn.envelope import Request, ack, callback_body, error_object, nack, nack_for, parse_request, render
 from server.beckn.errors import BecknError, ErrorCode
 from server.beckn.timefmt import parse_duration
+from server.beckn.urls import UnsafeURL, parse_base
 from server.db import beckn as store
 from server.db.session import Database
 from server.services import clock, outbox
@@ -79,7 +87,8 @@ def receive(db: Database, action: str, raw: bytes, authorization: str | None, no
     if not isinstance(bap_id, str) or not bap_id:
         return Answer(400, nack(ErrorCode.INVALID_REQUEST, "context.bap_id is missing", "context.bap_id"))
     try:
-        params = signing.verify(authorization, raw, now=when, key_lookup=key_lookup, expected_subscriber=bap_id)
+        params = signing.verify(authorization, raw, now=when, key_lookup=key_lookup, expected_subscriber=bap_id,
+                                max_lifetime_s=provider.signature_max_lifetime_s)
     except signing.SignatureError as exc:
         return Answer(401, nack(ErrorCode.INVALID_REQUEST, f"signature refused: {exc}"),
                       {"WWW-Authenticate": signing.www_authenticate(provider.bpp_id)})
@@ -89,7 +98,7 @@ def receive(db: Database, action: str, raw: bytes, authorization: str | None, no
         return Answer(400, nack_for(exc))
     refusal = _registered_as_bap(key_lookup, params, request.context.bap_uri)
     if refusal is not None:
-        return Answer(401, nack(ErrorCode.INVALID_REQUEST, refusal),
+        return Answer(401, nack(ErrorCode.INVALID_REQUEST, *refusal),
                       {"WWW-Authenticate": signing.www_authenticate(provider.bpp_id)})
     c = request.context
     try:
@@ -103,19 +112,28 @@ def receive(db: Database, action: str, raw: bytes, authorization: str | None, no
     return Answer(200, ack())
 
 
-def _registered_as_bap(key_lookup: Any, params: signing.SignatureParams, bap_uri: str) -> str | None:
+def _registered_as_bap(key_lookup: Any, params: signing.SignatureParams, bap_uri: str) -> tuple[str, str | None] | None:
     """The signer must be registered as a BAP, and callbacks go only under its registered URL:
-    otherwise any subscriber could make us POST signed messages to any address."""
+    otherwise any subscriber could make us POST signed messages to any address. The refusal's
+    message and JSON path, or None."""
     lookup = getattr(key_lookup, "lookup", None)
     entry = lookup(params.subscriber_id, params.unique_key_id) if lookup is not None else None
     if entry is None:
         return None  # a plain key function (tests, embedded use) knows keys only
     if entry.type != "BAP":
-        return f"{params.subscriber_id} is registered as a {entry.type}, not a BAP"
+        return f"{params.subscriber_id} is registered as a {entry.type}, not a BAP", None
     if not entry.url:
-        return f"{params.subscriber_id} is registered without a callback URL"
-    if not (bap_uri == entry.url or bap_uri.startswith(entry.url.rstrip("/") + "/")):
-        return f"context.bap_uri is not under {params.subscriber_id}'s registered URL {entry.url}"
+        return f"{params.subscriber_id} is registered without a callback URL", None
+    try:
+        registered = parse_base(entry.url)
+    except UnsafeURL as exc:
+        return f"{params.subscriber_id}'s registered URL is unusable: it {exc}", None
+    try:
+        under = parse_base(bap_uri).is_under(registered)
+    except UnsafeURL as exc:  # parse_request refused these already; kept for callers that did not
+        return f"context.bap_uri is not a safe callback URL: it {exc}", "context.bap_uri"
+    if not under:  # compared by origin and path segments, both in canonical form
+        return f"context.bap_uri is not under {params.subscriber_id}'s registered URL {registered}", "context.bap_uri"
     return None
 
 
@@ -150,7 +168,7 @@ def process(db: Database, inbox_id: int, now: float, provider: beckn_actions.Pro
 
 
 def _enqueue(s: Session, ctx: Any, body: dict[str, Any], now: float, deadline: float, *, inbox_id: int | None = None) -> None:
-    url = ctx.bap_uri.rstrip("/") + "/" + ctx.action
+    url = parse_base(ctx.bap_uri).callback_url(ctx.action)  # the canonical form that was checked
     s.add(store.BecknOutbox(inbox_id=inbox_id, action=ctx.action, url=url, bap_id=ctx.bap_id,
                             message_id=ctx.message_id, transaction_id=ctx.transaction_id, body=render(body),
                             state="pending", attempts=0, next_attempt_at=now, claimed_until=0.0,
@@ -212,9 +230,17 @@ def _expired(s: Session, row: store.BecknOutbox, now: float) -> None:
     outbox.effect_failed(s, push_ref(row.message_id), why, now)
 
 
-def record_attempt(db: Database, delivery: Delivery, now: float, error: str | None) -> str:
-    """The outcome of one attempt: delivered, or retried later with backoff, or expired — unless
-    the claim was lost meanwhile (another worker holds the row now: its outcome counts)."""
+class Unanswered(Exception):
+    """Raised by a Sender: the callback went out whole and no answer came back (the answer timeout
+    ran out, or the connection closed before a status line, or a 2xx answer's body was cut). The BAP
+    may well have it and be acting on it: it is not sent again (docs/beckn.md, "Delivery")."""
+
+
+def record_attempt(db: Database, delivery: Delivery, now: float, error: str | None, *,
+                   unanswered: bool = False) -> str:
+    """The outcome of one attempt: delivered, or retried later with backoff, or expired, or (sent
+    whole, never answered) unanswered and not retried — unless the claim was lost meanwhile
+    (another worker holds the row now: its outcome counts)."""
     with db.transaction() as s:
         row = s.get(store.BecknOutbox, delivery.id, with_for_update=True)
         if row is None or row.state != "pending" or row.claimed_until != delivery.token:
@@ -225,6 +251,9 @@ def record_attempt(db: Database, delivery: Delivery, now: float, error: str | No
             row.state, row.delivered_time, row.last_error = "delivered", now, None
             return row.state
         row.last_error = error[:500]
+        if unanswered:
+            row.state = "unanswered"
+            return row.state
         retry_at = now + min(MAX_BACKOFF_S, 2.0 ** (row.attempts - 1))
         if retry_at > row.deadline:
             row.state = "expired"
@@ -258,6 +287,8 @@ def deliver_once(db: Database, delivery: Delivery, key: signing.SigningKey, send
     try:
         status, body = send(delivery.url, delivery.body, headers)
         error = judge(status, body)
+    except Unanswered as exc:
+        return record_attempt(db, delivery, now(), f"sent, no answer: {exc}", unanswered=True)
     except OSError as exc:
         error = f"network: {exc}"
     except Exception as exc:  # a broken HTTP answer (bad status line, cut body…) is a failed attempt

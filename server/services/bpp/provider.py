@@ -17,9 +17,11 @@ class Provider:
     support_email: str = "support@derflex.local"
     support_phone: str = "+1-000-000-0000"
     track_url: str = ""  # base; an order's tracking URL is f"{track_url}/{order_id}"
+    signature_max_lifetime_s: int = 300  # a BAP's signature valid longer is refused
 
     @classmethod
     def of(cls, settings: Any) -> "Provider":
         """Ours, from the server's settings (server.config.Settings)."""
         return cls(bpp_id=settings.beckn_subscriber_id, bpp_uri=settings.beckn_uri,
-                   track_url=f"{settings.beckn_uri}/track")
+                   track_url=f"{settings.beckn_uri}/track",
+                   signature_max_lifetime_s=settings.beckn_signature_max_lifetime_seconds)
