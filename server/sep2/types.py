@@ -100,12 +100,20 @@ def _int(bits: int) -> IntType:
     return IntType(f"Int{bits}", -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
 
 
+# Each range is the 2018 schema's (sep2_schema_2018.xsd), checked type by type; where the
+# schema's facet and its annotation disagree, the note says which one is enforced and why.
 UInt8, UInt16, UInt32, UInt40, UInt48, UInt64 = (_uint(b) for b in (8, 16, 32, 40, 48, 64))
-Int8, Int16, Int32, Int48, Int64 = (_int(b) for b in (8, 16, 32, 48, 64))
+# UInt40's facet says maxInclusive 281474976710655 (2^48-1, a copy of UInt48's); its annotation
+# and name say 2^40-1. No element of ours is a bare UInt40 (SFDIType has its own range).
+Int8, Int16, Int32, Int64 = (_int(b) for b in (8, 16, 32, 64))
+# Int48: the schema's facets are -2^47…+2^47 (one more than a two's-complement int48 holds);
+# a value the schema validates is accepted.
+Int48 = IntType("Int48", -(2**47), 2**47)
 TimeType = IntType("TimeType", Int64.lo, Int64.hi)
 TimeOffsetType = IntType("TimeOffsetType", Int32.lo, Int32.hi)
 SFDIType = IntType("SFDIType", 0, 687194767359)
-PINType = UInt32
+# UInt32 in the schema; its annotation: "6 digit unsigned decimal integer (0 - 999999)".
+PINType = IntType("PINType", 0, 999_999)
 VersionType = UInt16
 HexBinary8 = HexType("HexBinary8", 1)
 HexBinary32 = HexType("HexBinary32", 4)
@@ -122,31 +130,39 @@ PerCent = IntType("PerCent", 0, 10_000)
 SignedPerCent = IntType("SignedPerCent", -10_000, 10_000)
 OneHourRangeType = IntType("OneHourRangeType", -3600, 3600)
 PrimacyType = UInt8
-# Int8 in the schema; its annotation requires at least −9…9 to be supported.
-PowerOfTenMultiplierType = IntType("PowerOfTenMultiplierType", Int8.lo, Int8.hi)
+# Int8 in the schema; its annotation: "Any integer between -9 and 9 SHALL be supported". Nothing
+# outside is meaningful (10^127 W) and a peer need not support it, so −9…9 is the range.
+PowerOfTenMultiplierType = IntType("PowerOfTenMultiplierType", -9, 9)
 AnyURI = StringType("xs:anyURI", 2048)
 
 # Field kinds
 ATTR, ELEM, LINK, LIST_LINK, CHILD, CHILDREN = "attr", "elem", "link", "listlink", "child", "children"
 
 
+# Extension elements (IEEE 2030.5-2018 §11.4: never in the 2030.5 namespace) are declared with
+# `ns=` their own namespace; the codec reads them wherever they stand among the 2030.5 elements
+# and writes them, prefixed, after them. Undeclared ones of a foreign namespace are ignored.
+CSIPAUS_NS = "https://csipaus.org/ns"
+EXTENSION_PREFIXES = {CSIPAUS_NS: "csipaus"}
+
+
 def attr(xml: str, xtype: Any, *, default: Any = None) -> Any:
     return dataclasses.field(default=default, metadata={"xml": xml, "kind": ATTR, "type": xtype})
 
 
-def elem(xml: str, xtype: Any, *, default: Any = None, required: bool = False) -> Any:
-    meta = {"xml": xml, "kind": ELEM, "type": xtype, "required": required}
+def elem(xml: str, xtype: Any, *, default: Any = None, required: bool = False, ns: str | None = None) -> Any:
+    meta = {"xml": xml, "kind": ELEM, "type": xtype, "required": required, "ns": ns}
     return dataclasses.field(default=default, metadata=meta)
 
 
-def link(xml: str, *, list_link: bool = False) -> Any:
+def link(xml: str, *, list_link: bool = False, ns: str | None = None) -> Any:
     """A `…Link` element; the value is an href string (or a ListLinkValue for list links)."""
     kind = LIST_LINK if list_link else LINK
-    return dataclasses.field(default=None, metadata={"xml": xml, "kind": kind, "type": None})
+    return dataclasses.field(default=None, metadata={"xml": xml, "kind": kind, "type": None, "ns": ns})
 
 
-def child(xml: str, model: type, *, required: bool = False) -> Any:
-    meta = {"xml": xml, "kind": CHILD, "type": model, "required": required}
+def child(xml: str, model: type, *, required: bool = False, ns: str | None = None) -> Any:
+    meta = {"xml": xml, "kind": CHILD, "type": model, "required": required, "ns": ns}
     return dataclasses.field(default=None, metadata=meta)
 
 
@@ -157,8 +173,8 @@ def required(field: Any) -> Any:
     return field
 
 
-def children(xml: str, model: type) -> Any:
-    meta = {"xml": xml, "kind": CHILDREN, "type": model}
+def children(xml: str, model: type, *, ns: str | None = None) -> Any:
+    meta = {"xml": xml, "kind": CHILDREN, "type": model, "ns": ns}
     return dataclasses.field(default_factory=list, metadata=meta)
 
 

@@ -535,9 +535,10 @@ def test_random_requests_on_der_routes_never_get_5xx(world, cast, client_for) ->
     templates = ["/edev/{id}/der", "/edev/{id}/der/{id}", "/edev/{id}/der/{id}/dercap", "/edev/{id}/der/{id}/derg",
                  "/edev/{id}/der/{id}/ders", "/edev/{id}/der/{id}/dera", "/edev/{id}/der/{id}/x"]
     bodies = [b"", b"<", *(codec.render(doc) for doc, _ in DOCS.values()), *HOSTILE.values(),
-              codec.render(_settings(set_max_w=_w(32767, 127))), codec.render(_settings(set_max_w=_w(1, -128))),
+              codec.render(_settings(set_max_w=_w(32767, 9))), codec.render(_settings(set_max_w=_w(1, -9))),
+              codec.render(_settings(set_max_w=_w(1, 9))).replace(b"<multiplier>9<", b"<multiplier>127<"),
               codec.render(dataclasses.replace(STATUS, reading_time=2**63 - 1)),
-              codec.render(dataclasses.replace(CAPABILITY, rtg_max_w=_w(32767, 127), rtg_max_wh=WattHour(multiplier=127, value=65535)))]
+              codec.render(dataclasses.replace(CAPABILITY, rtg_max_w=_w(32767, 9), rtg_max_wh=WattHour(multiplier=9, value=65535)))]
     rng = random.Random(20305)
     callers = [client_for(cast[k]) for k in ("owner", "aggregator", "other")] + [client_for(None)]
     failures = []
@@ -557,12 +558,13 @@ def test_random_requests_on_der_routes_never_get_5xx(world, cast, client_for) ->
 def test_extreme_amounts_are_stored_on_every_database(world, cast, client_for, database) -> None:  # noqa: ANN001
     c = client_for(cast["owner"])
     base = f"/edev/{world['owner']}/der/1"
-    huge = dataclasses.replace(CAPABILITY, rtg_max_w=_w(32767, 127), rtg_max_wh=WattHour(multiplier=127, value=65535))
-    tiny = _settings(set_max_w=_w(1, -128), set_max_charge_rate_w=_w(0, -128), updated_time=-(2**63))
+    # PowerOfTenMultiplierType's range is -9…9 (the schema's "SHALL be supported"; server/sep2/types.py)
+    huge = dataclasses.replace(CAPABILITY, rtg_max_w=_w(32767, 9), rtg_max_wh=WattHour(multiplier=9, value=65535))
+    tiny = _settings(set_max_w=_w(1, -9), set_max_charge_rate_w=_w(0, -9), updated_time=-(2**63))
     assert c.put(f"{base}/dercap", data=codec.render(huge)).status_code == 204
     assert c.put(f"{base}/derg", data=codec.render(tiny)).status_code == 204
     assert codec.parse(c.get(f"{base}/dercap").data, DERCapability) == _canonical(huge, f"{base}/dercap")
     (cap,) = _rows(database, der_db.DerCapability)
     (st,) = _rows(database, der_db.DerSettings)
-    assert (cap.rtg_max_w, cap.rtg_max_wh) == (32767e127, 65535e127)
-    assert (st.set_max_w, st.updated_time) == (1e-128, -(2**63))
+    assert (cap.rtg_max_w, cap.rtg_max_wh) == (32767e9, 65535e9)
+    assert (st.set_max_w, st.updated_time) == (1e-9, -(2**63))

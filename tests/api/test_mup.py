@@ -43,6 +43,9 @@ TODAY = NOW // DAY * DAY  # 00:00 UTC today
 MUP_MRID = "0123456789ABCDEF0123456789ABCDEF"
 W_MRID = "A0000000000000000000000000000001"
 VAR_MRID = "A0000000000000000000000000000002"
+# Another device's meter readings: MirrorMeterReading mRIDs belong to one device.
+W2_MRID = "A0000000000000000000000000000003"
+VAR2_MRID = "A0000000000000000000000000000004"
 
 RT_W = ReadingType(
     accumulation_behaviour=12, commodity=1, data_qualifier=12, flow_direction=1, interval_length=300,
@@ -149,7 +152,7 @@ def test_the_operators_post_rate_wins(world, cast, client_for, database) -> None
 
 def test_the_same_mrid_from_another_device_is_another_usage_point(world, cast, client_for, database) -> None:  # noqa: ANN001
     a = _create(client_for(cast["owner"]), cast["owner"].lfdi)
-    b = _create(client_for(cast["aggregator"]), cast["managed"].lfdi)
+    b = _create(client_for(cast["aggregator"]), cast["managed"].lfdi, mmrs=[_mmr(W2_MRID, RT_W)])
     assert a != b and len(_rows(database, metering.UsagePoint)) == 2
     assert client_for(cast["owner"]).get(f"/mup/{b}").status_code == 404
 
@@ -210,17 +213,89 @@ def test_a_list_answers_the_meter_reading_list(world, cast, client_for, database
     assert empty.status_code == 201
 
 
-def test_a_reading_type_cannot_change(world, cast, client_for, database) -> None:  # noqa: ANN001
+def test_a_changed_reading_type_without_readings_is_written_over(world, cast, client_for, database, sep2_schema) -> None:  # noqa: ANN001
+    """Rule h.1: the contents of a re-posted MirrorMeterReading overwrite its MeterReading; with
+    nothing stored under the old ReadingType there is nothing to keep apart."""
     c = client_for(cast["owner"])
     upt = _create(c, cast["owner"].lfdi)
+    before = _mr_ids(database, upt)[W_MRID]
     changed = dataclasses.replace(RT_W, power_of_ten_multiplier=3)
-    resp = c.post(f"/mup/{upt}", data=codec.render(_mmr(W_MRID, changed, [_set(TODAY, [1])])))
-    assert resp.status_code == 400 and _reason(resp) == 1
-    assert _rows(database, metering.Reading) == []
-    # nor through a re-POST of the MirrorUsagePoint
-    resp = c.post("/mup", data=codec.render(_mup(cast["owner"].lfdi, mmrs=[_mmr(W_MRID, changed)])))
-    assert resp.status_code == 400
-    assert {r.mrid: r.multiplier for r in _rows(database, metering.MeterReading)} == {W_MRID: 0, VAR_MRID: 2}
+    resp = c.post(f"/mup/{upt}", data=codec.render(_mmr(W_MRID, changed)))
+    assert resp.status_code == 201 and resp.headers["Location"] == f"/upt/{upt}/mr/{before}"
+    rt = c.get(f"/upt/{upt}/mr/{before}/rt")
+    sep2_schema(rt.data)
+    assert codec.parse(rt.data, ReadingType).power_of_ten_multiplier == 3
+    assert {r.mrid: (r.id, r.multiplier) for r in _rows(database, metering.MeterReading)} == {
+        W_MRID: (before, 3), VAR_MRID: (_mr_ids(database, upt)[VAR_MRID], 2)}
+
+
+def test_a_changed_reading_type_keeps_old_readings_in_their_own_unit(world, cast, client_for, database, sep2_schema) -> None:  # noqa: ANN001
+    """With readings stored, the old MeterReading is retired with them (never read in the new
+    unit: settlement reads them) and a new MeterReading takes the mRID and the new ReadingType."""
+    c = client_for(cast["owner"])
+    upt = _create(c, cast["owner"].lfdi, mmrs=[_mmr(W_MRID, RT_W, [_set(TODAY, [100, 200])])])
+    old = _mr_ids(database, upt)[W_MRID]
+    # the device now reports export in kW: reverse flow, ×10^3
+    changed = dataclasses.replace(RT_W, flow_direction=19, power_of_ten_multiplier=3)
+    resp = c.post(f"/mup/{upt}", data=codec.render(_mmr(W_MRID, changed, [_set(TODAY + 3600, [2])])))
+    assert resp.status_code == 201
+    new = int(resp.headers["Location"].rsplit("/", 1)[1])
+    assert new != old
+    rows = {r.id: r for r in _rows(database, metering.MeterReading)}
+    assert (rows[old].retired_time is not None, rows[old].flow_direction, rows[old].multiplier) == (True, 1, 0)
+    assert (rows[new].retired_time, rows[new].flow_direction, rows[new].multiplier) == (None, 19, 3)
+    assert [(r.meter_reading_id, r.value) for r in _rows(database, metering.Reading)] == [(old, 100), (old, 200), (new, 2)]
+    # served: the new MeterReading only; the retired one is gone from /upt
+    listed = c.get(f"/upt/{upt}/mr?l=10")
+    sep2_schema(listed.data)
+    doc = codec.parse(listed.data, MeterReadingList)
+    assert doc.all == 1 and [m.href for m in doc.meter_readings] == [f"/upt/{upt}/mr/{new}"]
+    assert c.get(f"/upt/{upt}/mr/{old}").status_code == 404
+    assert codec.parse(c.get(f"/upt/{upt}/mr/{new}/rt").data, ReadingType).flow_direction == 19
+    # M&V reads each reading in the unit it was posted in: +100 W, +200 W, then −2 kW exported
+    with database.read() as conn:
+        starts, watts = metering.load_series(conn, world["owner"], TODAY, TODAY + 7200)
+        assert list(starts) == [TODAY, TODAY + 300, TODAY + 3600] and list(watts) == [100.0, 200.0, -2000.0]
+        fleet = metering.load_fleet_readings(conn, [world["owner"]], [(TODAY, TODAY + 7200)])  # settlement's query
+    assert list(fleet.starts) == [TODAY, TODAY + 300, TODAY + 3600] and list(fleet.watts) == [100.0, 200.0, -2000.0]
+    # later POSTs without a ReadingType go to the new MeterReading
+    assert c.post(f"/mup/{upt}", data=codec.render(_mmr(W_MRID, None, [_set(TODAY + 7200, [3])]))).status_code == 201
+    assert [r.value for r in _rows(database, metering.Reading, meter_reading_id=new)] == [2, 3]
+    # and so does a re-POST of the MirrorUsagePoint with the original type: retired again, kept
+    resp = c.post("/mup", data=codec.render(_mup(cast["owner"].lfdi, mmrs=[_mmr(W_MRID, RT_W)])))
+    assert resp.status_code == 204
+    assert [r.retired_time is None for r in _rows(database, metering.MeterReading)] == [False, False, True]
+    assert len(_rows(database, metering.Reading)) == 4  # nothing deleted, nothing rewritten
+
+
+def test_retired_meter_readings_count_toward_the_limit(world, cast, client_for, database, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr(mup_service, "MAX_METER_READINGS_PER_USAGE_POINT", 3)
+    c = client_for(cast["owner"])
+    upt = _create(c, cast["owner"].lfdi, mmrs=[_mmr(W_MRID, RT_W, [_set(TODAY, [1])]), _mmr(VAR_MRID, RT_VAR)])
+    changed = dataclasses.replace(RT_W, power_of_ten_multiplier=1)
+    assert c.post(f"/mup/{upt}", data=codec.render(_mmr(W_MRID, changed, [_set(TODAY + 300, [1])]))).status_code == 201
+    before = _counts(database)
+    resp = c.post(f"/mup/{upt}", data=codec.render(_mmr(W_MRID, RT_W, [_set(TODAY + 600, [1])])))
+    assert resp.status_code == 400 and _reason(resp) == 2
+    assert _counts(database) == before
+
+
+def test_a_meter_reading_mrid_of_another_device_is_refused(world, cast, client_for, database) -> None:  # noqa: ANN001
+    owner, agg = client_for(cast["owner"]), client_for(cast["aggregator"])
+    _create(owner, cast["owner"].lfdi, mmrs=[_mmr(W_MRID, RT_W, [_set(TODAY, [1])])])
+    before = _counts(database)
+    # in a new MirrorUsagePoint of another device: 409 with a 2030.5 Error, nothing stored
+    resp = agg.post("/mup", data=codec.render(_mup(cast["managed"].lfdi, mmrs=[_mmr(W_MRID, RT_W, [_set(TODAY, [9])])])))
+    assert resp.status_code == 409 and resp.mimetype == "application/sep+xml" and _reason(resp) == 1
+    assert _counts(database) == before
+    # posted to another device's existing usage point: the same
+    theirs = _create(agg, cast["managed"].lfdi, mmrs=[_mmr(W2_MRID, RT_W)])
+    before = _counts(database)
+    resp = agg.post(f"/mup/{theirs}", data=codec.render(MirrorMeterReadingList(mirror_meter_readings=[
+        _mmr(W2_MRID, None, [_set(TODAY, [5])]), _mmr(W_MRID, RT_W, [_set(TODAY, [9])])])))
+    assert resp.status_code == 409 and _counts(database) == before
+    # the device that owns the mRID goes on as before, also under a second usage point of its own
+    assert owner.post("/mup", data=codec.render(_mup(cast["owner"].lfdi, mrid="E" * 32, mmrs=[_mmr(W_MRID, RT_W)]))).status_code == 201
 
 
 def test_a_reposted_reading_replaces_and_never_duplicates(world, cast, client_for, database) -> None:  # noqa: ANN001
@@ -302,7 +377,7 @@ BAD_READINGS = {
     "ReadingType without uom": _mmr("E" * 32, dataclasses.replace(RT_W, uom=None), [_set(TODAY, [1])]),
 }
 BAD_BODIES = {
-    "value beyond Int48": codec.render(_with(_mmr(), value=5)).replace(b"<value>5</value>", b"<value>140737488355328</value>"),
+    "value beyond Int48": codec.render(_with(_mmr(), value=5)).replace(b"<value>5</value>", b"<value>140737488355329</value>"),
     "not hex quality": codec.render(_with(_mmr(), quality_flags="01")).replace(b"<qualityFlags>01</qualityFlags>", b"<qualityFlags>zz</qualityFlags>"),
     "MirrorUsagePoint instead": codec.render(_mup("AB" * 20)),
     "unknown element": b'<MirrorMeterReading xmlns="urn:ieee:std:2030.5:ns"><mRID>01</mRID><x/></MirrorMeterReading>',
@@ -415,14 +490,14 @@ def test_no_certificate_is_refused_before_the_body_is_read(world, client_for) ->
 def mirrored(world, cast, client_for, database):  # noqa: ANN001, ANN201
     """owner and managed each mirror a W and a var meter reading with two days of readings."""
     out = {}
-    for who, poster in (("owner", "owner"), ("managed", "aggregator")):
+    for who, poster, w, var in (("owner", "owner", W_MRID, VAR_MRID), ("managed", "aggregator", W2_MRID, VAR2_MRID)):
         c = client_for(cast[poster])
-        upt = _create(c, cast[who].lfdi)
+        upt = _create(c, cast[who].lfdi, mmrs=[_mmr(w, RT_W), _mmr(var, RT_VAR)])
         body = MirrorMeterReadingList(mirror_meter_readings=[
-            _mmr(W_MRID, None, [_set(TODAY - DAY, [1, 2, 3]), _set(TODAY, [4, 5])]),
-            _mmr(VAR_MRID, None, [_set(TODAY, [6])])])
+            _mmr(w, None, [_set(TODAY - DAY, [1, 2, 3]), _set(TODAY, [4, 5])]),
+            _mmr(var, None, [_set(TODAY, [6])])])
         assert c.post(f"/mup/{upt}", data=codec.render(body)).status_code == 201
-        mr = _mr_ids(database, upt)[W_MRID]
+        mr = _mr_ids(database, upt)[w]
         day = TODAY // DAY
         out[who] = [f"/mup/{upt}", f"/upt/{upt}", f"/upt/{upt}/mr", f"/upt/{upt}/mr/{mr}", f"/upt/{upt}/mr/{mr}/rt",
                     f"/upt/{upt}/mr/{mr}/rs", f"/upt/{upt}/mr/{mr}/rs/{day}", f"/upt/{upt}/mr/{mr}/rs/{day}/r",
@@ -457,7 +532,8 @@ def test_get_access_matrix(mirrored, cast, client_for, sep2_schema, target: str,
 def test_post_readings_access_matrix(mirrored, cast, client_for, database, target: str, caller: str | None) -> None:  # noqa: ANN001
     client = client_for(cast[caller] if caller else None)
     before = _counts(database)
-    resp = client.post(mirrored[target][0], data=codec.render(_mmr(W_MRID, None, [_set(TODAY + 3600, [42])])))
+    w = W_MRID if target == "owner" else W2_MRID
+    resp = client.post(mirrored[target][0], data=codec.render(_mmr(w, None, [_set(TODAY + 3600, [42])])))
     expected = _allowed(target, caller)
     assert resp.status_code == (201 if expected == 200 else expected)
     assert _counts(database)[2] == before[2] + (1 if expected == 200 else 0)
@@ -624,7 +700,7 @@ def test_a_post_is_seen_at_once_by_cached_gets(world, cast, client_for, database
 
 def test_removing_the_end_device_removes_its_metering(world, cast, client_for, database) -> None:  # noqa: ANN001
     agg = client_for(cast["aggregator"])
-    _create(agg, cast["managed"].lfdi, mmrs=[_mmr(W_MRID, RT_W, [_set(TODAY, [1, 2])])])
+    _create(agg, cast["managed"].lfdi, mmrs=[_mmr(W2_MRID, RT_W, [_set(TODAY, [1, 2])])])
     _create(client_for(cast["owner"]), cast["owner"].lfdi, mmrs=[_mmr(W_MRID, RT_W, [_set(TODAY, [3])])])
     mine = agg.get("/upt?l=10")
     assert codec.parse(mine.data, UsagePointList).all == 1
@@ -663,9 +739,11 @@ def test_random_requests_on_metering_routes_never_get_5xx(mirrored, cast, client
     bodies = [b"", b"<", *(codec.render(b) for b in BAD_READINGS.values()), *BAD_BODIES.values(),
               codec.render(_mmr(W_MRID, None, [_set(TODAY, [2**47 - 1, -(2**47)])])),
               codec.render(_mup(cast["owner"].lfdi)), codec.render(_mup(cast["managed"].lfdi, status=255)),
-              codec.render(_mmr("7" * 32, dataclasses.replace(RT_W, power_of_ten_multiplier=127, interval_length=2**32 - 1),
+              codec.render(_mmr("7" * 32, dataclasses.replace(RT_W, power_of_ten_multiplier=9, interval_length=2**32 - 1),
                                 [MirrorReadingSet(mrid="1" * 32, time_period=DateTimeInterval(start=2**62, duration=1),
-                                                  readings=[Reading(value=1)])]))]
+                                                  readings=[Reading(value=1)])])),
+              codec.render(_mmr("7" * 32, dataclasses.replace(RT_W, power_of_ten_multiplier=9), [])).replace(
+                  b"<powerOfTenMultiplier>9<", b"<powerOfTenMultiplier>127<")]
     rng = random.Random(20305)
     callers = [client_for(cast[k]) for k in ("owner", "aggregator", "other")] + [client_for(None)]
     failures = []

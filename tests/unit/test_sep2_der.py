@@ -165,10 +165,10 @@ MINIMAL = {
 # The ends of the ranges the full samples do not reach.
 EDGES = {
     "multiplier min, Int64 min": DERSettings(
-        set_grad_w=0, set_max_w=ActivePower(multiplier=-128, value=1), updated_time=-(2**63)
+        set_grad_w=0, set_max_w=ActivePower(multiplier=-9, value=1), updated_time=-(2**63)
     ),
     "multiplier max, Int64 max": DERSettings(
-        set_grad_w=0, set_max_w=ActivePower(multiplier=127, value=1), updated_time=2**63 - 1
+        set_grad_w=0, set_max_w=ActivePower(multiplier=9, value=1), updated_time=2**63 - 1
     ),
     "DERType max, full bitmap": DERCapability(
         modes_supported="FFFFFFFF", rtg_max_w=ActivePower(multiplier=0, value=-32768), type=255

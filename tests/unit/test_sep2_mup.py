@@ -168,7 +168,8 @@ REFUSED = {
     "MeterReading without ReadingTypeLink": (MeterReading, b'<MeterReading xmlns="urn:ieee:std:2030.5:ns"><mRID>01</mRID></MeterReading>'),
     "MirrorUsagePoint without deviceLFDI": (MirrorUsagePoint, codec.render(SAMPLES["bare MirrorUsagePoint"]).replace(f"<deviceLFDI>{LFDI}</deviceLFDI>".encode(), b"")),
     "MirrorReadingSet without timePeriod": (MirrorReadingSet, b'<MirrorReadingSet xmlns="urn:ieee:std:2030.5:ns"><mRID>01</mRID></MirrorReadingSet>'),
-    "value above Int48": (Reading, b'<Reading xmlns="urn:ieee:std:2030.5:ns"><value>140737488355328</value></Reading>'),
+    # the schema's Int48 facets are -2^47 and +2^47 (sic): one past either end is refused
+    "value above Int48": (Reading, b'<Reading xmlns="urn:ieee:std:2030.5:ns"><value>140737488355329</value></Reading>'),
     "value below Int48": (Reading, b'<Reading xmlns="urn:ieee:std:2030.5:ns"><value>-140737488355329</value></Reading>'),
     "roleFlags of three bytes": (MirrorUsagePoint, codec.render(SAMPLES["bare MirrorUsagePoint"]).replace(b"<roleFlags>00</roleFlags>", b"<roleFlags>000000</roleFlags>")),
     "qualityFlags not hex": (Reading, b'<Reading xmlns="urn:ieee:std:2030.5:ns"><qualityFlags>0G</qualityFlags></Reading>'),
