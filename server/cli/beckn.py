@@ -63,7 +63,8 @@ def trust(ctx: Context, source: click.utils.LazyFile) -> None:
 @beckn_group.command("outbox")
 @pass_ctx
 def outbox(ctx: Context) -> None:
-    """Callbacks by state: pending (being retried), delivered, expired (the BAP never took them)."""
+    """Callbacks by state: pending (being retried), delivered, expired (the BAP never took them),
+    unanswered (sent whole, no answer: not sent again, docs/beckn.md "Delivery")."""
     from server.services.bpp import pipeline as beckn
 
     db = prepare_quiet(ctx.settings())
@@ -71,7 +72,7 @@ def outbox(ctx: Context) -> None:
         counts = beckn.pending_counts(db)
     finally:
         db.dispose()
-    for state in ("pending", "delivered", "expired"):
+    for state in ("pending", "delivered", "expired", "unanswered"):
         click.echo(f"{state:10} {counts.get(state, 0)}")
     if not counts:
         click.echo("(no callbacks yet)", err=True)

@@ -5,18 +5,19 @@ Every process that serves the BPP runs one; they share the work through the data
 claimed with one conditional UPDATE), so several processes neither lose nor double a callback.
 A request is processed the moment it is stored (`wake`), and everything left over — a restart,
 another process's crash — within `poll_s`. Deliveries run on a small thread pool so one slow BAP
-does not hold the others up; every HTTP call has a timeout.
+does not hold the others up; every HTTP call is bounded (http_post).
 """
 
 from __future__ import annotations
 
+import http.client
 import logging
+import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 from server.beckn.signing import SigningKey
 from server.db import beckn as store
@@ -26,29 +27,60 @@ from server.services.bpp import pipeline as beckn
 from server.services.bpp.actions import Provider
 
 log = logging.getLogger("derflex.beckn")
-SEND_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 5.0  # to connect and hand the request over (each socket operation)
+ANSWER_TIMEOUT_S = 30.0  # for the answer once the request is out whole: a slow BAP still gets it once
+SEND_LIMIT_S = CONNECT_TIMEOUT_S + ANSWER_TIMEOUT_S + 5.0  # no send lasts longer, whatever the peer does
 MAX_ANSWER_BYTES = 65_536
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect is an answer (a failed attempt), never followed: following it would carry our
-    signed POST, as a GET, to wherever the BAP points — anywhere, internal addresses included."""
-
-    def redirect_request(self, *_args: object, **_kwargs: object) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
+assert SEND_LIMIT_S < beckn.SEND_CLAIM_S, "a claim must outlive any send, or another worker sends it again"
 
 
 def http_post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-    """POST and return (status, the first 64 KiB of the answer); OSError on network failures."""
-    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    """POST and return (status, the first 64 KiB of the answer).
+
+    OSError when the request did not go out whole (refused, unreachable, connect timeout, reset while
+    sending): safe to retry, the BAP never had it. `beckn.Unanswered` once it went out whole but no
+    answer came within ANSWER_TIMEOUT_S (or the connection closed before a status line, or a 2xx
+    answer's body was cut): the BAP may have it, so it is not retried. A redirect is an answer (a
+    failed attempt), never followed: following it would carry our signed POST anywhere. A watchdog
+    shuts the socket at SEND_LIMIT_S, so a peer that drips bytes cannot hold a sender longer."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OSError(f"not an http(s) URL: {url[:80]!r}")
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = cls(parts.hostname, parts.port, timeout=CONNECT_TIMEOUT_S)
+    cut = threading.Event()
+    watchdog = threading.Timer(SEND_LIMIT_S, _shut, (conn, cut))
+    watchdog.daemon = True
+    watchdog.start()
     try:
-        with _OPENER.open(req, timeout=SEND_TIMEOUT_S) as resp:
+        conn.request("POST", parts.path or "/", body=body, headers=headers)  # OSError: not out whole
+        if conn.sock is not None:
+            conn.sock.settimeout(ANSWER_TIMEOUT_S)
+        try:
+            resp = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            if isinstance(exc, OSError) or cut.is_set():  # timeout, closed, reset or cut: no status line
+                raise beckn.Unanswered(f"no answer within {ANSWER_TIMEOUT_S:g} s ({type(exc).__name__})") from exc
+            raise  # a garbled status line is an answer, a failed attempt: retried
+        try:
             return resp.status, resp.read(MAX_ANSWER_BYTES)
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read(MAX_ANSWER_BYTES)
+        except (OSError, http.client.IncompleteRead) as exc:
+            if 200 <= resp.status < 300:  # taken, but we cannot read whether it was an ACK
+                raise beckn.Unanswered(f"HTTP {resp.status} with its body cut ({type(exc).__name__})") from exc
+            return resp.status, b""  # an error answer all the same: retried
+    finally:
+        watchdog.cancel()
+        conn.close()
+
+
+def _shut(conn: http.client.HTTPConnection, cut: threading.Event) -> None:
+    cut.set()
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 class BecknWorker(BackgroundLoop):
