@@ -8,6 +8,7 @@ from flask import Flask
 
 from server.api import admin, caching, der, errors, sep2
 from server.api import mup
+from server.api import curves, lel
 from server.api import admin_der_programs, admin_flex, admin_outbox
 from server.api import beckn as beckn_api
 from server.bootstrap import tls_files
@@ -37,6 +38,8 @@ def create_app(settings: Settings, db: Database | None = None) -> Flask:
     app.register_blueprint(admin_der_programs.bp)
     app.register_blueprint(admin_flex.bp)
     app.register_blueprint(admin_outbox.bp)
+    for bp in (curves.bp, curves.admin_bp, lel.bp, lel.admin_bp):  # dc and lel, 2030.5 and admin
+        app.register_blueprint(bp)
     caching.register(app)
     errors.register(app)
     return app

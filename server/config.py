@@ -50,7 +50,7 @@ class Settings:
     # The Beckn BPP: its own listener (plain HTTP: put it behind a TLS proxy on a real network;
     # BAPs have no 2030.5 client certificate), our identity on the network, and the registry that
     # holds the BAPs' keys: a v1 registry's URL, or "" for the file <home>/var/beckn-registry.json.
-    beckn_bind: str = "127.0.0.1:8081"  # "" (DERFLEX_BECKN_BIND=off) switches the facade off
+    beckn_bind: str = "127.0.0.1:8081"  # "" (DERFLEX_BECKN_BIND= or =off) switches the facade off
     beckn_subscriber_id: str = "bpp.derflex.local"
     beckn_subscriber_uri: str = ""  # default: http://<beckn_bind>/beckn
     beckn_unique_key_id: str = "k1"
@@ -111,9 +111,28 @@ class Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+def _empty(name: str, default: Any) -> Any:
+    """What a variable set to "" means: the Beckn facade off for DERFLEX_BECKN_BIND, an empty list
+    for a list, "" for a text whose default is "" (it means the documented fallback), <home>/certs
+    for DERFLEX_PKI_DIR (as `derflex pki` reads it); any other setting refuses an empty value (a
+    TLS file left empty must not fall back to the dev PKI's), never silently the default."""
+    if name == "beckn_bind":
+        return ""
+    if name == "pki_dir":
+        return None
+    if isinstance(default, tuple):
+        return ()
+    if isinstance(default, str) and default == "":
+        return ""
+    shown = "" if default is None else f" ({str(default)!r})"
+    raise ConfigError(f"DERFLEX_{name.upper()} is set but empty: unset it for the default{shown} or give a value")
+
+
 def _coerce(name: str, raw: str, default: Any) -> Any:
+    if raw.strip() == "":
+        return _empty(name, default)
     if name == "beckn_bind" and raw.lower() in ("off", "none", "false", "no"):
-        return ""  # an empty variable means "the default", so the facade is switched off by name
+        return ""  # the facade off, as an empty value
     if isinstance(default, bool):
         if raw.lower() in ("1", "true", "yes", "on"):
             return True
@@ -138,10 +157,10 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Sett
     base = Settings()
     values: dict[str, Any] = {}
     for f in fields(Settings):
-        if f.name == "extra":
+        if f.name == "extra" or overrides.get(f.name) is not None:
             continue
         raw = environ.get(f"DERFLEX_{f.name.upper()}")
-        if raw is not None and raw != "":
+        if raw is not None:
             values[f.name] = _coerce(f.name, raw, getattr(base, f.name))
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(**values)

@@ -263,6 +263,11 @@ def _add_subcommands() -> None:
     main.add_command(program_alias)
     main.add_command(event)
 
+    from server.cli.curves import curve, log_events
+
+    der_program.add_command(curve)  # derflex der-program curve …
+    admin_group.add_command(log_events)  # derflex admin log-events DEVICE_ID
+
 
 _add_subcommands()
 

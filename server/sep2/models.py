@@ -76,6 +76,7 @@ class EndDevice(SubscribableResource):
     der_list_link: ListLinkValue | None = link("DERListLink", list_link=True)
     device_category: str | None = elem("deviceCategory", HexBinary32)
     lfdi: str | None = elem("lFDI", HexBinary160)
+    log_event_list_link: ListLinkValue | None = link("LogEventListLink", list_link=True)
     sfdi: int = elem("sFDI", SFDIType, required=True, default=0)
     changed_time: int = elem("changedTime", TimeType, required=True, default=0)
     enabled: bool | None = elem("enabled", Boolean)

@@ -38,6 +38,13 @@ DERC_LIST = "/edev/{edev_id}/derp/{derp_id}/derc"
 DERC = "/edev/{edev_id}/derp/{derp_id}/derc/{derc_id}"
 ACTDERC = "/edev/{edev_id}/derp/{derp_id}/actderc"
 DDERC = "/edev/{edev_id}/derp/{derp_id}/dderc"
+# DER curves (`dc`) of a DER program, as a device sees them (curve-linked modes of its controls).
+DC_LIST = "/edev/{edev_id}/derp/{derp_id}/dc"
+DC = "/edev/{edev_id}/derp/{derp_id}/dc/{dc_id}"
+
+# Log events (`lel`): a device posts what happened to it, and reads it back.
+LEL_LIST = "/edev/{edev_id}/lel"
+LEL = "/edev/{edev_id}/lel/{lel_id}"
 
 # Responses (`rsps`): one ResponseSet per program; replyTo of its events.
 RSPS_LIST = "/rsps"

@@ -185,7 +185,8 @@ def test_a_device_outside_the_program_does_not_reach_it(database, cast, client_f
 @pytest.mark.parametrize(
     ("spec", "message"),
     [({}, "at least one"), ({"opModFixedW": 10001}, "out of range"), ({"opModFixedW": True}, "integer"),
-     ({"opModConnect": 1}, "true or false"), ({"opModVoltVar": 1}, "unsupported"),
+     ({"opModConnect": 1}, "true or false"), ({"opModBogus": 1}, "unsupported"),
+     ({"opModVoltVar": True}, "names a DER curve"), ({"opModVoltVar": 0}, "names a DER curve"),
      ({"opModTargetW": {"value": 40000, "multiplier": 0}}, "out of range"), ({"opModTargetW": 5}, "opModTargetW")],
 )
 def test_bad_controls_are_refused(spec: dict, message: str) -> None:

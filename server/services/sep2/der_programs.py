@@ -30,7 +30,7 @@ from server.db import repo, rsps
 from server.db.models import Device
 from server.scope import Scope
 from server.services.errors import Invalid, NotFound, no_unknown_keys
-from server.services.sep2 import derp
+from server.services.sep2 import dc, derp
 from server.services.sep2.mappers.derp import der_control_base_json
 
 # Response status codes (2030.5 Table 27, server/sep2/rsps.py) by the names operators read.
@@ -149,7 +149,7 @@ def create_der_program(session: Session, body: Mapping[str, Any], now: int) -> d
         raise Invalid("'primacy' is required: 0…255, lower wins when a device's programs conflict")
     row = derp.create_der_program(session, description=_description(body), primacy=body["primacy"], now=now)
     if body.get("default_control") is not None:
-        derp.set_default_control(session, row.id, body["default_control"])
+        derp.set_default_control(session, row.id, dc.linked_control(session, row.id, body["default_control"]))
     return der_program_view(session, row, members=True)
 
 
@@ -165,7 +165,8 @@ def set_default_control(session: Session, program_id: int, body: Any) -> dict[st
     """The body is the control itself ({"opModMaxLimW": 8000}) or {"control": {…}}."""
     if isinstance(body, dict) and set(body) == {"control"}:
         body = body["control"]
-    derp.set_default_control(session, program_id, body)
+    derp.der_program_row(session, program_id)
+    derp.set_default_control(session, program_id, dc.linked_control(session, program_id, body))
     return der_program_view(session, derp.der_program_row(session, program_id))
 
 
@@ -258,7 +259,7 @@ def create_events(session: Session, program_id: int, body: Mapping[str, Any], no
     duration = body["duration"]
     if isinstance(duration, bool) or not isinstance(duration, int):
         raise Invalid("duration must be a whole number of seconds")
-    base = derp.control_base(body["control"])
+    base = dc.linked_control(session, program_id, body["control"])  # curve links resolved
     if "device_ids" in body:
         if body["device_ids"] is None:
             raise Invalid("'device_ids' must be a list; leave it out to address every member")

@@ -33,6 +33,7 @@ from server.sep2.paging import Page
 from server.services.errors import Invalid, NotFound, check_text
 from server.services.sep2.edev import visible_device
 from server.services.sep2.fsa import FSA_ID, check_fsa_id
+from server.services.sep2.mappers import dc as dc_mapper
 from server.services.sep2.mappers import derp as mapper
 
 # CSIP: devices answer received (01) and specific responses (02).
@@ -148,7 +149,7 @@ def control_base(spec: Any) -> DERControlBase:
     opModEnergize (booleans), rampTms (hundredths of a second)."""
     if not isinstance(spec, dict) or not spec:
         raise Invalid("'control' must be an object with at least one mode, e.g. {\"opModFixedW\": 5000}")
-    unknown = set(spec) - set(_SIMPLE_MODES) - {"opModTargetW"}
+    unknown = set(spec) - set(_SIMPLE_MODES) - {"opModTargetW"} - dc_mapper.CURVE_MODES
     if unknown:
         raise Invalid(f"unsupported control modes: {', '.join(sorted(unknown))}")
     fields: dict[str, Any] = {}
@@ -168,11 +169,22 @@ def control_base(spec: Any) -> DERControlBase:
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in target.values()):
             raise Invalid("opModTargetW value and multiplier must be integers")
         fields["op_mod_target_w"] = ActivePower(value=target["value"], multiplier=target["multiplier"])
+    try:  # curve-linked modes (opModVoltVar …) name a curve; services.sep2.dc.link_curves resolves it
+        fields.update(dc_mapper.curve_fields(spec))
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
     base = DERControlBase(**fields)
     try:  # the wire types are the judges of ranges (SignedPerCent, PerCent, Int16, UInt16…)
         return mapper.parse_der_control_base(mapper.der_control_base_xml(base))
     except (DecodeError, ValueError) as exc:
         raise Invalid(f"control out of range: {exc}") from None
+
+
+def _check_curves_linked(base: DERControlBase) -> None:
+    """Refuse a control whose curve links were not resolved (server.services.sep2.dc.linked_control)."""
+    unresolved = dc_mapper.unresolved_curve_links(base)
+    if unresolved:
+        raise Invalid(f"{', '.join(unresolved)}: curve links must be resolved for their DER program first")
 
 
 def create_der_program(session: Session, *, description: str | None, primacy: int, now: int, pen: int = 0) -> store.DerProgram:
@@ -197,7 +209,9 @@ def der_program_row(session: Session, program_id: int) -> store.DerProgram:
 def set_default_control(session: Session, program_id: int, spec: Any, *, pen: int = 0) -> None:
     """Set or change a DER program's DefaultDERControl: same mRID, version bumped on every change."""
     row = der_program_row(session, program_id)
-    xml = mapper.der_control_base_xml(control_base(spec))
+    base = spec if isinstance(spec, DERControlBase) else control_base(spec)  # linked: services.sep2.dc
+    _check_curves_linked(base)
+    xml = mapper.der_control_base_xml(base)
     if xml == row.default_base:
         return
     if row.default_mrid is None:
@@ -268,6 +282,8 @@ def create_events(
         outside = sorted(set(targeted) - members)
         if outside:
             raise Invalid(f"devices {outside[:5]} are not members of DER program {program_id}")
+    for _, base in controls:
+        _check_curves_linked(base)
     rows = [
         store.DerEvent(
             mrid=new_mrid(pen), program_id=program_id, device_id=device_id, description=description,

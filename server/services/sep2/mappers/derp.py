@@ -27,6 +27,7 @@ from server.sep2.derp import (
     EventStatus,
 )
 from server.sep2.types import ListLinkValue
+from server.services.sep2.mappers import dc
 
 
 # ------------------------------------------------------------------------------ DERControlBase
@@ -83,7 +84,7 @@ def der_control_base_json(xml: str | None) -> dict[str, Any] | None:
     ({"opModFixedW": 5000}, {"opModTargetW": {"multiplier": 1, "value": -5000}}); None stays None."""
     if not xml:
         return None
-    return _json_value(stored_der_control_base(xml))
+    return dc.control_json_curves(_json_value(stored_der_control_base(xml)))
 
 
 # ----------------------------------------------------------------------------------- programs
@@ -100,6 +101,7 @@ def der_program(edev_id: int, row: Any) -> DERProgram:
         active_der_control_list_link=ListLinkValue(uris.href(uris.ACTDERC, **ids)),
         default_der_control_link=uris.href(uris.DDERC, **ids) if row.default_base else None,
         der_control_list_link=ListLinkValue(uris.href(uris.DERC_LIST, **ids)),
+        der_curve_list_link=ListLinkValue(uris.href(uris.DC_LIST, **ids)),
         primacy=row.primacy,
     )
 
@@ -121,7 +123,7 @@ def default_der_control(edev_id: int, row: Any) -> DefaultDERControl:
         href=uris.href(uris.DDERC, edev_id=edev_id, derp_id=row.id),
         mrid=row.default_mrid,
         version=row.default_version,
-        der_control_base=stored_der_control_base(row.default_base),
+        der_control_base=dc.device_control_base(stored_der_control_base(row.default_base), edev_id, row.id),
     )
 
 
@@ -147,7 +149,7 @@ def der_control(edev_id: int, derp_id: int, row: Any, state: events.EventState) 
         interval=DateTimeInterval(duration=row.duration, start=row.start),
         randomize_duration=row.randomize_duration,
         randomize_start=row.randomize_start,
-        der_control_base=stored_der_control_base(row.base),
+        der_control_base=dc.device_control_base(stored_der_control_base(row.base), edev_id, derp_id),
     )
 
 

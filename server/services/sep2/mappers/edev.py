@@ -20,6 +20,7 @@ def end_device(device: Any) -> EndDevice:
         der_list_link=ListLinkValue(uris.href(uris.DER_LIST, **ids), 1),
         device_category=device.device_category,
         lfdi=device.lfdi,
+        log_event_list_link=ListLinkValue(uris.href(uris.LEL_LIST, **ids)),
         sfdi=device.sfdi,
         changed_time=device.changed_time,
         enabled=device.enabled,
