@@ -13,6 +13,7 @@ from server.db.derp import DerEvent
 from server.sep2 import codec
 from server.sep2.curves import DERCurve, DERCurveList
 from server.sep2.derp import DefaultDERControl, DERControlList, DERProgram, DERProgramList
+from server.sep2.fsa import FunctionSetAssignments, FunctionSetAssignmentsList
 from server.sep2.models import EndDevice
 
 VOLT_VAR = {"curveType": "opModVoltVar", "yRefType": 2, "description": "VV 2018",
@@ -51,8 +52,6 @@ def get(client, path: str, model: type, sep2_schema):  # noqa: ANN001, ANN201
 def program_of(client, edev: int, sep2_schema, number: int = 0) -> DERProgram:  # noqa: ANN001
     """Follow links from the EndDevice, as a 2030.5 client must."""
     ed = get(client, f"/edev/{edev}", EndDevice, sep2_schema)
-    from server.sep2.fsa import FunctionSetAssignments, FunctionSetAssignmentsList
-
     fsas = get(client, ed.function_set_assignments_list_link.href + "?l=10", FunctionSetAssignmentsList, sep2_schema)
     fsa = get(client, fsas.function_set_assignments[0].href, FunctionSetAssignments, sep2_schema)
     programs = get(client, fsa.der_program_list_link.href + "?l=10", DERProgramList, sep2_schema)

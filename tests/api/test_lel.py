@@ -129,5 +129,4 @@ def test_operators_read_a_devices_log_events(world, cast, client_for, operator) 
     assert operator("GET", f"/devices/{world['other']}/log-events").get_json() == {"all": 0, "log_events": []}
     assert operator("GET", "/devices/999/log-events").status_code == 404
     assert operator("GET", f"/devices/{world['owner']}/log-events?limit=x").status_code == 400
-    from server.api.admin import bp  # noqa: F401  (the same token rule)
     assert c._client.get(f"/admin/api/v1/devices/{world['owner']}/log-events").status_code == 401
