@@ -61,8 +61,10 @@ class DerflexServer(BaseApplication):  # type: ignore[misc]
                 self.cfg.set(key, value)
 
     def load(self) -> Any:
+        from server.api.errors import answer_unparsable_requests_in
         from server.app import create_app
 
+        answer_unparsable_requests_in("sep2")  # not gunicorn's HTML page for a bad request line
         return create_app(self.settings)
 
 
@@ -140,9 +142,11 @@ class BecknServer(BaseApplication):  # type: ignore[misc]
                 self.cfg.set(key, value)
 
     def load(self) -> Any:
+        from server.api.errors import answer_unparsable_requests_in
         from server.app import create_beckn_app
         from server.jobs.outbox import drainer_for
 
+        answer_unparsable_requests_in("beckn")  # a NACK, not gunicorn's HTML page
         app = create_beckn_app(self.settings, worker=not _worker_beside_listener(self.settings))
         facade = app.extensions["derflex.beckn"]
         _INLINE.append(facade)

@@ -97,7 +97,8 @@ def mirror(database: Any, device_lfdi: str, start: int, watts: list[int], step: 
 
     readings = [Reading(time_period=DateTimeInterval(start=start + i * step, duration=step), value=w,
                         quality_flags="01") for i, w in enumerate(watts)]
-    mmr = MirrorMeterReading(mrid="A0000000000000000000000000000001", reading_type=RT_W, mirror_reading_sets=[
+    # A MirrorMeterReading mRID belongs to one device (services.sep2.mup): derived from the LFDI.
+    mmr = MirrorMeterReading(mrid=f"A{device_lfdi[:31]}", reading_type=RT_W, mirror_reading_sets=[
         MirrorReadingSet(mrid=f"B{start:031X}", time_period=DateTimeInterval(start=start, duration=step * len(watts)),
                          readings=readings)])
     mup = MirrorUsagePoint(mrid="0123456789ABCDEF0123456789ABCDEF", device_lfdi=device_lfdi, role_flags="03",

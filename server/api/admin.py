@@ -18,7 +18,7 @@ from server.api.client import now, runtime
 from server.api.errors import admin_error
 from server.services.sep2 import devices
 from server.services import tokens
-from server.services.errors import Invalid
+from server.services.errors import Invalid, check_text
 
 bp = Blueprint("admin", __name__, url_prefix="/admin/api/v1")
 _DIGITS = re.compile(r"[0-9]{1,9}")
@@ -114,7 +114,8 @@ def add_aggregator() -> tuple[Response, int]:
     lfdi, name = body.get("lfdi"), body.get("name")
     if not isinstance(lfdi, str) or not isinstance(name, str) or not name.strip():
         raise Invalid("'lfdi' and 'name' are required strings")
+    checked = check_text(name.strip(), "'name'", 100) or ""  # no control characters, no lone surrogates
     rt = runtime()
     with rt.db.transaction() as s:
-        view = devices.add_aggregator(s, lfdi, name.strip()[:100], now())
+        view = devices.add_aggregator(s, lfdi, checked, now())
     return jsonify(view), 201

@@ -17,6 +17,19 @@ transaction: a refused request stores nothing.
     GET    /der-programs/{id}/events         ?include_ended=false&start&limit, with response summaries
     GET    /events/{mrid}                    one event with its response summary
     POST   /events/{mrid}/cancel             {randomized?: bool}
+
+FunctionSetAssignments (server.services.sep2.fsa): an FSA for one device or a group, with the DER
+programs it assigns; each device lists it under a number of its own (its FSA 1 is its memberships).
+
+    POST   /fsas                             {description?, device_ids, der_program_ids?} → 201
+    GET    /fsas                             ?device_id: every FSA (or those of one device)
+    GET    /fsas/{id}                        one, with its DER programs and devices (and their numbers)
+    PUT    /fsas/{id}                        {description}
+    DELETE /fsas/{id}                        → 204
+    POST   /fsas/{id}/der-programs           {der_program_ids: […]} → {added: n}
+    DELETE /fsas/{id}/der-programs           {der_program_ids: […]} → {removed: n}
+    POST   /fsas/{id}/devices                {device_ids: […]} → {added: n}
+    DELETE /fsas/{id}/devices                {device_ids: […]} → {removed: n}
 """
 
 from __future__ import annotations
@@ -28,7 +41,7 @@ from flask import Blueprint, Response, jsonify, request
 from server.api.admin import int_arg, json_object, require_token
 from server.api.client import now, runtime
 from server.services.errors import Invalid
-from server.services.sep2 import der_programs
+from server.services.sep2 import der_programs, fsa
 
 bp = Blueprint("admin_der_programs", __name__, url_prefix="/admin/api/v1")
 bp.before_request(require_token)
@@ -134,3 +147,71 @@ def cancel_event(mrid: str) -> Response:
     body = _optional_object()
     with runtime().db.transaction() as s:
         return jsonify(der_programs.cancel_event(s, mrid, now(), body))
+
+
+# ----------------------------------------------------------------------- FunctionSetAssignments
+
+_FSA = "/fsas/<int(max=2147483647):fsa_id>"
+
+
+@bp.post("/fsas")
+def create_fsa() -> tuple[Response, int, dict[str, str]]:
+    body = json_object()
+    with runtime().db.transaction() as s:
+        view = fsa.create_fsa(s, body, now())
+    return jsonify(view), 201, {"Location": f"{bp.url_prefix}/fsas/{view['id']}"}
+
+
+@bp.get("/fsas")
+def list_fsas() -> Response:
+    device_id = int_arg("device_id", 0, 2**31 - 1) or None
+    with runtime().db.transaction() as s:
+        return jsonify({"fsas": fsa.list_fsas(s, device_id)})
+
+
+@bp.get(_FSA)
+def get_fsa(fsa_id: int) -> Response:
+    with runtime().db.transaction() as s:
+        return jsonify(fsa.get_fsa(s, fsa_id))
+
+
+@bp.put(_FSA)
+def update_fsa(fsa_id: int) -> Response:
+    body = json_object()
+    with runtime().db.transaction() as s:
+        return jsonify(fsa.update_fsa(s, fsa_id, body))
+
+
+@bp.delete(_FSA)
+def delete_fsa(fsa_id: int) -> tuple[str, int]:
+    with runtime().db.transaction() as s:
+        fsa.delete_fsa(s, fsa_id)
+    return "", 204
+
+
+@bp.post(f"{_FSA}/der-programs")
+def assign_der_programs(fsa_id: int) -> Response:
+    body = json_object()
+    with runtime().db.transaction() as s:
+        return jsonify({"added": fsa.assign_der_programs(s, fsa_id, body.get("der_program_ids"))})
+
+
+@bp.delete(f"{_FSA}/der-programs")
+def unassign_der_programs(fsa_id: int) -> Response:
+    body = json_object()
+    with runtime().db.transaction() as s:
+        return jsonify({"removed": fsa.unassign_der_programs(s, fsa_id, body.get("der_program_ids"))})
+
+
+@bp.post(f"{_FSA}/devices")
+def assign_devices(fsa_id: int) -> Response:
+    body = json_object()
+    with runtime().db.transaction() as s:
+        return jsonify({"added": fsa.assign_devices(s, fsa_id, body.get("device_ids"))})
+
+
+@bp.delete(f"{_FSA}/devices")
+def unassign_devices(fsa_id: int) -> Response:
+    body = json_object()
+    with runtime().db.transaction() as s:
+        return jsonify({"removed": fsa.unassign_devices(s, fsa_id, body.get("device_ids"))})

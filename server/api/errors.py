@@ -12,10 +12,13 @@ characters escaped the way Python escapes them (`\\u4e2d`), and never carries CR
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
+from server.beckn.envelope import nack
+from server.beckn.errors import ErrorCode
 from server.sep2 import codec
 from server.sep2.codec import DecodeError
 from server.sep2.models import MEDIA_TYPE, Error
@@ -86,6 +89,55 @@ def _reason_for_status(status: int) -> int:
     if status == 413:
         return 2
     return 0 if status in (400, 405, 411, 415) else 1
+
+
+def unparsable_request_answer(protocol: str, status: int, reason: str, detail: str = "",
+                              path: str = "") -> bytes:
+    """The whole HTTP answer to a request gunicorn could not parse (request line, method, header):
+    a Beckn NACK on the BPP listener; on the other, admin problem JSON when the request line was
+    read and named an admin path, else a 2030.5 `<Error>` (devices are its main clients)."""
+    if protocol == "beckn":
+        body = json.dumps(nack(ErrorCode.INVALID_REQUEST, header_text(f"{reason}: {detail}"))).encode("ascii")
+        ctype = "application/json"
+    elif path.startswith(ADMIN_PREFIX):
+        problem = {"type": "about:blank", "title": reason, "status": status, "detail": header_text(detail)}
+        body, ctype = json.dumps(problem).encode("ascii"), "application/problem+json"
+    else:
+        body = codec.render(Error(reason_code=_reason_for_status(status)))
+        ctype = MEDIA_TYPE
+    head = (f"HTTP/1.1 {status} {header_text(reason, 60)}\r\nConnection: close\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\n")
+    if detail and protocol != "beckn":
+        head += f"X-Error-Detail: {header_text(detail)}\r\n"
+    return (head + "\r\n").encode("ascii") + body
+
+
+def answer_unparsable_requests_in(protocol: str) -> None:
+    """Make this worker process answer requests gunicorn refuses before the app sees them in
+    `protocol`'s format instead of gunicorn's HTML page (it writes them with `util.write_error`,
+    whatever the worker class). Called once per worker process, when its app is loaded."""
+    import threading
+
+    from gunicorn import util
+    from gunicorn.workers.base import Worker
+
+    refusing = threading.local()  # the request being refused, when gunicorn parsed its first line
+    handle_error = Worker.handle_error
+
+    def remembering(self: Any, req: Any, client: Any, addr: Any, exc: Exception) -> None:
+        refusing.path = getattr(req or getattr(exc, "req", None), "path", None) or ""
+        try:
+            handle_error(self, req, client, addr, exc)
+        finally:
+            refusing.path = ""
+
+    def write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+        path = getattr(refusing, "path", "")
+        util.write_nonblock(sock, unparsable_request_answer(protocol, status_int, reason, mesg, path))
+
+    if getattr(Worker.handle_error, "__name__", "") != "remembering":
+        Worker.handle_error = remembering  # type: ignore[method-assign]
+    util.write_error = write_error
 
 
 def register(app: Flask) -> None:

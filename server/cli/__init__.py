@@ -250,7 +250,7 @@ def _add_subcommands() -> None:
     from server.cli.flex import flex_group
     from server.cli.scheduler import scheduler
     from server.cli.outbox import outbox_group
-    from server.cli.der_programs import der_program, event, program_alias
+    from server.cli.der_programs import der_program, event, fsa_group, program_alias
 
     main.add_command(bap_group)
     main.add_command(beckn_group)
@@ -262,6 +262,7 @@ def _add_subcommands() -> None:
     main.add_command(der_program)
     main.add_command(program_alias)
     main.add_command(event)
+    main.add_command(fsa_group)
 
     from server.cli.curves import curve, log_events
 

@@ -264,26 +264,69 @@ def der_program_show(ctx: Context, der_program_id: int, as_json: bool) -> None:
         _echo_der_program(view)
 
 
+# DefaultDERControl's own fields (IEEE 2030.5 DefaultDERControl): option, 2030.5 name, unit.
+_DEFAULT_SETTINGS = (
+    ("set_grad_w", "setGradW", "1/100 %/s", "default ramp rate of active power changes: hundredths of a percent "
+     "of setMaxW per second (0…65535)"),
+    ("set_soft_grad_w", "setSoftGradW", "1/100 %/s", "soft-start ramp rate after enter service, hundredths of "
+     "a percent of setMaxW per second (0…65535)"),
+    ("set_es_delay", "setESDelay", "1/100 s", "enter service delay, hundredths of a second"),
+    ("set_es_high_freq", "setESHighFreq", "1/100 Hz", "enter service: highest frequency, hundredths of a Hz"),
+    ("set_es_high_volt", "setESHighVolt", "1/100 %", "enter service: highest voltage, hundredths of a percent "
+     "of nominal"),
+    ("set_es_low_freq", "setESLowFreq", "1/100 Hz", "enter service: lowest frequency, hundredths of a Hz"),
+    ("set_es_low_volt", "setESLowVolt", "1/100 %", "enter service: lowest voltage, hundredths of a percent "
+     "of nominal"),
+    ("set_es_ramp_tms", "setESRampTms", "1/100 s", "enter service ramp time, hundredths of a second"),
+    ("set_es_random_delay", "setESRandomDelay", "1/100 s", "enter service randomized delay, hundredths of a "
+     "second"),
+)
+
+
+def _default_setting_options(fn: Any) -> Any:
+    for key, name, unit, text in reversed(_DEFAULT_SETTINGS):
+        fn = click.option(f"--{key.replace('_', '-')}", key, type=int, metavar=unit, help=f"{name}: {text}.")(fn)
+    return click.option("--default-description", "default_description", metavar="TEXT",
+                        help="description of the DefaultDERControl itself (at most 32 characters).")(fn)
+
+
 @der_program.command("default-control", epilog=_EPILOG_CONTROL)
 @click.argument("der_program_id", type=int)
 @control_options
+@_default_setting_options
 @pass_ctx
 def der_program_default_control(ctx: Context, der_program_id: int, **options: Any) -> None:
     """Set the control DER_PROGRAM_ID's devices follow when no event is active (DefaultDERControl).
 
-    It replaces the previous default as a whole. Devices see the change at their next poll.
+    It replaces the previous default as a whole: its modes and its own fields (--set-grad-w,
+    the enter-service --set-es-* settings, --default-description). --control JSON may carry every
+    field by its 2030.5 name instead, modes and these alike (every DERControlBase field:
+    opModFixedPFInjectW, opModFreqDroop, opModTargetVar …). Devices see the change at their
+    next poll.
 
     \b
-    Example:
-      derflex der-program default-control 1 --max-w 10000
+    Examples:
+      derflex der-program default-control 1 --max-w 10000 --set-grad-w 500
+      derflex der-program default-control 1 --control '{"opModFixedVar": {"refType": 1, "value": 2000}}'
     """
     from server.services.sep2 import der_programs
 
+    settings = {name: options.pop(key) for key, name, _, _ in _DEFAULT_SETTINGS if options.get(key) is not None}
+    description = options.pop("default_description", None)
+    for key, _, _, _ in _DEFAULT_SETTINGS:
+        options.pop(key, None)
+    if description is not None:
+        settings["description"] = description
     control, _ = _split(options)
-    spec = _control(control)
+    spec = _control(control, required=not settings)
+    if settings:
+        if spec is not None and not isinstance(spec, dict):
+            raise click.UsageError("--control must be a JSON object")
+        spec = {**(spec or {}), **settings}
     view = run(ctx, lambda s: der_programs.set_default_control(s, der_program_id, spec))
+    settings = ", ".join(f"{k}={v}" for k, v in (view.get("default_settings") or {}).items())
     click.echo(f"DER program {der_program_id}: default control {_control_text(view['default_control'])}"
-               f" (version {view['default_control_version']})")
+               + (f"; {settings}" if settings else "") + f" (version {view['default_control_version']})")
 
 
 @der_program.group("members")
@@ -466,3 +509,126 @@ def event_cancel(ctx: Context, mrid: str, randomized: bool, as_json: bool) -> No
         return
     click.echo(f"cancelled event {view['mrid']}")
     _echo_events([view])
+
+
+# ---------------------------------------------------------------------- FunctionSetAssignments
+
+
+def _echo_fsa(view: dict[str, Any]) -> None:
+    click.echo(f"FunctionSetAssignments {view['id']}  {view['description'] or '(no description)'}")
+    click.echo(f"  mRID          {view['mrid']}  (version {view['version']})")
+    click.echo(f"  DER programs  {' '.join(str(p) for p in view['der_program_ids']) or 'none'}")
+    shown = ", ".join(f"{d['device_id']} (as {d['href']})" for d in view["devices"][:20])
+    more = " …" if len(view["devices"]) > 20 else ""
+    click.echo(f"  devices       {view['device_count']}{': ' + shown if shown else ''}{more}")
+
+
+@click.group("fsa")
+def fsa_group() -> None:
+    """FunctionSetAssignments: which DER programs devices find, grouped as the operator chooses.
+
+    Every device lists its FunctionSetAssignments at /edev/{id}/fsa. Number 1 holds the DER
+    programs it is a member of (`derflex der-program members`, flexibility enrollments); the FSAs
+    made here come after it (2, 3, … per device), each with its own mRID, description, version
+    and DER programs. One FSA may be given to a group of devices.
+    """
+
+
+@fsa_group.command("create")
+@click.option("--device", "devices", type=int, multiple=True, required=True, metavar="DEVICE_ID",
+              help="A device that gets it (repeat for a group).")
+@click.option("--der-program", "der_programs", type=int, multiple=True, metavar="DER_PROGRAM_ID",
+              help="A DER program it assigns (repeat for more).")
+@click.option("--description", help="A name devices and people see (at most 32 characters).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def fsa_create(ctx: Context, devices: tuple[int, ...], der_programs: tuple[int, ...], description: str | None,
+               as_json: bool) -> None:
+    """Create a FunctionSetAssignments for one device or a group.
+
+    \b
+    Example:
+      derflex fsa create --device 3 --device 4 --der-program 1 --der-program 2 --description "Feeder 12"
+    """
+    from server.services.sep2 import fsa
+
+    body: dict[str, Any] = {"device_ids": list(devices), "der_program_ids": list(der_programs)}
+    if description is not None:
+        body["description"] = description
+    view = run(ctx, lambda s: fsa.create_fsa(s, body, int(time.time())))
+    if as_json:
+        _echo_json(view)
+        return
+    click.echo(f"created FunctionSetAssignments {view['id']}")
+    _echo_fsa(view)
+
+
+@fsa_group.command("list")
+@click.option("--device", "device_id", type=int, help="Only the FSAs of this device.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def fsa_list(ctx: Context, device_id: int | None, as_json: bool) -> None:
+    """List the operator's FunctionSetAssignments (FSA 1 of each device is its memberships)."""
+    from server.services.sep2 import fsa
+
+    views = run(ctx, lambda s: fsa.list_fsas(s, device_id))
+    if as_json:
+        _echo_json({"fsas": views})
+        return
+    click.echo(f"{len(views)} FunctionSetAssignments")
+    for v in views:
+        click.echo(f"  {v['id']:>5}  {v['description'] or '-':<32}  DER programs "
+                   f"{','.join(str(p) for p in v['der_program_ids']) or '-'}  devices {v['device_count']}")
+
+
+@fsa_group.command("show")
+@click.argument("fsa_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def fsa_show(ctx: Context, fsa_id: int, as_json: bool) -> None:
+    """Show one FunctionSetAssignments: its DER programs and devices."""
+    from server.services.sep2 import fsa
+
+    view = run(ctx, lambda s: fsa.get_fsa(s, fsa_id))
+    if as_json:
+        _echo_json(view)
+    else:
+        _echo_fsa(view)
+
+
+@fsa_group.command("delete")
+@click.argument("fsa_id", type=int)
+@pass_ctx
+def fsa_delete(ctx: Context, fsa_id: int) -> None:
+    """Delete FSA_ID: its devices no longer list it nor reach its DER programs through it."""
+    from server.services.sep2 import fsa
+
+    run(ctx, lambda s: fsa.delete_fsa(s, fsa_id))
+    click.echo(f"deleted FunctionSetAssignments {fsa_id}")
+
+
+def _fsa_change(action: str, what: str) -> Any:
+    from server.services.sep2 import fsa
+
+    calls = {("add", "der-programs"): fsa.assign_der_programs, ("remove", "der-programs"): fsa.unassign_der_programs,
+             ("add", "devices"): fsa.assign_devices, ("remove", "devices"): fsa.unassign_devices}
+    return calls[(action, what)]
+
+
+for _what, _noun in (("der-programs", "DER_PROGRAM_IDS"), ("devices", "DEVICE_IDS")):
+    @fsa_group.group(_what, help=f"The {_what.replace('-', ' ')} of a FunctionSetAssignments.")
+    def _sub() -> None:
+        pass
+
+    for _action in ("add", "remove"):
+        def _make(action: str = _action, what: str = _what) -> Any:
+            @click.argument("fsa_id", type=int)
+            @click.argument("ids", type=int, nargs=-1, required=True)
+            @pass_ctx
+            def command(ctx: Context, fsa_id: int, ids: tuple[int, ...]) -> None:
+                done = run(ctx, lambda s: _fsa_change(action, what)(s, fsa_id, list(ids)))
+                verb = "added" if action == "add" else "removed"
+                click.echo(f"FunctionSetAssignments {fsa_id}: {done} {what.replace('-', ' ')} {verb}")
+            return command
+
+        _sub.command(_action, help=f"{_action.capitalize()} {_noun} {'to' if _action == 'add' else 'from'} FSA_ID.")(_make())

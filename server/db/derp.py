@@ -53,6 +53,8 @@ class DerProgram(Base):
     default_mrid: Mapped[str | None] = mapped_column(String(32))
     default_version: Mapped[int] = mapped_column(Integer, default=0)
     default_base: Mapped[str | None] = mapped_column(Text)
+    # The DefaultDERControl's own fields (setGradW, setES*, description…) as JSON by 2030.5 names.
+    default_settings: Mapped[str | None] = mapped_column(Text)
 
 
 class ProgramMember(Base):

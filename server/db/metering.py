@@ -33,6 +33,7 @@ import numpy as np
 from sqlalchemy import (
     BigInteger,
     ForeignKey,
+    Index,
     Integer,
     PrimaryKeyConstraint,
     Row,
@@ -45,6 +46,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -91,11 +93,19 @@ class UsagePoint(Base):
 
 class MeterReading(Base):
     """One quantity a usage point measures (a MirrorMeterReading / MeterReading) and its reading
-    type, which never changes once stored (stored values were posted in its unit)."""
+    type, which never changes while it has readings (they were posted in its unit).
+
+    A re-posted MirrorMeterReading whose ReadingType changed *retires* the row that has readings
+    (`retired_time`): it keeps its readings and its reading type, is no longer served nor found
+    by its mRID, and a new row takes the mRID with the new type (server.services.sep2.mup). Only
+    one row per (usage point, mRID) is current; `mrid` alone is indexed for the check that a
+    MirrorMeterReading mRID belongs to one device."""
 
     __tablename__ = "meter_readings"
     __table_args__ = (
-        UniqueConstraint("usage_point_id", "mrid", name="uq_meter_readings_usage_point_mrid"),
+        Index("uq_meter_readings_usage_point_mrid", "usage_point_id", "mrid", unique=True,
+              sqlite_where=text("retired_time IS NULL"), postgresql_where=text("retired_time IS NULL")),
+        Index("ix_meter_readings_mrid", "mrid"),
         {"info": _FAMILY},
     )
 
@@ -114,6 +124,7 @@ class MeterReading(Base):
     interval_length: Mapped[int | None] = mapped_column(BigInteger)  # seconds
     phase: Mapped[int | None] = mapped_column(Integer)  # PhaseCode; 0/absent: not per phase
     created_time: Mapped[int] = mapped_column(BigInteger)
+    retired_time: Mapped[int | None] = mapped_column(BigInteger)  # its ReadingType was replaced
 
 
 class Reading(Base):
@@ -154,6 +165,9 @@ _R = Reading.__table__
 _DAY = ReadingDay.__table__
 
 
+_CURRENT = _MR.c.retired_time.is_(None)  # meter readings served and found by mRID
+
+
 def _dialect(db: Reader) -> Any:
     bind = db.get_bind() if isinstance(db, Session) else db
     return postgresql if bind.dialect.name == "postgresql" else sqlite
@@ -166,7 +180,7 @@ def _meter_reading_count() -> Any:
     return (
         select(func.count())
         .select_from(_MR)
-        .where(_MR.c.usage_point_id == _UP.c.id)
+        .where(_MR.c.usage_point_id == _UP.c.id, _CURRENT)
         .correlate(_UP)
         .scalar_subquery()
         .label("meter_readings")
@@ -210,7 +224,7 @@ def usage_point(db: Reader, scope: Scope, usage_point_id: int) -> Row[Any] | Non
 @cache
 def _up_visible_stmt(role: Role) -> Select[Any]:
     return (
-        select(_UP.c.id)
+        select(_UP.c.id, _UP.c.device_id)
         .join(Device, Device.id == _UP.c.device_id)
         .where(_UP.c.id == bindparam("id"), visible_to(role))
     )
@@ -220,6 +234,13 @@ def usage_point_visible(db: Reader, scope: Scope, usage_point_id: int) -> bool:
     """Whether the usage point exists and its device is in the scope (one key lookup)."""
     params = scope_params(scope, id=usage_point_id)
     return params is not None and db.execute(_up_visible_stmt(scope.role), params).first() is not None
+
+
+def visible_usage_point_device(db: Reader, scope: Scope, usage_point_id: int) -> int | None:
+    """The device of the usage point when the scope sees it; None otherwise."""
+    params = scope_params(scope, id=usage_point_id)
+    row = None if params is None else db.execute(_up_visible_stmt(scope.role), params).first()
+    return None if row is None else row.device_id
 
 
 def count_usage_points(db: Reader, scope: Scope) -> int:
@@ -269,18 +290,50 @@ def update_usage_point(session: Session, device_id: int, mrid: str, values: dict
 
 # ---------------------------------------------------------------------------- meter readings
 
-_MR_OF_UP = select(_MR).where(_MR.c.usage_point_id == bindparam("usage_point_id"))
+_MR_OF_UP = select(_MR).where(_MR.c.usage_point_id == bindparam("usage_point_id"), _CURRENT)
+_MR_ALL_OF_UP = select(func.count()).select_from(_MR).where(_MR.c.usage_point_id == bindparam("usage_point_id"))
+_MRID_ELSEWHERE = (
+    select(_UP.c.device_id)
+    .join(_MR, _MR.c.usage_point_id == _UP.c.id)
+    .where(_MR.c.mrid.in_(bindparam("mrids", expanding=True)), _UP.c.device_id != bindparam("device_id"))
+    .limit(1)
+)
+_HAS_READINGS = select(_R.c.start).where(_R.c.meter_reading_id == bindparam("id")).limit(1)
 
 
 def meter_readings_of(session: Reader, usage_point_id: int) -> dict[str, Row[Any]]:
-    """A usage point's meter readings by mRID (unscoped: check the usage point first)."""
+    """A usage point's current meter readings by mRID (unscoped: check the usage point first)."""
     return {r.mrid: r for r in session.execute(_MR_OF_UP, {"usage_point_id": usage_point_id})}
 
 
+def meter_reading_rows(session: Reader, usage_point_id: int) -> int:
+    """How many meter reading rows a usage point holds, retired ones included (its limit)."""
+    return session.execute(_MR_ALL_OF_UP, {"usage_point_id": usage_point_id}).scalar_one()
+
+
+def mrid_of_another_device(session: Reader, device_id: int, mrids: Sequence[str]) -> bool:
+    """Whether any of `mrids` names a meter reading (current or retired) of a usage point of a
+    device other than `device_id` (index ix_meter_readings_mrid). Unscoped on purpose: the
+    answer must not depend on what the caller may see."""
+    if not mrids:
+        return False
+    params = {"mrids": list(mrids), "device_id": device_id}
+    return session.execute(_MRID_ELSEWHERE, params).first() is not None
+
+
+def has_readings(session: Reader, meter_reading_id: int) -> bool:
+    return session.execute(_HAS_READINGS, {"id": meter_reading_id}).first() is not None
+
+
 def insert_meter_reading(session: Session, values: dict[str, Any]) -> None:
-    """Insert unless (usage point, mRID) exists (a concurrent POST may have created it)."""
+    """Insert unless (usage point, mRID) has a current row (a concurrent POST may have created it)."""
     stmt = _dialect(session).insert(MeterReading).values(**values)
-    session.execute(stmt.on_conflict_do_nothing(index_elements=["usage_point_id", "mrid"]))
+    session.execute(stmt.on_conflict_do_nothing(index_elements=["usage_point_id", "mrid"], index_where=_CURRENT))
+
+
+def retire_meter_reading(session: Session, meter_reading_id: int, now: int) -> None:
+    """Keep the meter reading's readings under its own reading type, and free its mRID."""
+    session.execute(update(MeterReading).where(MeterReading.id == meter_reading_id).values(retired_time=now))
 
 
 def update_meter_reading(session: Session, meter_reading_id: int, values: dict[str, Any]) -> None:
@@ -304,14 +357,15 @@ def _mr_one_stmt(role: Role) -> Select[Any]:
         select(_MR, _day_count())
         .join(_UP, _UP.c.id == _MR.c.usage_point_id)
         .join(Device, Device.id == _UP.c.device_id)
-        .where(_MR.c.id == bindparam("id"), _MR.c.usage_point_id == bindparam("usage_point_id"), visible_to(role))
+        .where(_MR.c.id == bindparam("id"), _MR.c.usage_point_id == bindparam("usage_point_id"), _CURRENT,
+               visible_to(role))
     )
 
 
-_MR_COUNT = select(func.count()).select_from(_MR).where(_MR.c.usage_point_id == bindparam("usage_point_id"))
+_MR_COUNT = select(func.count()).select_from(_MR).where(_MR.c.usage_point_id == bindparam("usage_point_id"), _CURRENT)
 _MR_PAGE = (
     select(_MR, _day_count())
-    .where(_MR.c.usage_point_id == bindparam("usage_point_id"))
+    .where(_MR.c.usage_point_id == bindparam("usage_point_id"), _CURRENT)
     .order_by(_MR.c.mrid.desc(), _MR.c.id.desc())  # 2030.5 Table 39: mRID descending
     .offset(bindparam("start"))
     .limit(bindparam("limit"))

@@ -12,8 +12,9 @@ name (a device that said "received" and then "completed" counts once, as complet
 keys `received`, `started`, `completed`, `opted_out` and `rejected` are always present; `rejected`
 adds up the three rejection codes, each of which is also given by its own name when non-zero, as is
 every other status. `responded` is how many devices answered at all, `devices_targeted` how many
-devices the event reaches now (every current member for a program-wide event; 1 or 0 for an event
-addressed to one device, depending on whether it is still a member).
+devices the event reaches now (every device a program-wide event reaches: the members and the
+devices of FunctionSetAssignments that assign the DER program; 1 or 0 for an event addressed to
+one device, depending on whether it still reaches the program).
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from server.db import derp as store
+from server.db import fsa as fsa_store
 from server.db import repo, rsps
 from server.db.models import Device
 from server.scope import Scope
+from server.sep2.derp import DERControlBase
 from server.services.errors import Invalid, NotFound, no_unknown_keys
 from server.services.sep2 import dc, derp
-from server.services.sep2.mappers.derp import der_control_base_json
+from server.services.sep2.mappers.derp import default_settings_json, der_control_base_json
 
 # Response status codes (2030.5 Table 27, server/sep2/rsps.py) by the names operators read.
 RESPONSE_STATUS_NAMES: Mapping[int, str] = {
@@ -125,6 +128,7 @@ def der_program_view(session: Session, row: store.DerProgram, *, members: bool =
         "created_time": row.created_time,
         "member_count": len(ids),
         "default_control": der_control_base_json(row.default_base),
+        "default_settings": default_settings_json(row.default_settings) if row.default_base else None,
         "default_control_mrid": row.default_mrid,
         "default_control_version": row.default_version if row.default_base else None,
     }
@@ -149,7 +153,7 @@ def create_der_program(session: Session, body: Mapping[str, Any], now: int) -> d
         raise Invalid("'primacy' is required: 0…255, lower wins when a device's programs conflict")
     row = derp.create_der_program(session, description=_description(body), primacy=body["primacy"], now=now)
     if body.get("default_control") is not None:
-        derp.set_default_control(session, row.id, dc.linked_control(session, row.id, body["default_control"]))
+        _set_default(session, row.id, body["default_control"])
     return der_program_view(session, row, members=True)
 
 
@@ -161,12 +165,27 @@ def get_der_program(session: Session, program_id: int) -> dict[str, Any]:
     return der_program_view(session, derp.der_program_row(session, program_id), members=True)
 
 
-def set_default_control(session: Session, program_id: int, body: Any) -> dict[str, Any]:
-    """The body is the control itself ({"opModMaxLimW": 8000}) or {"control": {…}}."""
-    if isinstance(body, dict) and set(body) == {"control"}:
-        body = body["control"]
+def _set_default(session: Session, program_id: int, body: Any) -> None:
+    """The DefaultDERControl as a whole from an operator's object: the control itself
+    ({"opModMaxLimW": 8000}) or {"control": {…}}, with DefaultDERControl's own fields beside it
+    ({"opModMaxLimW": 8000, "setGradW": 500, "setESDelay": 30000}: derp.DEFAULT_SETTINGS). With
+    only those fields, the DERControlBase is empty (the schema allows it)."""
+    settings: dict[str, Any] = {}
+    if isinstance(body, dict):
+        settings = {k: v for k, v in body.items() if k in derp.DEFAULT_SETTINGS}
+        body = {k: v for k, v in body.items() if k not in derp.DEFAULT_SETTINGS}
+        if set(body) == {"control"}:
+            body = body["control"]
     derp.der_program_row(session, program_id)
-    derp.set_default_control(session, program_id, dc.linked_control(session, program_id, body))
+    if settings and body == {}:
+        derp.set_default_control(session, program_id, DERControlBase(), settings=settings)
+    else:
+        derp.set_default_control(session, program_id, dc.linked_control(session, program_id, body), settings=settings)
+
+
+def set_default_control(session: Session, program_id: int, body: Any) -> dict[str, Any]:
+    """See `_set_default`; it replaces the previous default as a whole."""
+    _set_default(session, program_id, body)
     return der_program_view(session, derp.der_program_row(session, program_id))
 
 
@@ -224,7 +243,7 @@ def _state(row: store.DerEvent, now: int) -> str:
 def event_view(session: Session, row: store.DerEvent, now: int, members: Sequence[int] | None = None) -> dict[str, Any]:
     """What, when, for whom, its state at `now` and the devices' responses so far."""
     if members is None:
-        members = store.member_ids(session, row.program_id)
+        members = fsa_store.follower_ids(session, row.program_id)
     if row.device_id is None:
         targeted = len(members)
     else:
@@ -277,7 +296,7 @@ def create_events(session: Session, program_id: int, body: Mapping[str, Any], no
         randomize_start=body.get("randomize_start"),
         randomize_duration=body.get("randomize_duration"),
     )
-    members = store.member_ids(session, program_id)
+    members = fsa_store.follower_ids(session, program_id)
     return [event_view(session, r, now, members) for r in rows]
 
 
@@ -287,7 +306,7 @@ def list_events(
     """A DER program's events by start (those not yet over, or all), with their response summaries."""
     derp.der_program_row(session, program_id)
     rows = store.der_program_events(session, program_id, 0 if include_ended else now)
-    members = store.member_ids(session, program_id)
+    members = fsa_store.follower_ids(session, program_id)
     return {"all": len(rows), "events": [event_view(session, r, now, members) for r in rows[start : start + limit]]}
 
 

@@ -25,14 +25,14 @@ from server.db import derp as store
 from server.db.repo import Reader
 from server.scope import Scope
 from server.sep2 import events
+from server.db import fsa as fsa_store
 from server.sep2.codec import DecodeError
-from server.sep2.der import ActivePower
+from server.sep2.types import CHILD, ELEM, BoolType, IntType, StringType
 from server.sep2.derp import DefaultDERControl, DERControlBase, DERProgram, DERProgramList
 from server.sep2.identity import new_mrid
 from server.sep2.paging import Page
 from server.services.errors import Invalid, NotFound, check_text
-from server.services.sep2.edev import visible_device
-from server.services.sep2.fsa import FSA_ID, check_fsa_id
+from server.services.sep2 import fsa as fsa_service
 from server.services.sep2.mappers import dc as dc_mapper
 from server.services.sep2.mappers import derp as mapper
 
@@ -54,19 +54,18 @@ class Expiring:
 
 
 def _der_program(db: Reader, scope: Scope, edev_id: int, derp_id: int) -> Any:
-    row = store.der_program_of_device(db, scope, edev_id, derp_id)
+    row = fsa_store.der_program_reached(db, scope, edev_id, derp_id)  # membership or an FSA
     if row is None:
         raise NotFound("no such DERProgram for this EndDevice")
     return row
 
 
 def der_program_list(db: Reader, scope: Scope, edev_id: int, fsa_id: int, page: Page, poll_rate: int) -> DERProgramList:
-    """The DER programs a device's FunctionSetAssignments lead it to (its memberships)."""
-    check_fsa_id(fsa_id)
-    visible_device(db, scope, edev_id)
-    rows = store.der_programs_of_device(db, scope, edev_id)
+    """The DER programs one of a device's FunctionSetAssignments leads it to (FSA 1: its
+    memberships; others: the operator FSA's DER programs), by primacy."""
+    rows = fsa_service.der_programs_of_fsa(db, scope, edev_id, fsa_id)
     shown = rows[page.start : page.start + page.limit]
-    return mapper.der_program_list(edev_id, FSA_ID, shown, len(rows), poll_rate)
+    return mapper.der_program_list(edev_id, fsa_id, shown, len(rows), poll_rate)
 
 
 def der_program(db: Reader, scope: Scope, edev_id: int, derp_id: int) -> DERProgram:
@@ -137,38 +136,75 @@ def default_control(db: Reader, scope: Scope, edev_id: int, derp_id: int) -> Def
 
 # ------------------------------------------------------------------------------- operator side
 
-# Control modes an operator may set through the admin API, by their 2030.5 names.
-_SIMPLE_MODES = ("opModConnect", "opModEnergize", "opModFixedW", "opModMaxLimW", "rampTms")
+# Every DERControlBase field that is not a curve link (those are server.services.sep2.dc's), by
+# its 2030.5 name: values (booleans, integers in their schema type) and objects (opModTargetW,
+# opModFixedPFInjectW …) whose own fields are named the same way.
+_VALUE_MODES: dict[str, Any] = {
+    f.metadata["xml"]: f for f in dataclasses.fields(DERControlBase) if f.metadata["kind"] in (ELEM, CHILD)
+}
+
+
+def _wire_value(xtype: Any, value: Any, name: str) -> Any:
+    """An operator's JSON value for a simple schema type; Invalid naming the field otherwise."""
+    if isinstance(xtype, BoolType):
+        if not isinstance(value, bool):
+            raise Invalid(f"{name} must be true or false")
+        return value
+    if isinstance(xtype, IntType):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Invalid(f"{name} must be an integer ({xtype.name}: {xtype.lo}…{xtype.hi})")
+        if not xtype.lo <= value <= xtype.hi:
+            raise Invalid(f"{name} out of range: {value} is outside {xtype.name} ({xtype.lo}…{xtype.hi})")
+        return value
+    if isinstance(xtype, StringType):
+        return check_text(value, name, xtype.max_len)
+    raise Invalid(f"{name} cannot be set")  # no other simple type occurs in these documents
+
+
+def json_fields(model: type, spec: dict[str, Any], path: str = "", *, check_required: bool = True) -> dict[str, Any]:
+    """The dataclass fields of `model` (ELEM and CHILD kinds) from a JSON object keyed by their
+    2030.5 names, each checked against its schema type; errors name the field (`path.name`).
+    The caller refuses keys `model` does not have."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(model):
+        key, kind = f.metadata["xml"], f.metadata["kind"]
+        name = f"{path}.{key}" if path else key
+        if key not in spec or kind not in (ELEM, CHILD):
+            if check_required and f.metadata.get("required") and kind in (ELEM, CHILD):
+                raise Invalid(f"{name} is required")
+            continue
+        value = spec[key]
+        if kind == ELEM:
+            out[f.name] = _wire_value(f.metadata["type"], value, name)
+            continue
+        sub = f.metadata["type"]
+        keys = [g.metadata["xml"] for g in dataclasses.fields(sub)]
+        if not isinstance(value, dict):
+            raise Invalid(f"{name} must be an object with {', '.join(keys)}")
+        unknown = sorted(set(value) - set(keys))
+        if unknown:
+            raise Invalid(f"{name}: unknown field(s) {', '.join(unknown)} (allowed: {', '.join(keys)})")
+        out[f.name] = sub(**json_fields(sub, value, name))
+    return out
 
 
 def control_base(spec: Any) -> DERControlBase:
-    """A DERControlBase from an operator's JSON object, checked by the wire types themselves.
+    """A DERControlBase from an operator's JSON object keyed by the 2030.5 names, every field of
+    the 2018 schema settable, each checked against its schema type (errors name the field).
 
-    Keys: opModFixedW (SignedPerCent, hundredths of a percent), opModMaxLimW (PerCent),
-    opModTargetW ({"value", "multiplier"}: value × 10^multiplier W), opModConnect,
-    opModEnergize (booleans), rampTms (hundredths of a second)."""
+    Values: opModConnect, opModEnergize (booleans); opModFixedW (SignedPerCent, hundredths of a
+    percent), opModMaxLimW (PerCent), rampTms (UInt16, hundredths of a second). Objects:
+    opModTargetW, opModTargetVar ({"multiplier", "value"}: value × 10^multiplier W or var),
+    opModFixedPFAbsorbW, opModFixedPFInjectW ({"displacement", "excitation", "multiplier"}),
+    opModFixedVar ({"refType", "value"}), opModFreqDroop ({"dBOF", "dBUF", "kOF", "kUF",
+    "openLoopTms"}). Curve-linked modes (opModVoltVar, opModFreqWatt, the trip curves …) name a
+    DER curve of the program: server.services.sep2.dc."""
     if not isinstance(spec, dict) or not spec:
         raise Invalid("'control' must be an object with at least one mode, e.g. {\"opModFixedW\": 5000}")
-    unknown = set(spec) - set(_SIMPLE_MODES) - {"opModTargetW"} - dc_mapper.CURVE_MODES
+    unknown = set(spec) - set(_VALUE_MODES) - dc_mapper.CURVE_MODES
     if unknown:
         raise Invalid(f"unsupported control modes: {', '.join(sorted(unknown))}")
-    fields: dict[str, Any] = {}
-    names = {"opModConnect": "op_mod_connect", "opModEnergize": "op_mod_energize",
-             "opModFixedW": "op_mod_fixed_w", "opModMaxLimW": "op_mod_max_lim_w", "rampTms": "ramp_tms"}
-    for key, name in names.items():
-        if key in spec:
-            value = spec[key]
-            boolean = key in ("opModConnect", "opModEnergize")
-            if boolean != isinstance(value, bool) or not isinstance(value, (bool, int)):
-                raise Invalid(f"{key} must be {'true or false' if boolean else 'an integer'}")
-            fields[name] = value
-    if "opModTargetW" in spec:
-        target = spec["opModTargetW"]
-        if not isinstance(target, dict) or set(target) != {"value", "multiplier"}:
-            raise Invalid("opModTargetW must be {\"value\": …, \"multiplier\": …}")
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in target.values()):
-            raise Invalid("opModTargetW value and multiplier must be integers")
-        fields["op_mod_target_w"] = ActivePower(value=target["value"], multiplier=target["multiplier"])
+    fields: dict[str, Any] = json_fields(DERControlBase, spec)
     try:  # curve-linked modes (opModVoltVar …) name a curve; services.sep2.dc.link_curves resolves it
         fields.update(dc_mapper.curve_fields(spec))
     except ValueError as exc:
@@ -206,15 +242,45 @@ def der_program_row(session: Session, program_id: int) -> store.DerProgram:
     return row
 
 
-def set_default_control(session: Session, program_id: int, spec: Any, *, pen: int = 0) -> None:
-    """Set or change a DER program's DefaultDERControl: same mRID, version bumped on every change."""
+# DefaultDERControl's own fields beside its DERControlBase, by their 2030.5 names (mRID and
+# version are the server's): description, setESDelay … setESRandomDelay, setGradW, setSoftGradW.
+DEFAULT_SETTINGS: frozenset[str] = frozenset(
+    f.metadata["xml"] for f in dataclasses.fields(DefaultDERControl)
+    if f.metadata["kind"] == ELEM and f.metadata["xml"] not in ("mRID", "version")
+)
+
+
+def default_settings(spec: Any) -> dict[str, Any]:
+    """An operator's DefaultDERControl fields (keys of DEFAULT_SETTINGS), each checked against its
+    schema type (setGradW UInt16 in hundredths of a percent of setMaxW per second, setESDelay
+    UInt32 in hundredths of a second, setESHighVolt Int16 in hundredths of a percent of nominal
+    voltage, …); errors name the field. Returns them by 2030.5 name, in schema order."""
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict):
+        raise Invalid(f"the DefaultDERControl fields must be an object with some of {', '.join(sorted(DEFAULT_SETTINGS))}")
+    unknown = sorted(set(spec) - DEFAULT_SETTINGS)
+    if unknown:
+        raise Invalid(f"unknown DefaultDERControl field(s): {', '.join(unknown)} (allowed: {', '.join(sorted(DEFAULT_SETTINGS))})")
+    values = json_fields(DefaultDERControl, {k: v for k, v in spec.items() if v is not None}, check_required=False)
+    names = {f.name: f.metadata["xml"] for f in dataclasses.fields(DefaultDERControl)}
+    return {names[k]: v for k, v in values.items() if k != "der_control_base"}
+
+
+def set_default_control(session: Session, program_id: int, spec: Any, *, settings: Any = None, pen: int = 0) -> None:
+    """Set or change a DER program's DefaultDERControl as a whole: its DERControlBase (`spec`: an
+    operator's control object, or a DERControlBase already linked by services.sep2.dc) and its own
+    fields (`settings`, see `default_settings`; absent ones are cleared). Same mRID, version
+    bumped on every change."""
     row = der_program_row(session, program_id)
     base = spec if isinstance(spec, DERControlBase) else control_base(spec)  # linked: services.sep2.dc
     _check_curves_linked(base)
     xml = mapper.der_control_base_xml(base)
-    if xml == row.default_base:
+    if xml == row.default_base and text == row.default_settings:
         return
     if row.default_mrid is None:
+    values = default_settings(settings)
+    text = json.dumps(values, separators=(",", ":")) if values else None
         row.default_mrid = new_mrid(pen)
     else:
         row.default_version = (row.default_version + 1) % 65536
@@ -279,9 +345,12 @@ def create_events(
     targeted = [d for d, _ in controls if d is not None]
     if targeted:
         members = set(store.member_ids(session, program_id))
-        outside = sorted(set(targeted) - members)
+        outside = set(targeted) - members
+        if outside:  # a device an operator FSA leads to the program is addressed too
+            outside = sorted(outside - fsa_store.fsa_follower_ids(session, program_id))
         if outside:
-            raise Invalid(f"devices {outside[:5]} are not members of DER program {program_id}")
+            raise Invalid(f"devices {outside[:5]} are not members of DER program {program_id} "
+                          "(nor assigned it by a FunctionSetAssignments)")
     for _, base in controls:
         _check_curves_linked(base)
     rows = [

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from server.db import repo
+from server.db import fsa as fsa_store
 from server.db.models import Device
 from server.scope import Role, Scope
 from server.sep2 import uris
@@ -36,7 +37,7 @@ def _add(session: Session, device: Device) -> Device:
 def end_device_list(db: repo.Reader, scope: Scope, page: Page, poll_rate: int) -> EndDeviceList:
     total = repo.count_devices(db, scope)
     rows = repo.list_devices(db, scope, page.start, page.limit)
-    return mapper.end_device_list(rows, total, poll_rate)
+    return mapper.end_device_list(rows, total, poll_rate, fsa_store.fsa_counts(db, [r.id for r in rows]))
 
 
 def visible_device(db: repo.Reader, scope: Scope, device_id: int) -> Any:
@@ -55,7 +56,8 @@ def _for_update(session: Session, scope: Scope, device_id: int) -> Device:
 
 
 def end_device(db: repo.Reader, scope: Scope, device_id: int) -> EndDevice:
-    return mapper.end_device(visible_device(db, scope, device_id))
+    device = visible_device(db, scope, device_id)
+    return mapper.end_device(device, fsa_store.fsa_counts(db, [device.id])[device.id])
 
 
 def parse_lfdi(text: str) -> str:

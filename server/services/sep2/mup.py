@@ -24,10 +24,25 @@ The lists are ordered by mRID descending (Tables 39 and 56); `a` does not apply 
 POST /mup/{id} (rule h) takes a MirrorMeterReading or a MirrorMeterReadingList:
 - a MirrorMeterReading whose mRID is new to this usage point must carry its ReadingType, with a
   uom (else 400, and nothing of the POST is stored); at most MAX_METER_READINGS_PER_USAGE_POINT
-  per usage point (more: 400, reasonCode 2);
-- an existing one may omit it (later POSTs should), but a ReadingType that differs from the stored
-  one is refused (400): the stored readings were posted in its unit and multiplier;
-- description and version, when posted, replace the stored ones.
+  meter reading rows per usage point, retired ones included (more: 400, reasonCode 2);
+- a MirrorMeterReading mRID belongs to one device: an mRID that names a meter reading of another
+  device's usage point is refused with 409 (reasonCode 1) and nothing of the POST is stored. mRIDs
+  are globally unique identifiers (§ "mRID": 96 bits then the creator's PEN); two clients posting
+  one mRID is a clash that would mix two meters' readings, never a legitimate re-post;
+- an existing one may omit its ReadingType (later POSTs should); description and version, when
+  posted, replace the stored ones;
+- an existing one whose ReadingType differs from the stored one is an overwrite (see below).
+
+A changed ReadingType (rule h.1: "the contents of the MirrorMeterReading SHALL overwrite the data
+in the associated MeterReading"; the ReadingType is part of that data, so refusing it — what the
+server did before, 400 — does not follow the standard). But readings already stored were posted
+in the old unit, multiplier, direction and interval, and settlement reads them: they must never be
+read in the new one. So, when the stored meter reading has no readings, its ReadingType is simply
+replaced; when it has readings, that row is *retired* — it keeps its readings and its ReadingType
+(M&V and settlement reports still read them as what they were), it is no longer served under
+/upt nor found by its mRID — and a new MeterReading with the same mRID and the new ReadingType
+takes the POST's readings; the answer's Location is the new MeterReading. Each reading stays
+tied to the ReadingType it was posted under.
 It answers 201 with the Location of what the readings now belong to: the MeterReading
 (`/upt/{id}/mr/{r}`) for one MirrorMeterReading, the MeterReadingList for a list. 2030.5 gives the
 MirrorMeterReading no URI of its own and its readings are served there; clients (py20305, CSIP
@@ -86,7 +101,7 @@ from server.sep2.mup import (
     UsagePointList,
 )
 from server.sep2.paging import Page
-from server.services.errors import Forbidden, Invalid, NotFound
+from server.services.errors import Conflict, Forbidden, Invalid, NotFound
 from server.services.sep2.mappers import mup as mapper
 
 MAX_USAGE_POINTS_PER_DEVICE = 16
@@ -155,7 +170,7 @@ def post_mirror_usage_point(session: Session, scope: Scope, posted: MirrorUsageP
         metering.update_usage_point(session, device_id, posted.mrid, values)
     usage_point_id = metering.usage_point_id(session, device_id, posted.mrid)
     assert usage_point_id is not None
-    _ingest(session, usage_point_id, posted.mirror_meter_readings, now)
+    _ingest(session, usage_point_id, device_id, posted.mirror_meter_readings, now)
     return usage_point_id, created
 
 
@@ -163,32 +178,60 @@ def post_readings(
     session: Session, scope: Scope, mup_id: int, posted: MirrorMeterReading | MirrorMeterReadingList, now: int
 ) -> str:
     """POST /mup/{id}: store meter readings; returns the Location to answer with."""
-    if not metering.usage_point_visible(session, scope, mup_id):
+    device_id = metering.visible_usage_point_device(session, scope, mup_id)
+    if device_id is None:
         raise NotFound("no such usage point")
     if isinstance(posted, MirrorMeterReadingList):
-        _ingest(session, mup_id, posted.mirror_meter_readings, now)
+        _ingest(session, mup_id, device_id, posted.mirror_meter_readings, now)
         return uris.href(uris.MR_LIST, upt_id=mup_id)
-    ids = _ingest(session, mup_id, [posted], now)
+    ids = _ingest(session, mup_id, device_id, [posted], now)
     return uris.href(uris.MR, upt_id=mup_id, mr_id=ids[posted.mrid])
 
 
-def _ingest(session: Session, usage_point_id: int, posted: Sequence[MirrorMeterReading], now: int) -> dict[str, int]:
-    """Create new meter readings, check known ones, store every reading; {mRID: meter reading id}."""
+def _ingest(session: Session, usage_point_id: int, device_id: int, posted: Sequence[MirrorMeterReading],
+            now: int) -> dict[str, int]:
+    """Create new meter readings, overwrite or retire changed ones, store every reading;
+    {mRID: meter reading id}. Everything is checked before the first write."""
     if not posted:
         return {}
     known = metering.meter_readings_of(session, usage_point_id)
-    new: dict[str, MirrorMeterReading] = {}
+    new: dict[str, MirrorMeterReading] = {}  # mRIDs new to this usage point
+    retyped: dict[str, MirrorMeterReading] = {}  # known mRIDs posted with another ReadingType
     for mmr in posted:
-        if mmr.mrid in known or mmr.mrid in new:
+        if mmr.mrid in known:
+            posted_type = mmr.reading_type
+            if posted_type is not None and mapper.reading_type_text(posted_type) != known[mmr.mrid].reading_type:
+                if posted_type.uom is None:
+                    raise Invalid(f"the ReadingType of MirrorMeterReading {mmr.mrid} needs a uom")
+                retyped[mmr.mrid] = mmr  # the last one posted wins, as a later POST would
+            continue
+        if mmr.mrid in new:
             continue
         if mmr.reading_type is None:
             raise Invalid(f"MirrorMeterReading {mmr.mrid} is new to this usage point: it needs its ReadingType")
         if mmr.reading_type.uom is None:
             raise Invalid(f"the ReadingType of MirrorMeterReading {mmr.mrid} needs a uom")
         new[mmr.mrid] = mmr
+    if new and metering.mrid_of_another_device(session, device_id, list(new)):
+        raise Conflict("a MirrorMeterReading mRID of this POST belongs to another device's meter; "
+                       "mRIDs are unique: post a new one")
+    retire = [m for m in retyped if metering.has_readings(session, known[m].id)]
+    if new or retire:
+        rows = metering.meter_reading_rows(session, usage_point_id)
+        if rows + len(new) + len(retire) > MAX_METER_READINGS_PER_USAGE_POINT:
+            raise LimitReached(f"a usage point may have at most {MAX_METER_READINGS_PER_USAGE_POINT} meter readings "
+                               "(ReadingTypes replaced after readings were stored count too)")
+    for mrid, mmr in retyped.items():
+        assert mmr.reading_type is not None
+        if mrid in retire:  # its readings keep their ReadingType under the retired row
+            metering.retire_meter_reading(session, known[mrid].id, now)
+            new[mrid] = mmr
+        else:  # nothing was posted in the old unit: overwrite it in place
+            metering.update_meter_reading(session, known[mrid].id, {
+                "reading_type": mapper.reading_type_text(mmr.reading_type),
+                **mapper.reading_type_columns(mmr.reading_type),
+            })
     if new:
-        if len(known) + len(new) > MAX_METER_READINGS_PER_USAGE_POINT:
-            raise LimitReached(f"a usage point may have at most {MAX_METER_READINGS_PER_USAGE_POINT} meter readings")
         for mrid, mmr in new.items():
             assert mmr.reading_type is not None
             metering.insert_meter_reading(session, {
@@ -200,12 +243,11 @@ def _ingest(session: Session, usage_point_id: int, posted: Sequence[MirrorMeterR
                 "created_time": now,
                 **mapper.reading_type_columns(mmr.reading_type),
             })
+    if new or retyped:
         known = metering.meter_readings_of(session, usage_point_id)
     readings: list[metering.NewReading] = []
     for mmr in posted:
         row = known[mmr.mrid]
-        if mmr.reading_type is not None and mapper.reading_type_text(mmr.reading_type) != row.reading_type:
-            raise Invalid(f"the ReadingType of MeterReading {mmr.mrid} cannot change (post a new mRID)")
         if mmr.mrid not in new:
             changes = {
                 k: v for k, v in (("description", mmr.description), ("version", mmr.version))

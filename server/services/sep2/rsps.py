@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from server.db import derp as der_store
+from server.db import fsa as fsa_store
 from server.db import repo
 from server.db import rsps as store
-from server.db.derp import DerEvent, ProgramMember
+from server.db.derp import DerEvent
 from server.db.models import Device
 from server.db.repo import Reader
 from server.scope import Scope
@@ -38,7 +38,7 @@ def _der_programs(db: Reader, scope: Scope) -> list[Any]:
     """The DER programs of the devices the client may see, by id."""
     seen: dict[int, Any] = {}
     for device_id in _visible_device_ids(db, scope):
-        for row in der_store.der_programs_of_device(db, scope, device_id):
+        for row in fsa_store.der_programs_reached(db, scope, device_id):  # membership or an FSA
             seen.setdefault(row.id, row)
     return sorted(seen.values(), key=lambda r: r.id)
 
@@ -89,7 +89,7 @@ def post_response(session: Session, scope: Scope, program_id: int, posted: Respo
             (DerEvent.device_id.is_(None)) | (DerEvent.device_id == device.id),
         )
     ).first()
-    member = session.get(ProgramMember, (program_id, device.id)) is not None
+    member = fsa_store.reaches(session, program_id, device.id)
     if event is None or not member:
         raise Invalid("subject is not an event of this DER program for that device")
     row = store.add(

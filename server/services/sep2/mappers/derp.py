@@ -9,6 +9,7 @@ sets as a space-separated list (the supersession rule compares them).
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -118,7 +119,22 @@ def der_program_list(edev_id: int, fsa_id: int, rows: Sequence[Any], all_: int, 
 
 
 def default_der_control(edev_id: int, row: Any) -> DefaultDERControl:
-    """A DER program's default control (row: id, default_mrid, default_version, default_base)."""
+    """A DER program's default control (row: id, default_mrid, default_version, default_base,
+    default_settings: its own fields such as setGradW and setESDelay, JSON by 2030.5 names)."""
+_DEFAULT_FIELD_NAMES = {f.metadata["xml"]: f.name for f in dataclasses.fields(DefaultDERControl)}
+
+
+@lru_cache(maxsize=1024)
+def _default_fields(text: str | None) -> tuple[tuple[str, Any], ...]:
+    """Stored DefaultDERControl fields (JSON by 2030.5 names) as (field name, value) pairs."""
+    return tuple((_DEFAULT_FIELD_NAMES[k], v) for k, v in json.loads(text).items()) if text else ()
+
+
+def default_settings_json(text: str | None) -> dict[str, Any]:
+    """The stored DefaultDERControl fields as operators read and write them (2030.5 names)."""
+    return json.loads(text) if text else {}
+
+
     return DefaultDERControl(
         href=uris.href(uris.DDERC, edev_id=edev_id, derp_id=row.id),
         mrid=row.default_mrid,
@@ -127,6 +143,7 @@ def default_der_control(edev_id: int, row: Any) -> DefaultDERControl:
     )
 
 
+        **dict(_default_fields(row.default_settings)),
 # ----------------------------------------------------------------------------------- controls
 
 

@@ -3,7 +3,7 @@ devices (server.db.models.Device: an ORM object or a Core Row with the same colu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from server.sep2 import uris
@@ -11,9 +11,9 @@ from server.sep2.models import EndDevice, EndDeviceList, Registration
 from server.sep2.types import ListLinkValue
 
 
-def end_device(device: Any) -> EndDevice:
-    """A device as the 2030.5 EndDevice: links to its one DER and its one FunctionSetAssignments,
-    and to its Registration when an operator gave it a PIN."""
+def end_device(device: Any, fsa_count: int = 1) -> EndDevice:
+    """A device as the 2030.5 EndDevice: links to its one DER and its `fsa_count`
+    FunctionSetAssignments, and to its Registration when an operator gave it a PIN."""
     ids = {"edev_id": device.id}
     return EndDevice(
         href=uris.edev(device.id),
@@ -24,20 +24,21 @@ def end_device(device: Any) -> EndDevice:
         sfdi=device.sfdi,
         changed_time=device.changed_time,
         enabled=device.enabled,
-        function_set_assignments_list_link=ListLinkValue(uris.href(uris.FSA_LIST, **ids), 1),
+        function_set_assignments_list_link=ListLinkValue(uris.href(uris.FSA_LIST, **ids), fsa_count),
         post_rate=device.post_rate,
         registration_link=uris.edev_rg(device.id) if device.pin is not None else None,
     )
 
 
-def end_device_list(devices: Sequence[Any], all_: int, poll_rate: int) -> EndDeviceList:
-    """A page of devices out of `all_`."""
+def end_device_list(devices: Sequence[Any], all_: int, poll_rate: int,
+                    fsa_counts: Mapping[int, int] | None = None) -> EndDeviceList:
+    """A page of devices out of `all_` (`fsa_counts`: each one's number of FunctionSetAssignments)."""
     return EndDeviceList(
         href=uris.EDEV_LIST,
         all=all_,
         results=len(devices),
         poll_rate=poll_rate,
-        end_devices=[end_device(d) for d in devices],
+        end_devices=[end_device(d, (fsa_counts or {}).get(d.id, 1)) for d in devices],
     )
 
 
