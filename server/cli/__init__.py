@@ -260,9 +260,9 @@ def _add_subcommands() -> None:
     main.add_command(outbox_group)
     main.add_command(pki)
     main.add_command(der_program)
+    main.add_command(fsa_group)
     main.add_command(program_alias)
     main.add_command(event)
-    main.add_command(fsa_group)
 
     from server.cli.curves import curve, log_events
 

@@ -15,6 +15,8 @@ How rows look on the wire is server.services.sep2.mappers.derp's business.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,10 +24,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from server.db import derp as store
+from server.db import fsa as fsa_store
 from server.db.repo import Reader
 from server.scope import Scope
 from server.sep2 import events
-from server.db import fsa as fsa_store
 from server.sep2.codec import DecodeError
 from server.sep2.types import CHILD, ELEM, BoolType, IntType, StringType
 from server.sep2.derp import DefaultDERControl, DERControlBase, DERProgram, DERProgramList
@@ -275,16 +277,17 @@ def set_default_control(session: Session, program_id: int, spec: Any, *, setting
     row = der_program_row(session, program_id)
     base = spec if isinstance(spec, DERControlBase) else control_base(spec)  # linked: services.sep2.dc
     _check_curves_linked(base)
+    values = default_settings(settings)
+    text = json.dumps(values, separators=(",", ":")) if values else None
     xml = mapper.der_control_base_xml(base)
     if xml == row.default_base and text == row.default_settings:
         return
     if row.default_mrid is None:
-    values = default_settings(settings)
-    text = json.dumps(values, separators=(",", ":")) if values else None
         row.default_mrid = new_mrid(pen)
     else:
         row.default_version = (row.default_version + 1) % 65536
     row.default_base = xml
+    row.default_settings = text
 
 
 def add_members(session: Session, program_id: int, device_ids: Sequence[int]) -> int:

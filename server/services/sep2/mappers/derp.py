@@ -118,9 +118,6 @@ def der_program_list(edev_id: int, fsa_id: int, rows: Sequence[Any], all_: int, 
     )
 
 
-def default_der_control(edev_id: int, row: Any) -> DefaultDERControl:
-    """A DER program's default control (row: id, default_mrid, default_version, default_base,
-    default_settings: its own fields such as setGradW and setESDelay, JSON by 2030.5 names)."""
 _DEFAULT_FIELD_NAMES = {f.metadata["xml"]: f.name for f in dataclasses.fields(DefaultDERControl)}
 
 
@@ -135,15 +132,18 @@ def default_settings_json(text: str | None) -> dict[str, Any]:
     return json.loads(text) if text else {}
 
 
+def default_der_control(edev_id: int, row: Any) -> DefaultDERControl:
+    """A DER program's default control (row: id, default_mrid, default_version, default_base,
+    default_settings: its own fields such as setGradW and setESDelay, JSON by 2030.5 names)."""
     return DefaultDERControl(
         href=uris.href(uris.DDERC, edev_id=edev_id, derp_id=row.id),
         mrid=row.default_mrid,
         version=row.default_version,
         der_control_base=dc.device_control_base(stored_der_control_base(row.default_base), edev_id, row.id),
+        **dict(_default_fields(row.default_settings)),
     )
 
 
-        **dict(_default_fields(row.default_settings)),
 # ----------------------------------------------------------------------------------- controls
 
 

@@ -14,8 +14,8 @@ from server.sep2.fsa import FunctionSetAssignments, FunctionSetAssignmentsList
 from server.sep2.types import ListLinkValue
 
 DESCRIPTION = "utility programs"
-
 MEMBERSHIP_FSA = 1
+
 
 def _fsa(edev_id: int, number: int, der_programs: int, *, mrid: str, description: str | None,
          version: int) -> FunctionSetAssignments:
@@ -31,7 +31,6 @@ def _fsa(edev_id: int, number: int, der_programs: int, *, mrid: str, description
     )
 
 
-def function_set_assignments_list(
 def membership_fsa(edev_id: int, der_programs: int) -> FunctionSetAssignments:
     """FSA 1 of `edev_id`: the `der_programs` DER programs it is a member of."""
     # Stable per device: "F5A" marks it, then the device id, then PEN 0 (no registered PEN).
@@ -45,6 +44,7 @@ def assigned_fsa(edev_id: int, row: Any) -> FunctionSetAssignments:
                 version=row.version)
 
 
+def function_set_assignments_list(
     edev_id: int, items: Sequence[FunctionSetAssignments], all_: int, poll_rate: int
 ) -> FunctionSetAssignmentsList:
     """A page of `edev_id`'s assignments out of `all_`."""
