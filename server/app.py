@@ -11,6 +11,7 @@ from server.api import mup
 from server.api import curves, lel
 from server.api import admin_der_programs, admin_flex, admin_outbox
 from server.api import beckn as beckn_api
+from server.api import admin_notifications, sub
 from server.bootstrap import tls_files
 from server.config import Settings
 from server.db.session import Database
@@ -38,6 +39,8 @@ def create_app(settings: Settings, db: Database | None = None) -> Flask:
     app.register_blueprint(admin_der_programs.bp)
     app.register_blueprint(admin_flex.bp)
     app.register_blueprint(admin_outbox.bp)
+    app.register_blueprint(sub.bp)
+    app.register_blueprint(admin_notifications.bp)
     for bp in (curves.bp, curves.admin_bp, lel.bp, lel.admin_bp):  # dc and lel, 2030.5 and admin
         app.register_blueprint(bp)
     caching.register(app)

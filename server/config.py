@@ -59,6 +59,14 @@ class Settings:
     # A BAP's signature valid longer than this (expires - created) is refused: a long-lived one
     # is a replayable credential.
     beckn_signature_max_lifetime_seconds: int = 300
+    # 2030.5 notifications: where they may go. By default only https:// to a public address;
+    # "http", "loopback" and "private" (RFC 1918 / unique-local) each lift one rule (tests and
+    # closed networks: DERFLEX_NOTIFICATION_ALLOW=http,loopback,private).
+    notification_allow: tuple[str, ...] = ()
+    # Per receiver: how many notifications may be in flight at once (each its own keep-alive
+    # connection), and how long one may take before it counts as failed.
+    notification_connections: int = 2
+    notification_timeout_seconds: int = 10
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -74,6 +82,13 @@ class Settings:
             raise ConfigError("response_cache_seconds must be between 0 and 3600")
         if not 1 <= self.scheduler_reconcile_seconds <= 3600:
             raise ConfigError("scheduler_reconcile_seconds must be between 1 and 3600")
+        unknown = sorted(set(self.notification_allow) - {"http", "loopback", "private"})
+        if unknown:
+            raise ConfigError(f"notification_allow takes http, loopback and private, not {', '.join(unknown)}")
+        if not 1 <= self.notification_connections <= 64:
+            raise ConfigError("notification_connections must be between 1 and 64")
+        if not 1 <= self.notification_timeout_seconds <= 300:
+            raise ConfigError("notification_timeout_seconds must be between 1 and 300")
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes must be at least 1024")
         if not 1 <= self.beckn_signature_max_lifetime_seconds <= 86_400:

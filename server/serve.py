@@ -83,7 +83,7 @@ def _start_scheduler(settings: Settings) -> Any:
         if not settings.beckn_bind:  # no BPP worker to drain the outbox beside: drain it here
             from server.jobs.outbox import drainer_for
 
-            drainer = drainer_for(settings, db)
+            drainer = drainer_for(settings, db, tls=tls_files(settings))
             if drainer is not None:
                 drainer.start()
                 _INLINE_DRAINERS.append(drainer)
@@ -151,7 +151,7 @@ class BecknServer(BaseApplication):  # type: ignore[misc]
         facade = app.extensions["derflex.beckn"]
         _INLINE.append(facade)
         if facade.worker is not None:  # the outbox's pushes are queued where the worker sends them
-            drainer = drainer_for(self.settings, facade.db, on_delivered=facade.worker.wake)
+            drainer = drainer_for(self.settings, facade.db, on_delivered=facade.worker.wake, tls=tls_files(self.settings))
             if drainer is not None:
                 _INLINE_DRAINERS.append(drainer)
         return app
@@ -194,7 +194,7 @@ def _run_beckn_worker(settings: Settings) -> int:
     signal.signal(signal.SIGINT, lambda *_a: stop.set())
     db = Database(settings.db_url)
     worker = BecknWorker(db, provider_of(settings), beckn_keys.signing_key(settings), poll_s=0.1, eager=True)
-    drainer = drainer_for(settings, db, on_delivered=worker.wake)
+    drainer = drainer_for(settings, db, on_delivered=worker.wake, tls=tls_files(settings))
     worker.start()
     if drainer is not None:
         drainer.start()

@@ -249,6 +249,7 @@ def _add_subcommands() -> None:
     from server.cli.pki import pki
     from server.cli.flex import flex_group
     from server.cli.scheduler import scheduler
+    from server.cli.notifications import notifications_group
     from server.cli.outbox import outbox_group
     from server.cli.der_programs import der_program, event, fsa_group, program_alias
 
@@ -258,6 +259,7 @@ def _add_subcommands() -> None:
     main.add_command(flex_group)
     main.add_command(scheduler)
     main.add_command(outbox_group)
+    main.add_command(notifications_group)
     main.add_command(pki)
     main.add_command(der_program)
     main.add_command(fsa_group)

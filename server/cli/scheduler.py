@@ -28,10 +28,11 @@ def scheduler(ctx: Context, once: bool, reconcile_seconds: float) -> None:
     database = prepare_quiet(ctx.settings())
     settings = ctx.settings()
     from server.config import ConfigError
+    from server.bootstrap import tls_files
     from server.jobs.outbox import drainer_for
 
     try:  # as in `derflex serve`: the outbox's facts reach the orders' BAPs when the BPP is on
-        drainer = drainer_for(settings, database)
+        drainer = drainer_for(settings, database, tls=None if once else tls_files(settings))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     sched = FlexScheduler(database, reconcile_seconds=reconcile_seconds)

@@ -5,9 +5,10 @@ It runs wherever `derflex serve` runs the Beckn worker (a thread beside it on SQ
 worker's own process on PostgreSQL) or, with the BPP switched off, beside each 2030.5 worker's
 scheduler, and in `derflex scheduler`; any number may
 run against one database — each delivery is claimed for a lease, PostgreSQL's SKIP LOCKED lets them
-share the work. Consumers are wired here by name (`consumers_for`); today `beckn`
-(server.services.bpp.pushes). A consumer for 2030.5 notifications plugs in the same way: a route
-in server.services.outbox.ROUTES for the control and window facts, and an object here.
+share the work. Consumers are wired here by name (`consumers_for`): `beckn`
+(server.services.bpp.pushes) and `notifications` (server.services.sep2.notify, which queues
+2030.5 notifications that server.jobs.notify sends). A new consumer plugs in the same way: a
+route in server.services.outbox.ROUTES and an object here.
 
 Read from the environment when a drainer is made (not at import):
   DERFLEX_OUTBOX_RETRY_SECONDS   the waits after each failed attempt, comma-separated (default
@@ -28,13 +29,16 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from server.jobs.loop import BackgroundLoop
+from server.jobs.notify import Notifier, sending_for
 from server.config import ConfigError, Settings
 from server.db.session import Database
 from server.services import outbox
 from server.services.bpp.actions import Provider
 from server.services.bpp.pushes import BecknPushes
+from server.services.sep2.notify import Notifications
 
 log = logging.getLogger("derflex.outbox")
 
@@ -69,19 +73,31 @@ def crash_point_from(environ: Mapping[str, str]) -> str | None:
 def consumers_for(settings: Settings, schedule: Sequence[float]) -> list[outbox.Consumer]:
     """The consumers this deployment runs, by name: `beckn` always — with the BPP switched off it
     still takes its facts (there are no orders to tell, or their pushes wait in beckn_outbox for
-    the BPP's worker), so they never pile up undelivered."""
-    return [BecknPushes(Provider.of(settings), retry_for_s=sum(schedule))]
+    the BPP's worker), so they never pile up undelivered — and `notifications` (2030.5
+    subscribers; server.jobs.notify sends what it queues)."""
+    return [BecknPushes(Provider.of(settings), retry_for_s=sum(schedule)), Notifications(settings.poll_rate)]
 
 
 def drainer_for(settings: Settings, db: Database, *, on_delivered: Callable[[], None] | None = None,
-                environ: Mapping[str, str] | None = None) -> OutboxDrainer | None:
-    """A drainer for this deployment's consumers (None when it has none), not started."""
+                environ: Mapping[str, str] | None = None, tls: Any = None) -> OutboxDrainer | None:
+    """A drainer for this deployment's consumers (None when it has none), not started. With `tls`
+    (the server's cert, key and trust files: server.bootstrap.tls_files) the notifier that sends
+    what the `notifications` consumer queues starts and stops with it (server.jobs.notify)."""
     environ = os.environ if environ is None else environ
     schedule = schedule_from(environ)
     consumers = consumers_for(settings, schedule)
     if not consumers:
         return None
-    return OutboxDrainer(db, consumers, schedule=schedule, crash=crash_point_from(environ), on_delivered=on_delivered)
+    companions = []
+    missing = [] if tls is None else [str(p) for p in (tls.cert, tls.key, tls.trust) if not p.exists()]
+    if missing:
+        log.warning("outbox: 2030.5 notifications are queued but not sent by this process: missing %s",
+                    ", ".join(missing))
+    elif tls is not None:
+        sending = sending_for(settings, tls.cert, tls.key, tls.trust)
+        companions.append(Notifier(db, sending, default_poll_rate=settings.poll_rate, schedule=schedule))
+    return OutboxDrainer(db, consumers, schedule=schedule, crash=crash_point_from(environ), on_delivered=on_delivered,
+                         companions=companions)
 
 
 class OutboxDrainer(BackgroundLoop):
@@ -93,7 +109,7 @@ class OutboxDrainer(BackgroundLoop):
                  schedule: Sequence[float] = outbox.DEFAULT_SCHEDULE, lease_s: float = outbox.LEASE_S,
                  clock: Callable[[], float] = time.time, poll_s: float = 0.5, batch: int = 20,
                  crash: str | None = None, on_delivered: Callable[[], None] | None = None,
-                 retention_s: float = outbox.RETENTION_S):
+                 retention_s: float = outbox.RETENTION_S, companions: Sequence[BackgroundLoop] = ()):
         names = [c.name for c in consumers]
         unknown = sorted(set(names) - set(outbox.CONSUMERS))
         if unknown or len(set(names)) != len(names):
@@ -106,11 +122,18 @@ class OutboxDrainer(BackgroundLoop):
         self.on_delivered = on_delivered  # e.g. wake the Beckn worker: a push was queued
         self.retention_s = retention_s
         self._next_prune = 0.0
+        self.companions = tuple(companions)  # loops that live and die with this one (the notifier)
         super().__init__()
 
     # ------------------------------------------------------------------------- lifecycle
     def _started(self) -> None:
         log.info("outbox: draining for %s", ", ".join(sorted(self.consumers)))
+        for loop in self.companions:
+            loop.start()
+
+    def _stopped(self) -> None:
+        for loop in self.companions:
+            loop.stop()
 
     # ------------------------------------------------------------------------------ work
     def run_once(self) -> int:

@@ -439,7 +439,9 @@ class DevPKI:
             .add_extension(_LEAF_KEY_USAGE, critical=True)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_policies(POLICY_DEVICE, POLICY_TEST), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            # clientAuth too: the server is the TLS client when it POSTs notifications to subscribers
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .add_extension(mica.aki, critical=False)
             .sign(mica.key, hashes.SHA256())

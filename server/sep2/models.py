@@ -85,6 +85,7 @@ class EndDevice(SubscribableResource):
     )
     post_rate: int | None = elem("postRate", UInt32)
     registration_link: str | None = link("RegistrationLink")
+    subscription_list_link: ListLinkValue | None = link("SubscriptionListLink", list_link=True)
 
 
 @dataclass(kw_only=True, slots=True)

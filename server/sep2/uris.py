@@ -69,3 +69,7 @@ RS_LIST = "/upt/{upt_id}/mr/{mr_id}/rs"
 RS = "/upt/{upt_id}/mr/{mr_id}/rs/{rs_id}"
 R_LIST = "/upt/{upt_id}/mr/{mr_id}/rs/{rs_id}/r"
 R = "/upt/{upt_id}/mr/{mr_id}/rs/{rs_id}/r/{r_id}"
+
+# Subscriptions (`sub`): a client's subscriptions live under the EndDevice they are for.
+SUB_LIST = "/edev/{edev_id}/sub"
+SUB = "/edev/{edev_id}/sub/{sub_id}"

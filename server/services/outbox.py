@@ -49,6 +49,7 @@ from sqlalchemy import Select, String, cast, delete, literal, select
 from sqlalchemy.orm import Session
 
 from server.db import outbox as store
+from server.db import sub as sub_store
 from server.db.session import Database
 from server.services import clock
 from server.services.errors import Conflict, Invalid, NotFound, check_text
@@ -136,20 +137,95 @@ class EnrollmentChanged:
         return f"{self.program_id}/{self.enrollment_id}/{self.state}"
 
 
-Fact = WindowPublished | ControlCreated | ControlCancelled | SettlementStored | EnrollmentChanged
+# 2030.5 resources changed (server.services.sep2 records them; subscribers hear of them).
+
+
+@dataclass(frozen=True)
+class DefaultControlChanged:
+    """A DER program's DefaultDERControl was set or changed."""
+
+    kind: ClassVar[str] = "sep2.default-control"
+    der_program_id: int
+
+    @property
+    def key(self) -> str:
+        return str(self.der_program_id)
+
+
+@dataclass(frozen=True)
+class AssignmentsChanged:
+    """What these devices' FunctionSetAssignments lead them to changed (an FSA made, changed or
+    taken away; a DER program's membership or description changed). No device ids: every device."""
+
+    kind: ClassVar[str] = "sep2.assignments"
+    device_ids: tuple[int, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return ",".join(map(str, self.device_ids[:8])) + ("…" if len(self.device_ids) > 8 else "")
+
+
+@dataclass(frozen=True)
+class DeviceChanged:
+    """An EndDevice was registered, changed or removed."""
+
+    kind: ClassVar[str] = "sep2.device"
+    device_id: int
+    removed: bool = False
+
+    @property
+    def key(self) -> str:
+        return str(self.device_id)
+
+
+@dataclass(frozen=True)
+class DerDocumentChanged:
+    """A device's DER document (dercap, derg, ders, dera) was stored."""
+
+    kind: ClassVar[str] = "sep2.der-document"
+    device_id: int
+    document: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.device_id}/{self.document}"
+
+
+@dataclass(frozen=True)
+class PollRateChanged:
+    """An operator changed the pollRate served on a family of resources ("edev", "fsa", …)."""
+
+    kind: ClassVar[str] = "sep2.poll-rate"
+    resource: str
+
+    @property
+    def key(self) -> str:
+        return self.resource
+
+
+Fact = (WindowPublished | ControlCreated | ControlCancelled | SettlementStored | EnrollmentChanged
+        | DefaultControlChanged | AssignmentsChanged | DeviceChanged | DerDocumentChanged | PollRateChanged)
 FACTS: dict[str, type[Any]] = {cls.kind: cls for cls in
-                               (WindowPublished, ControlCreated, ControlCancelled, SettlementStored, EnrollmentChanged)}
+                               (WindowPublished, ControlCreated, ControlCancelled, SettlementStored, EnrollmentChanged,
+                                DefaultControlChanged, AssignmentsChanged, DeviceChanged, DerDocumentChanged,
+                                PollRateChanged)}
 
 # ---------------------------------------------------------------------------------- consumers
 
 BECKN = "beckn"  # unsolicited on_status to the BAPs (server.services.bpp.pushes)
+NOTIFICATIONS = "notifications"  # 2030.5 notifications to subscribers (server.services.sep2.notify)
 
 ROUTES: Mapping[str, tuple[str, ...]] = {
     WindowPublished.kind: (BECKN,),
     SettlementStored.kind: (BECKN,),
-    ControlCreated.kind: (),
-    ControlCancelled.kind: (),
+    ControlCreated.kind: (NOTIFICATIONS,),
+    ControlCancelled.kind: (NOTIFICATIONS,),
     EnrollmentChanged.kind: (),
+    DefaultControlChanged.kind: (NOTIFICATIONS,),
+    AssignmentsChanged.kind: (NOTIFICATIONS,),
+    DeviceChanged.kind: (NOTIFICATIONS,),
+    DerDocumentChanged.kind: (NOTIFICATIONS,),
+    PollRateChanged.kind: (NOTIFICATIONS,),
 }
 CONSUMERS = tuple(sorted({c for names in ROUTES.values() for c in names}))
 
@@ -190,15 +266,30 @@ def fact_from(kind: str, text: str) -> Fact:
     if cls is None:
         raise ValueError(f"unknown fact kind {kind!r}")
     data = json.loads(text)
-    return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})  # type: ignore[no-any-return]
+    return cls(**{f.name: tuple(data[f.name]) if isinstance(data[f.name], list) else data[f.name]  # type: ignore[no-any-return]
+                  for f in fields(cls) if f.name in data})
 
 
-def record(session: Session, fact: Fact, now: float) -> int:
-    """Write one fact, and a pending delivery to each consumer it is routed to; its id."""
+def consumers_of(session: Session, kind: str) -> tuple[str, ...]:
+    """The consumers a fact of `kind` goes to now: its routes, less the 2030.5 notifications while
+    nobody has subscribed to anything (a fact recorded then would change nobody's notifications:
+    a later subscriber reads the resource as it is)."""
+    routes = ROUTES[kind]
+    if NOTIFICATIONS in routes and not sub_store.any_subscription(session):
+        return tuple(c for c in routes if c != NOTIFICATIONS)
+    return routes
+
+
+def record(session: Session, fact: Fact, now: float) -> int | None:
+    """Write one fact, and a pending delivery to each consumer it goes to; its id. A 2030.5
+    resource fact that no consumer wants now is not written (None)."""
+    consumers = consumers_of(session, fact.kind)
+    if not consumers and fact.kind.startswith("sep2."):
+        return None
     (fact_id,) = store.new_fact_ids(session, 1)
     store.insert_facts(session, [(fact_id, fact.kind, fact.key, payload(fact), now)])
-    if ROUTES[fact.kind]:
-        store.insert_deliveries(session, [fact_id], ROUTES[fact.kind], now)
+    if consumers:
+        store.insert_deliveries(session, [fact_id], consumers, now)
     return fact_id
 
 
@@ -227,8 +318,9 @@ def record_controls(session: Session, fact: type[ControlCreated | ControlCancell
     else:
         rows = [(i, kind, m, template % (pid, d, m, reason), now) for i, d, m in zip(ids, device_ids, mrids)]
     store.insert_facts(session, rows)
-    if ROUTES[kind]:
-        store.insert_deliveries(session, ids, ROUTES[kind], now)
+    consumers = consumers_of(session, kind)
+    if consumers:
+        store.insert_deliveries(session, ids, consumers, now)
     return len(rows)
 
 
@@ -246,9 +338,10 @@ def record_controls_from(session: Session, fact: type[ControlCreated | ControlCa
     json_text = (literal(f'{{"program_id":{int(program_id)},"device_id":') + cast(device, String)
                  + literal(',"mrid":"') + mrid + literal(tail))
     rows = select(literal(fact.kind), mrid, json_text, literal(float(now))).select_from(src)
-    written, ids = store.insert_facts_from(session, rows, returning=bool(ROUTES[fact.kind]))
-    if ROUTES[fact.kind]:
-        store.insert_deliveries(session, ids, ROUTES[fact.kind], now)
+    consumers = consumers_of(session, fact.kind)
+    written, ids = store.insert_facts_from(session, rows, returning=bool(consumers))
+    if consumers:
+        store.insert_deliveries(session, ids, consumers, now)
     return written
 
 

@@ -485,6 +485,9 @@ def _all_tables_imported() -> None:
             importlib.import_module(m.name)
 
 
+# ix_der_events_end indexes an expression (start + duration): neither SQLAlchemy's reflection nor
+# Alembic's comparison handles those, so it is left out of the comparison, by name of the warning.
+@pytest.mark.filterwarnings("ignore:.*expression-based index.*")
 def test_models_and_migrations_agree(database) -> None:  # noqa: ANN001
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext

@@ -516,7 +516,7 @@ def test_the_beckn_consumer_runs_whether_or_not_the_bpp_listens(database, tmp_pa
 
     settings = Settings(home=tmp_path, database_url=database.url, beckn_bind=beckn_bind)
     drainer = drainer_for(settings, database, environ={})
-    assert drainer is not None and list(drainer.consumers) == ["beckn"]
+    assert drainer is not None and list(drainer.consumers) == ["beckn", "notifications"]
     with database.transaction() as s:
         outbox.record(s, outbox.WindowPublished(program_id=1, window_key="2026-11-30", revision=1), 0)
     assert drainer.drain() == 1

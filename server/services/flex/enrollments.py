@@ -191,6 +191,7 @@ def _apply(session: Session, row: store.FlexProgram, enr: store.Enrollment, even
         cancel_device_events(session, row, enr.device_id, now)
         der_store.remove_members(session, row.der_program_id, [enr.device_id])
     outbox.record(session, outbox.EnrollmentChanged(row.id, enr.id, enr.device_id, enr.state), now)
+    outbox.record(session, outbox.AssignmentsChanged((enr.device_id,)), now)
 
 
 def change_state(session: Session, command: ChangeEnrollmentState, now: int) -> EnrollmentResult:

@@ -49,6 +49,7 @@ from server.scope import Scope
 from server.sep2 import uris
 from server.sep2.der import DER, DERAvailability, DERCapability, DERList, DERSettings, DERStatus
 from server.sep2.paging import Page
+from server.services import outbox
 from server.services.errors import Invalid, NotFound
 from server.services.sep2.edev import visible_device
 from server.services.sep2.mappers import der as mapper
@@ -168,3 +169,5 @@ def put(session: Session, scope: Scope, device_id: int, der_id: int, posted: Doc
     _visible_der(session, scope, device_id, der_id)
     _KINDS[type(posted)].check(session, scope, device_id, posted, now)
     der_db.store(session, *stored_row(device_id, der_id, posted, now))
+    document = _KINDS[type(posted)].template.rsplit("/", 1)[-1]  # dercap, derg, ders, dera
+    outbox.record(session, outbox.DerDocumentChanged(device_id, document), now)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ from server.sep2.types import CHILD, ELEM, BoolType, IntType, StringType
 from server.sep2.derp import DefaultDERControl, DERControlBase, DERProgram, DERProgramList
 from server.sep2.identity import new_mrid
 from server.sep2.paging import Page
+from server.services import outbox
 from server.services.errors import Invalid, NotFound, check_text
 from server.services.sep2 import fsa as fsa_service
 from server.services.sep2.mappers import dc as dc_mapper
@@ -288,17 +290,24 @@ def set_default_control(session: Session, program_id: int, spec: Any, *, setting
         row.default_version = (row.default_version + 1) % 65536
     row.default_base = xml
     row.default_settings = text
+    outbox.record(session, outbox.DefaultControlChanged(program_id), time.time())
 
 
 def add_members(session: Session, program_id: int, device_ids: Sequence[int]) -> int:
     der_program_row(session, program_id)
     _check_devices(session, device_ids)
-    return store.add_members(session, program_id, device_ids)
+    added = store.add_members(session, program_id, device_ids)
+    if added:
+        outbox.record(session, outbox.AssignmentsChanged(tuple(device_ids)), time.time())
+    return added
 
 
 def remove_members(session: Session, program_id: int, device_ids: Sequence[int]) -> int:
     der_program_row(session, program_id)
-    return store.remove_members(session, program_id, device_ids)
+    removed = store.remove_members(session, program_id, device_ids)
+    if removed:
+        outbox.record(session, outbox.AssignmentsChanged(tuple(device_ids)), time.time())
+    return removed
 
 
 def is_device_id(value: Any) -> bool:
@@ -367,6 +376,9 @@ def create_events(
         for device_id, base in controls
     ]
     store.add_events(session, rows)
+    # an operator's events: no flexibility program (0); for every member: device 0
+    outbox.record_controls(session, outbox.ControlCreated, 0, [r.device_id or 0 for r in rows],
+                           [r.mrid for r in rows], now)
     return rows
 
 
@@ -381,6 +393,7 @@ def cancel_event(session: Session, mrid: str, now: int, *, randomized: bool = Fa
         raise Invalid("the event is already over")
     row.cancelled_at = now
     row.cancel_randomized = randomized
+    outbox.record(session, outbox.ControlCancelled(0, row.device_id or 0, row.mrid), now)
     return row
 
 

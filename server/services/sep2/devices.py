@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -10,6 +11,7 @@ from server.db import repo
 from server.db.models import Device
 from server.scope import Scope
 from server.services.sep2 import edev
+from server.services import outbox
 from server.services.errors import Invalid, NotFound, check_text
 
 # Resources whose pollRate an operator may change at run time (the function-set names).
@@ -100,6 +102,7 @@ def set_poll_rate(session: Session, resource: str, seconds: Any) -> None:
     if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds < 2**32:
         raise Invalid("pollRate must be a positive number of seconds")
     repo.set_poll_rate(session, resource, seconds)
+    outbox.record(session, outbox.PollRateChanged(resource), time.time())
 
 
 def set_post_rate(session: Session, device_id: int, seconds: Any, now: int) -> None:
@@ -110,6 +113,7 @@ def set_post_rate(session: Session, device_id: int, seconds: Any, now: int) -> N
         raise Invalid("postRate must be a positive number of seconds")
     device.post_rate = seconds
     device.changed_time = now
+    outbox.record(session, outbox.DeviceChanged(device_id), now)
 
 
 def poll_rates(session: Session, default: int) -> dict[str, int]:

@@ -8,19 +8,22 @@ server.services.sep2.mappers.edev's business.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from server.db import repo
 from server.db import fsa as fsa_store
+from server.db import repo
 from server.db.models import Device
 from server.scope import Role, Scope
 from server.sep2 import uris
 from server.sep2.identity import is_valid_pin, normalize_lfdi, sfdi_from_lfdi
 from server.sep2.models import EndDevice, EndDeviceList, Registration
 from server.sep2.paging import Page
+from server.services import outbox
 from server.services.errors import Conflict, Forbidden, Invalid, NotFound
+from server.services.sep2.notices import resources_deleted as notify_removed
 from server.services.sep2.mappers import edev as mapper
 
 OPERATOR = "operator"
@@ -111,6 +114,7 @@ def register(
             aggregator_lfdi=managed_by,
         ),
     )
+    outbox.record(session, outbox.DeviceChanged(device.id), now)
     return device.id
 
 
@@ -126,6 +130,7 @@ def update(session: Session, scope: Scope, device_id: int, posted: EndDevice, no
     if posted.device_category != device.device_category:
         device.device_category = posted.device_category
         device.changed_time = now
+        outbox.record(session, outbox.DeviceChanged(device.id), now)
 
 
 def delete(session: Session, scope: Scope, device_id: int) -> None:
@@ -135,7 +140,15 @@ def delete(session: Session, scope: Scope, device_id: int) -> None:
         scope.role is Role.AGGREGATOR and device.aggregator_lfdi != scope.lfdi
     ):
         raise Forbidden("this client may not remove this EndDevice")
+    removed(session, device.id, time.time())
     repo.delete_device(session, device)
+
+
+def removed(session: Session, device_id: int, now: float) -> None:
+    """Before an EndDevice is removed: its subscribers hear that it is gone (status 4), and
+    aggregators' EndDeviceList subscriptions hear of the change."""
+    notify_removed(session, device_id, now)
+    outbox.record(session, outbox.DeviceChanged(device_id, removed=True), now)
 
 
 def registration(db: repo.Reader, scope: Scope, device_id: int, poll_rate: int) -> Registration:
@@ -163,7 +176,7 @@ def register_out_of_band(
         aggregator_lfdi = parse_lfdi(aggregator_lfdi)
     if repo.find_device_by_lfdi(session, lfdi) is not None:
         raise Conflict("this lFDI is already registered")
-    return _add(
+    device = _add(
         session,
         Device(
             lfdi=lfdi,
@@ -179,3 +192,5 @@ def register_out_of_band(
             label=label,
         ),
     )
+    outbox.record(session, outbox.DeviceChanged(device.id), now)
+    return device

@@ -15,6 +15,7 @@ anything is written, so a refused request changes nothing.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ from server.scope import Scope
 from server.sep2.fsa import FunctionSetAssignments, FunctionSetAssignmentsList
 from server.sep2.identity import new_mrid
 from server.sep2.paging import Page
+from server.services import outbox
 from server.services.errors import Invalid, NotFound, check_text, no_unknown_keys
 from server.services.sep2.edev import visible_device
 from server.services.sep2.mappers import fsa as mapper
@@ -156,7 +158,18 @@ def create_fsa(session: Session, body: Mapping[str, Any], now: int, *, pen: int 
         mrid=new_mrid(pen), description=description, version=0, created_time=now))
     store.add_fsa_programs(session, row.id, programs)
     store.assign_devices(session, row.id, devices)
+    _changed(session, devices)
     return fsa_view(session, row)
+
+
+def _changed(session: Session, device_ids: Sequence[int]) -> None:
+    """What these devices' FunctionSetAssignments lead to changed: subscribers hear of it."""
+    if device_ids:
+        outbox.record(session, outbox.AssignmentsChanged(tuple(device_ids)), time.time())
+
+
+def _followers(session: Session, fsa_id: int) -> list[int]:
+    return [d for d, _ in store.fsa_devices(session, fsa_id)]
 
 
 def list_fsas(session: Session, device_id: int | None = None) -> list[dict[str, Any]]:
@@ -176,12 +189,15 @@ def update_fsa(session: Session, fsa_id: int, body: Mapping[str, Any]) -> dict[s
     if description != row.description:
         row.description = description
         _bump(row)
+        _changed(session, _followers(session, fsa_id))
     return fsa_view(session, row)
 
 
 def delete_fsa(session: Session, fsa_id: int) -> None:
     """Delete the FSA: its devices no longer list it (nor reach its DER programs through it)."""
-    store.delete_fsa(session, fsa_row(session, fsa_id))
+    row = fsa_row(session, fsa_id)
+    _changed(session, _followers(session, fsa_id))
+    store.delete_fsa(session, row)
 
 
 def assign_der_programs(session: Session, fsa_id: int, ids: Any) -> int:
@@ -191,6 +207,7 @@ def assign_der_programs(session: Session, fsa_id: int, ids: Any) -> int:
     added = store.add_fsa_programs(session, row.id, programs)
     if added:
         _bump(row)
+        _changed(session, _followers(session, fsa_id))
     return added
 
 
@@ -199,6 +216,7 @@ def unassign_der_programs(session: Session, fsa_id: int, ids: Any) -> int:
     removed = store.remove_fsa_programs(session, row.id, _ids(ids, "der_program_ids"))
     if removed:
         _bump(row)
+        _changed(session, _followers(session, fsa_id))
     return removed
 
 
@@ -206,9 +224,14 @@ def assign_devices(session: Session, fsa_id: int, ids: Any) -> int:
     row = fsa_row(session, fsa_id)
     devices = _ids(ids, "device_ids")
     _check_devices(session, devices)
-    return store.assign_devices(session, row.id, devices)
+    added = store.assign_devices(session, row.id, devices)
+    _changed(session, devices if added else [])
+    return added
 
 
 def unassign_devices(session: Session, fsa_id: int, ids: Any) -> int:
     row = fsa_row(session, fsa_id)
-    return store.unassign_devices(session, row.id, _ids(ids, "device_ids"))
+    devices = _ids(ids, "device_ids")
+    removed = store.unassign_devices(session, row.id, devices)
+    _changed(session, devices if removed else [])
+    return removed

@@ -16,6 +16,7 @@ from typing import Any
 
 from programs.controls import MODE_FIXED_W, MODE_MAX_LIM_W, MODE_TARGET_W
 from server.sep2 import codec, events, uris
+from server.sep2.sub import SUBSCRIBABLE
 from server.sep2.der import ActivePower
 from server.sep2.derp import (
     DateTimeInterval,
@@ -111,6 +112,7 @@ def der_program_list(edev_id: int, fsa_id: int, rows: Sequence[Any], all_: int, 
     """A page of `edev_id`'s DER programs (`rows`) out of `all_`."""
     return DERProgramList(
         href=uris.href(uris.DERP_LIST, edev_id=edev_id, fsa_id=fsa_id),
+        subscribable=SUBSCRIBABLE,
         all=all_,
         results=len(rows),
         poll_rate=poll_rate,
@@ -137,6 +139,7 @@ def default_der_control(edev_id: int, row: Any) -> DefaultDERControl:
     default_settings: its own fields such as setGradW and setESDelay, JSON by 2030.5 names)."""
     return DefaultDERControl(
         href=uris.href(uris.DDERC, edev_id=edev_id, derp_id=row.id),
+        subscribable=SUBSCRIBABLE,
         mrid=row.default_mrid,
         version=row.default_version,
         der_control_base=dc.device_control_base(stored_der_control_base(row.default_base), edev_id, row.id),
@@ -178,6 +181,7 @@ def der_control_list(
     template = uris.ACTDERC if active_only else uris.DERC_LIST
     return DERControlList(
         href=uris.href(template, edev_id=edev_id, derp_id=derp_id),
+        subscribable=SUBSCRIBABLE,
         all=all_,
         results=len(listed),
         der_controls=[der_control(edev_id, derp_id, r, s) for r, s in listed],

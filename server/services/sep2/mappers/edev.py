@@ -8,6 +8,7 @@ from typing import Any
 
 from server.sep2 import uris
 from server.sep2.models import EndDevice, EndDeviceList, Registration
+from server.sep2.sub import SUBSCRIBABLE
 from server.sep2.types import ListLinkValue
 
 
@@ -17,6 +18,7 @@ def end_device(device: Any, fsa_count: int = 1) -> EndDevice:
     ids = {"edev_id": device.id}
     return EndDevice(
         href=uris.edev(device.id),
+        subscribable=SUBSCRIBABLE,
         der_list_link=ListLinkValue(uris.href(uris.DER_LIST, **ids), 1),
         device_category=device.device_category,
         lfdi=device.lfdi,
@@ -27,6 +29,7 @@ def end_device(device: Any, fsa_count: int = 1) -> EndDevice:
         function_set_assignments_list_link=ListLinkValue(uris.href(uris.FSA_LIST, **ids), fsa_count),
         post_rate=device.post_rate,
         registration_link=uris.edev_rg(device.id) if device.pin is not None else None,
+        subscription_list_link=ListLinkValue(uris.href(uris.SUB_LIST, **ids)),
     )
 
 
@@ -35,6 +38,7 @@ def end_device_list(devices: Sequence[Any], all_: int, poll_rate: int,
     """A page of devices out of `all_` (`fsa_counts`: each one's number of FunctionSetAssignments)."""
     return EndDeviceList(
         href=uris.EDEV_LIST,
+        subscribable=SUBSCRIBABLE,
         all=all_,
         results=len(devices),
         poll_rate=poll_rate,

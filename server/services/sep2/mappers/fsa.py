@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from server.sep2 import uris
+from server.sep2.sub import SUBSCRIBABLE
 from server.sep2.fsa import FunctionSetAssignments, FunctionSetAssignmentsList
 from server.sep2.types import ListLinkValue
 
@@ -50,6 +51,7 @@ def function_set_assignments_list(
     """A page of `edev_id`'s assignments out of `all_`."""
     return FunctionSetAssignmentsList(
         href=uris.href(uris.FSA_LIST, edev_id=edev_id),
+        subscribable=SUBSCRIBABLE,
         all=all_,
         results=len(items),
         poll_rate=poll_rate,
