@@ -1,0 +1,1 @@
+"""Tests of server/conformance: the CSIP-AUS harness plugin and driver."""
