@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 WORKERS ?= 3
 PYTEST  := $(BIN)/pytest -n $(WORKERS)
 
-.PHONY: setup demo serve test test-slow test-postgres lint bench clean
+.PHONY: setup demo serve test test-slow test-postgres lint bench conformance clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ test-postgres: $(STAMP)  ## the tests that use a database, against PostgreSQL (P
 
 bench: $(STAMP)  ## serving benchmark; results in bench/results, figures in docs/benchmarks.md
 	$(BIN)/python bench/bench_serve.py
+
+# The CSIP-AUS harness (cactus-client, Python 3.12 in .venv-conformance/) against a fresh derflex per
+# procedure; PROCEDURES=S-ALL-01,S-ALL-02 runs some; results in conformance-results/. Options:
+# $(BIN)/python -m server.conformance.driver --help (CONFORMANCE_ARGS passes more).
+conformance: $(STAMP)  ## the CSIP-AUS conformance harness against derflex (docs/interop.md)
+	$(BIN)/python -m server.conformance.driver $(if $(PROCEDURES),--procedures $(PROCEDURES)) $(CONFORMANCE_ARGS)
 
 clean:  ## remove the virtual environment and local state (keeps certs/README.md)
 	rm -rf $(VENV) var .pytest_cache demo-delivery.png
