@@ -46,6 +46,7 @@ from server.sep2.der import (
     WattHour,
 )
 from server.sep2.models import NS, EndDevice, Error, Time
+from server.sep2.sub import Subscription
 from server.sep2.types import BoolType, HexType, IntType, StringType
 from server.services.bpp import keys as beckn_keys
 from server.tls import client_context
@@ -252,6 +253,8 @@ def documents(edev: str) -> dict[str, tuple[str, str, type, bytes]]:
             availability_duration=3600, reading_time=NOW, reserve_percent=1000, stat_w_avail=w)),
         "EndDevice": ("PUT", edev, EndDevice(lfdi=lfdi, sfdi=1, changed_time=NOW, device_category="01", enabled=True)),
         "MirrorUsagePoint": ("POST", "/mup", reports.mirror_usage_point("battery", lfdi)),
+        "Subscription": ("POST", f"{edev}/sub", Subscription(
+            subscribed_resource=f"{edev}/fsa", limit=5, notification_uri="https://127.0.0.1:9/n")),
         "MirrorMeterReading": ("POST", "/mup/1", reports.meter_reading(
             lfdi, 300, [(NOW, 1000.0), (NOW + 300, 1200.0)], with_type=True, now=NOW)),
     }
