@@ -6,6 +6,14 @@ Certificates come from a dev PKI folder (the server's `certs/`, or one made with
 init`): devices named `{prefix}-{i}` reuse the certificate they had, the others are issued in one
 pass. Progress is shown while they start; Ctrl-C (or the end of --minutes) stops them and prints a
 summary: devices by phase, requests, failures, latency percentiles and what the devices did.
+
+    python -m der_sim fleet --server 127.0.0.1:8443 --pki certs --devices 500 --notify
+
+With --notify the devices subscribe and take their controls from notifications instead of polling
+(polling only every --notify-poll-factor × pollRate as a safety net): one HTTPS receiver
+(der_sim.notifications) on --notify-listen serves the whole fleet, one path per device, with the
+dev PKI's server certificate (the server must allow its address: DERFLEX_NOTIFICATION_ALLOW=loopback
+for 127.0.0.1). The summary adds the notifications received and what polling would have cost.
 """
 
 from __future__ import annotations
@@ -53,18 +61,30 @@ def main() -> None:
 @click.option("--minutes", type=click.FloatRange(min=0), default=0, show_default=True,
               help="Stop after this long (0: run until Ctrl-C).")
 @click.option("--threads", type=click.IntRange(1, 256), default=16, show_default=True, help="Threads driving the devices.")
+@click.option("--notify", is_flag=True,
+              help="Subscribe and act on notifications; poll only every --notify-poll-factor × pollRate.")
+@click.option("--notify-listen", default="127.0.0.1:0", show_default=True,
+              help="host:port of the fleet's notification receiver (port 0: any free port).")
+@click.option("--notify-poll-factor", type=click.FloatRange(min=1), default=10.0, show_default=True,
+              help="With --notify, walk the programs every this × pollRate as a safety net.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def fleet(address: str, pki_dir: Path, n: int, mix: str, prefix: str, seed: int, poll_rate: float | None,
           post_rate: float | None, interval_s: int, backfill_days: float, minutes: float, threads: int,
-          as_json: bool) -> None:
+          notify: bool, notify_listen: str, notify_poll_factor: float, as_json: bool) -> None:
     """Run N simulated devices against a 2030.5 server until Ctrl-C or --minutes."""
     from der_sim.agent import AgentConfig
     from der_sim.fleet import Fleet, certificates, make_devices, progress_printer
+    from der_sim.notifications import NotificationReceiver
     from server.pki import DevPKI
 
     host, _, port_text = address.rpartition(":")
     if not host or not port_text.isdigit():
         raise click.BadParameter(f"{address!r}: use host:port, e.g. 127.0.0.1:8443", param_hint="--server")
+    receiver = None
+    if notify:
+        listen_host, _, listen_port = notify_listen.rpartition(":")
+        if not listen_host or not listen_port.isdigit() or int(listen_port) > 65535:
+            raise click.BadParameter(f"{notify_listen!r}: use host:port, e.g. 127.0.0.1:0", param_hint="--notify-listen")
     pki = DevPKI(pki_dir)
     if not pki.exists():
         raise click.ClickException(f"no dev PKI in {pki_dir}: point --pki at the server's certs/ folder "
@@ -75,8 +95,13 @@ def fleet(address: str, pki_dir: Path, n: int, mix: str, prefix: str, seed: int,
         raise click.BadParameter(str(exc), param_hint="--mix") from None
     progress = progress_printer()
     creds = certificates(pki, devices, progress)
-    config = AgentConfig(poll_rate=poll_rate, post_rate=post_rate, interval_s=interval_s)
-    sim = Fleet(devices, creds, host, int(port_text), pki.trust_path, config=config, workers=threads, seed=seed)
+    config = AgentConfig(poll_rate=poll_rate, post_rate=post_rate, interval_s=interval_s, notify=notify,
+                         notify_poll_factor=notify_poll_factor)
+    if notify:
+        receiver = NotificationReceiver(pki.server_cert_path, pki.server_key_path, pki.trust_path,
+                                        host=listen_host.strip("[]"), port=int(listen_port))
+    sim = Fleet(devices, creds, host, int(port_text), pki.trust_path, config=config, workers=threads, seed=seed,
+                receiver=receiver)
     stop = {"now": False}
 
     def interrupted(_sig: int, _frame: Any) -> None:
@@ -87,7 +112,12 @@ def fleet(address: str, pki_dir: Path, n: int, mix: str, prefix: str, seed: int,
         if backfill_days:
             stored = sim.backfill(backfill_days, 900, progress=progress)
             click.echo(f"  {stored:,} history readings posted", err=True)
-        sim.start()
+        try:
+            sim.start()
+        except OSError as exc:
+            raise click.ClickException(f"cannot listen for notifications on {notify_listen}: {exc}") from None
+        if receiver is not None:
+            click.echo(f"der_sim: notifications to {receiver.base_url}<LFDI>", err=True)
         up = sim.wait_registered(120, progress)
         click.echo(f"der_sim: {up} of {n} devices running against {address}"
                    + (f" for {minutes:g} min" if minutes else "; Ctrl-C to stop"), err=True)
@@ -112,6 +142,11 @@ def fleet(address: str, pki_dir: Path, n: int, mix: str, prefix: str, seed: int,
     c = summary["counters"]
     click.echo(f"did: {c.get('polls', 0):,} polls, {c.get('reports', 0):,} DER reports, {c.get('readings_posted', 0):,} "
                f"readings, {c.get('responses_posted', 0):,} responses; {c.get('failures', 0)} failed cycles")
+    if "notifications" in summary:
+        got = summary["notifications"]
+        click.echo(f"notifications: {got.get('received', 0):,} received over {got.get('connections', 0)} connection(s), "
+                   f"{c.get('subscriptions', 0):,} subscriptions ({c.get('subscriptions_refused', 0)} refused); "
+                   f"{summary['requests']:,} requests vs ≈ {summary['polling_estimate']:,} polling every pollRate")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,22 @@ What a run does (IEEE 2030.5 / CSIP), in this order:
 3. Ticks the engine at the server's time: applies the control it gives from now on and POSTs the
    Responses it returns to each event's replyTo.
 
+Notification mode (config `notify`, and a `notification_uri` given by the fleet, e.g. a path of
+der_sim.notifications.NotificationReceiver): during each walk the device subscribes (POST
+/edev/{id}/sub) to every document it polls for controls — its FunctionSetAssignmentsList, each
+FSA's DERProgramList, each program's DERControlList and DefaultDERControl — before it reads it,
+so no change falls between the read and the subscription; it reads its SubscriptionList once per
+walk, re-subscribes what the server no longer holds for this URI and deletes what it no longer
+reads. It then walks again only every `notify_poll_factor` × pollRate (a safety net) and takes
+the rest from notifications: `deliver` (any thread) queues one and asks the fleet to run the
+agent now (`wake_hook`); the run feeds a DERControlList or DefaultDERControl to the engine as a
+poll would (a list longer than the notification's limit is read whole), and a changed
+FSA or DERProgramList, or a subscription the server ended (status 1, 2 or 4), makes it walk at
+once. A subscription the server refuses puts the device back to polling at its pollRate.
+Known limit: a notification rendered before a walk's read but delivered after it is applied after
+it (the documents carry no version); the server lists events until they end, so only an event
+created in between could be taken for removed.
+
 Failures: an error on the way (no answer, 429, 5xx, an answer it cannot read) ends the cycle and
 backs off exponentially with jitter (Retry-After honoured); a refusal of something the device sent
 (4xx on a PUT, a reading post or a Response) is counted, logged and dropped, and the cycle goes
@@ -48,6 +64,7 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +78,7 @@ from server.sep2.fsa import FunctionSetAssignmentsList
 from server.sep2.models import DeviceCapability, EndDevice, EndDeviceList, Registration, Time
 from server.sep2.mup import MirrorUsagePointList
 from server.sep2.rsps import DERControlResponse
+from server.sep2.sub import STATUS_DEFAULT, Notification, Subscription, SubscriptionList
 
 __all__ = ["AgentConfig", "AgentCounters", "DeviceAgent", "DCAP"]
 
@@ -89,6 +107,8 @@ class AgentConfig:
     backoff_max_s: float = 300.0
     readings_per_post: int = 2000  # at most this many readings per POST (halved on 413)
     max_pending_readings: int = 7 * 1440  # the oldest are dropped beyond this (a long outage)
+    notify: bool = False  # subscribe and act on notifications (needs the agent's notification_uri)
+    notify_poll_factor: float = 10.0  # in notification mode, walk every this × pollRate (safety net)
 
     def __post_init__(self) -> None:
         if not isinstance(self.interval_s, int) or self.interval_s <= 0:
@@ -101,6 +121,8 @@ class AgentConfig:
             raise ValueError(f"clock_tolerance_s must not be negative, got {self.clock_tolerance_s!r}")
         if self.readings_per_post < 1 or self.max_pending_readings < 1:
             raise ValueError("readings_per_post and max_pending_readings must be at least 1")
+        if not self.notify_poll_factor >= 1:
+            raise ValueError(f"notify_poll_factor must be at least 1, got {self.notify_poll_factor!r}")
 
 
 @dataclass(slots=True)
@@ -118,6 +140,14 @@ class AgentCounters:
     refusals: int = 0  # 4xx answers to what the device sent
     failures: int = 0  # cycles ended by an error (then backed off)
     consecutive_failures: int = 0
+    notifications: int = 0  # notifications applied
+    subscriptions: int = 0  # subscriptions POSTed (new or renewed)
+    subscriptions_refused: int = 0
+    control_list_gets: int = 0  # DERControlList pages read (walks and long notifications)
+    # requests by purpose, for comparing notification mode with polling (Fleet.summary)
+    cycle_requests: int = 0  # /dcap and the EndDeviceList, once per cycle
+    poll_requests: int = 0  # the walk: FSAs, DERProgramLists, DERControlLists, DefaultDERControls
+    sub_requests: int = 0  # SubscriptionList reads, subscription POSTs and DELETEs
 
 
 class _Stop(Exception):
@@ -164,6 +194,17 @@ class DeviceAgent:
         self._reported: str | None = None  # the EndDevice href whose DER documents were PUT
         self._typed: set[str] = set()  # usage points this agent posted its ReadingType to
         self._chunk = self.config.readings_per_post
+        self.notification_uri: str | None = None  # where the server notifies this device (notify mode)
+        self.wake_hook: Callable[[], None] | None = None  # asks the driver to run the agent now
+        self.running_since: float | None = None  # caller's clock, the first time it was running
+        self._inbox: deque[tuple[Notification, Any]] = deque()  # delivered, not applied yet
+        self._subs: dict[str, tuple[str, str]] = {}  # subscribed resource → (its href, its notificationURI)
+        self._watch_kind: dict[str, str] = {}  # subscribed href → "fsa" | "derp" | "derc" | "dderc"
+        self._wanted: set[str] = set()  # what this walk subscribed to
+        self._derc_of: dict[str, str] = {}  # DERControlList href → program mRID
+        self._dderc_of: dict[str, str] = {}  # DefaultDERControl href → program mRID
+        self._docs: dict[str, tuple[int, list[DERControl], DefaultDERControl | None]] = {}  # as last seen
+        self._unsubscribed = False  # a subscription was refused: poll at the pollRate
 
     @classmethod
     def over_tls(cls, credential: Any, host: str, port: int, trust_path: Any, *, model: Model, params: Any,
@@ -182,6 +223,18 @@ class DeviceAgent:
     @property
     def pending_readings(self) -> int:
         return len(self._pending)
+
+    @property
+    def notifying(self) -> bool:
+        """Whether this agent subscribes and takes its controls from notifications."""
+        return self.config.notify and self.notification_uri is not None
+
+    def deliver(self, notification: Notification, resource: Any) -> None:
+        """Queue a notification for this agent (any thread; it is applied by the next run) and ask
+        the driver, through `wake_hook`, to run the agent now."""
+        self._inbox.append((notification, resource))
+        if self.wake_hook is not None:
+            self.wake_hook()
 
     def close(self) -> None:
         with self._lock:
@@ -217,6 +270,8 @@ class DeviceAgent:
         self._catch_up(t)
         if t >= self._next_attempt:
             try:
+                if self._inbox:
+                    self._take_notifications(t)
                 if t >= min(self._next_poll, self._next_post, self._next_tm):
                     self._cycle(now)
                 self._tick(self.server_time(now))
@@ -230,7 +285,8 @@ class DeviceAgent:
 
     def _wake(self, now: float) -> float:
         t = self.server_time(now)
-        network = min(self._next_poll, self._next_post, self._next_tm, t if self._outbox else math.inf)
+        network = min(self._next_poll, self._next_post, self._next_tm,
+                      t if self._outbox or self._inbox else math.inf)
         wake = max(network, self._next_attempt)
         change = self.engine.next_change(self._whole(t))
         if change is not None:
@@ -306,23 +362,36 @@ class DeviceAgent:
     def _cycle(self, now: float) -> None:
         self.counters.cycles += 1
         t = self.server_time(now)
+        before = self.client.requests
         dcap = self.client.get(DCAP, DeviceCapability)
+        self.counters.cycle_requests += 1
         if t >= self._next_tm and dcap.time_link:
             t = self._sync_time(dcap.time_link, now)
         try:
+            before = self.client.requests
             edev, rates = self._registered(dcap, t)
         except _Stop:
             self._next_poll = self._next_post = t + self.poll_rate
             return
+        finally:
+            self.counters.cycle_requests += self.client.requests - before
         self.phase, self.problem = "running", None
+        if self.running_since is None:
+            self.running_since = now
         if self._reported != edev.href:
             self._report(edev, t, everything=True)
             self._reported = edev.href
             self._next_post = max(self._next_post, t + self._post_rate(edev))
         if t >= self._next_poll:
-            rates += self._poll(edev, t)
+            before, subs_before = self.client.requests, self.counters.sub_requests
+            try:
+                rates += self._poll(edev, t)
+            finally:
+                sub = self.counters.sub_requests - subs_before
+                self.counters.poll_requests += self.client.requests - before - sub
             self.poll_rate = self.config.poll_rate or min((r for r in rates if r), default=self.config.default_poll_rate)
-            self._next_poll = t + self.poll_rate
+            factor = self.config.notify_poll_factor if self.notifying and not self._unsubscribed else 1.0
+            self._next_poll = t + self.poll_rate * factor
         if t >= self._next_post:
             self._report(edev, t, everything=False)
             self._post_readings(dcap, t)
@@ -447,13 +516,22 @@ class DeviceAgent:
         half way feeds nothing, so no event is taken for removed)."""
         rates: list[int | None] = []
         found: dict[str, tuple[int, list[DERControl], DefaultDERControl | None]] = {}
+        derc_of: dict[str, str] = {}
+        dderc_of: dict[str, str] = {}
+        notifying = self.notifying
+        if notifying:
+            self._load_subscriptions(edev)
         if edev.function_set_assignments_list_link is not None:
-            fsa_list, assignments = self._pages(edev.function_set_assignments_list_link.href,
-                                                FunctionSetAssignmentsList, "function_set_assignments")
+            href = edev.function_set_assignments_list_link.href
+            if notifying:
+                self._watch(edev, href, "fsa")
+            fsa_list, assignments = self._pages(href, FunctionSetAssignmentsList, "function_set_assignments")
             rates.append(fsa_list.poll_rate)
             for fsa in assignments:
                 if fsa.der_program_list_link is None:
                     continue
+                if notifying:
+                    self._watch(edev, fsa.der_program_list_link.href, "derp")
                 plist, programs = self._pages(fsa.der_program_list_link.href, DERProgramList, "der_programs")
                 rates.append(plist.poll_rate)
                 for program in programs:
@@ -461,14 +539,17 @@ class DeviceAgent:
                         continue
                     controls: list[DERControl] = []
                     if program.der_control_list_link is not None:
-                        controls = self._pages(program.der_control_list_link.href, DERControlList, "der_controls")[1]
+                        href = program.der_control_list_link.href
+                        derc_of[href] = program.mrid
+                        if notifying:
+                            self._watch(edev, href, "derc")
+                        controls = self._controls(href)
                     default = None
                     if program.default_der_control_link:
-                        try:
-                            default = self.client.get(program.default_der_control_link, DefaultDERControl)
-                        except Sep2Error as exc:
-                            if exc.status != 404:
-                                raise
+                        dderc_of[program.default_der_control_link] = program.mrid
+                        if notifying:
+                            self._watch(edev, program.default_der_control_link, "dderc")
+                        default = self._default(program.default_der_control_link)
                     found[program.mrid] = (program.primacy, controls, default)
         now = self._whole(t)
         for mrid, (primacy, controls, default) in found.items():
@@ -476,8 +557,117 @@ class DeviceAgent:
         for mrid in set(self._programs) - set(found):
             self.engine.observe(mrid, self._programs[mrid], [], None, now)
         self._programs = {m: v[0] for m, v in found.items()}
+        self._docs, self._derc_of, self._dderc_of = found, derc_of, dderc_of
+        if notifying:
+            self._unwatch_others(edev)
         self.counters.polls += 1
         return rates
+
+    def _controls(self, href: str) -> list[DERControl]:
+        """A whole DERControlList."""
+        before = self.client.requests
+        try:
+            return self._pages(href, DERControlList, "der_controls")[1]
+        finally:
+            self.counters.control_list_gets += self.client.requests - before
+
+    def _default(self, href: str) -> DefaultDERControl | None:
+        try:
+            return self.client.get(href, DefaultDERControl)
+        except Sep2Error as exc:
+            if exc.status != 404:
+                raise
+            return None
+
+    # -------------------------------------------------------------------------- notifications
+
+    def _load_subscriptions(self, edev: EndDevice) -> None:
+        """What the server holds for this device (its own subscriptions), once per walk."""
+        self._wanted = set()
+        if edev.subscription_list_link is None:
+            self._subs = {}
+            return
+        before = self.client.requests
+        try:
+            _, subs = self._pages(edev.subscription_list_link.href, SubscriptionList, "subscriptions")
+        finally:
+            self.counters.sub_requests += self.client.requests - before
+        self._subs = {s.subscribed_resource: (s.href or "", s.notification_uri) for s in subs}
+        self._unsubscribed = False
+
+    def _watch(self, edev: EndDevice, href: str, kind: str) -> None:
+        """Subscribe to `href` unless the server already notifies this device's URI of it."""
+        self._wanted.add(href)
+        self._watch_kind[href] = kind
+        held = self._subs.get(href)
+        if held is not None and held[1] == self.notification_uri:
+            return
+        if edev.subscription_list_link is None:
+            self._unsubscribed = True
+            return
+        assert self.notification_uri is not None
+        doc = Subscription(subscribed_resource=href, limit=PAGE, notification_uri=self.notification_uri)
+        try:
+            self.counters.sub_requests += 1
+            location = self.client.post(edev.subscription_list_link.href, doc)
+        except Sep2Error as exc:
+            if exc.retryable:
+                raise
+            self.counters.subscriptions_refused += 1
+            self._unsubscribed = True  # polled at the pollRate instead
+            self._refused(exc)
+            return
+        self.counters.subscriptions += 1
+        self._subs[href] = (location or "", self.notification_uri)
+
+    def _unwatch_others(self, edev: EndDevice) -> None:
+        """Delete this device's subscriptions to what it no longer reads (after a whole walk)."""
+        for resource, (href, _) in list(self._subs.items()):
+            if resource in self._wanted or not href:
+                continue
+            try:
+                self.counters.sub_requests += 1
+                self.client.delete(href)
+            except Sep2Error as exc:
+                if exc.retryable:
+                    raise
+                if exc.status != 404:
+                    self._refused(exc)
+            del self._subs[resource]
+            self._watch_kind.pop(resource, None)
+
+    def _take_notifications(self, t: float) -> None:
+        """Apply the queued notifications in order (one that needs a request the server does not
+        answer stays queued, and the run backs off)."""
+        while self._inbox:
+            note, resource = self._inbox[0]
+            self._apply(note, resource, t)
+            self._inbox.popleft()
+            self.counters.notifications += 1
+
+    def _apply(self, note: Notification, resource: Any, t: float) -> None:
+        href = note.subscribed_resource
+        if note.status != STATUS_DEFAULT or resource is None:
+            # the server ended the subscription (cancelled, moved, deleted): find out what stands
+            self._subs.pop(href, None)
+            self._next_poll = min(self._next_poll, t)
+            return
+        now = self._whole(t)
+        if href in self._derc_of and isinstance(resource, DERControlList):
+            mrid = self._derc_of[href]
+            controls = list(resource.der_controls)
+            if resource.all > len(controls):  # longer than the subscription's limit: read it whole
+                controls = self._controls(href)
+            primacy, _, default = self._docs[mrid]
+            self._docs[mrid] = (primacy, controls, default)
+            self.engine.observe(mrid, primacy, controls, default, now)
+        elif href in self._dderc_of and isinstance(resource, DefaultDERControl):
+            mrid = self._dderc_of[href]
+            primacy, controls, _ = self._docs[mrid]
+            self._docs[mrid] = (primacy, controls, resource)
+            self.engine.observe(mrid, primacy, controls, resource, now)
+        elif self._watch_kind.get(href) in ("fsa", "derp"):
+            self._next_poll = min(self._next_poll, t)  # programs came or went: walk now
 
     def _flush(self, t: float) -> None:
         """POST the queued Responses in order; a refused one is dropped."""

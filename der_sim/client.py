@@ -8,8 +8,8 @@ Two layers:
   is replaced and the request sent once more on the new one (only then: a request that fails on a
   fresh connection is not repeated). Tests plug in-process transports in instead.
 - `Sep2Client` speaks documents: `get(href, Model)` parses the answer with `server.sep2.codec`,
-  `post(href, model)` returns the Location, `put(href, model)`. Bodies are `application/sep+xml`.
-  An answer ≥ 400 raises `Sep2Error` with its status, the server's `<Error>` (if it sent one), its
+  `post(href, model)` returns the Location, `put(href, model)`, `delete(href)`. Bodies are
+  `application/sep+xml`. An answer ≥ 400 raises `Sep2Error` with its status, the server's `<Error>` (if it sent one), its
   Retry-After in seconds and Location (409 on registration carries one); no answer at all raises
   `TransportError`; an answer that cannot be understood raises `BadAnswer`. All are `ClientError`.
 
@@ -295,6 +295,7 @@ class Sep2Client:
                  clock: Any = time.perf_counter) -> None:
         self.transport = transport
         self.stats = stats if stats is not None else Stats()
+        self.requests = 0  # made by this client (stats may be shared by a fleet)
         self._clock = clock
 
     @classmethod
@@ -313,6 +314,7 @@ class Sep2Client:
         if body is not None:
             headers["Content-Type"] = MEDIA_TYPE
         began = self._clock()
+        self.requests += 1
         try:
             status, answer_headers, data = self.transport.request(method, path, body, headers)
         except TransportError:
@@ -353,3 +355,6 @@ class Sep2Client:
 
     def put(self, href: str, obj: Any) -> None:
         self._call("PUT", href, codec.render(obj))
+
+    def delete(self, href: str) -> None:
+        self._call("DELETE", href, None)

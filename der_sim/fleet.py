@@ -11,15 +11,24 @@ certificate from the dev PKI in one pass. While starting, `wait_registered` repo
 the end `summary()` gives counts, request latency percentiles and failures. `offers` derives the
 bid curve each device would offer from its current state (der_sim.devices.offered_curve), in the
 seed's convention (price, powerKW), for a BAP to send when enrolling.
+
+Driven by notifications (`receiver`, a der_sim.notifications.NotificationReceiver, and an
+AgentConfig with `notify`): the fleet starts the receiver first, gives each agent its path on it
+(`/n/<LFDI>`) and a wake hook, and a notification makes the agent's worker run it at once (the
+worker's heap keeps one live entry per agent; older ones are skipped). `summary()` then also
+gives what the receiver saw and an estimate of the requests the same fleet would have made
+polling at its pollRate over the same time (`polling_estimate`).
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
+import math
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -164,6 +173,27 @@ def _percentiles(stats: Stats) -> dict[str, Any]:
 class _Worker:
     agents: list[tuple[int, DeviceAgent]] = field(default_factory=list)
     thread: threading.Thread | None = None
+    woken: deque[int] = field(default_factory=deque)  # agents to run now (notified)
+    bell: threading.Event = field(default_factory=threading.Event)
+
+    def wake(self, i: int) -> None:
+        self.woken.append(i)
+        self.bell.set()
+
+
+def polling_estimate(agent: DeviceAgent, now: float) -> int | None:
+    """The requests `agent` would have made polling at its pollRate since it began running, from
+    what it did in notification mode: everything but the walks, the subscriptions and the cycles
+    as it was, plus one walk (at the cost its walks had) every pollRate and one cycle (at the cost
+    its cycles had) every min(pollRate, postRate). None for an agent that never ran."""
+    c = agent.counters
+    if agent.running_since is None or c.polls == 0 or c.cycles == 0:
+        return None
+    seconds = max(0.0, now - agent.running_since)
+    walks = max(c.polls, math.ceil(seconds / agent.poll_rate))
+    cycles = max(c.cycles, math.ceil(seconds / min(agent.poll_rate, agent.post_rate)))
+    others = agent.client.requests - c.poll_requests - c.sub_requests - c.cycle_requests
+    return round(others + walks * c.poll_requests / c.polls + cycles * c.cycle_requests / c.cycles)
 
 
 class Fleet:
@@ -171,9 +201,12 @@ class Fleet:
 
     def __init__(self, devices: Sequence[SimDevice], credentials: Sequence[Any], host: str, port: int,
                  trust_path: str | Path, *, config: AgentConfig | None = None, workers: int = 16,
-                 seed: int = 1, timeout: float = 10.0) -> None:
+                 seed: int = 1, timeout: float = 10.0, receiver: Any = None) -> None:
         if len(devices) != len(credentials):
             raise ValueError(f"{len(devices)} devices but {len(credentials)} credentials")
+        if receiver is not None and not (config and config.notify):
+            raise ValueError("a notification receiver needs an AgentConfig with notify=True")
+        self.receiver = receiver
         self.devices = list(devices)
         self.stats = Stats()
         self.started_at: float | None = None
@@ -183,7 +216,10 @@ class Fleet:
             dev.agent = DeviceAgent.over_tls(cred, host, port, trust_path, model=MODELS[dev.kind], params=dev.params,
                                              rng=random.Random(f"{seed}:{dev.name}"), config=config,
                                              stats=self.stats, timeout=timeout)
-            self._workers[i % len(self._workers)].agents.append((i, dev.agent))
+            worker = self._workers[i % len(self._workers)]
+            worker.agents.append((i, dev.agent))
+            if receiver is not None:
+                dev.agent.wake_hook = lambda w=worker, n=i: w.wake(n)
 
     @property
     def agents(self) -> list[DeviceAgent]:
@@ -193,6 +229,11 @@ class Fleet:
     def start(self) -> Fleet:
         self.started_at = time.time()
         self._stop.clear()
+        if self.receiver is not None:
+            self.receiver.start()
+            for agent in self.agents:
+                agent.notification_uri = self.receiver.url_for(agent.lfdi)
+                self.receiver.register(agent.lfdi, agent.deliver)
         for n, w in enumerate(self._workers):
             w.thread = threading.Thread(target=self._loop, args=(w,), name=f"der-sim-fleet-{n}", daemon=True)
             w.thread.start()
@@ -200,27 +241,43 @@ class Fleet:
 
     def _loop(self, worker: _Worker) -> None:
         # spread the first runs over a second so thousands of devices do not all knock at once
+        # one live heap entry per agent: (due, i, generation); a wake-up pushes a newer one and the
+        # older entry is skipped when it comes up
         rng = random.Random(id(worker))
-        heap = [(time.time() + rng.uniform(0, 1.0), i, agent) for i, agent in worker.agents]
+        agents = dict(worker.agents)
+        generation = dict.fromkeys(agents, 0)
+        heap = [(time.time() + rng.uniform(0, 1.0), i, 0) for i in agents]
         heapq.heapify(heap)
         while heap and not self._stop.is_set():
-            due, i, agent = heap[0]
+            while worker.woken:
+                i = worker.woken.popleft()
+                generation[i] += 1
+                heapq.heappush(heap, (time.time(), i, generation[i]))
+            due, i, gen = heap[0]
+            if gen != generation[i]:
+                heapq.heappop(heap)
+                continue
             wait = due - time.time()
             if wait > 0:
-                self._stop.wait(min(wait, 0.5))
+                worker.bell.wait(min(wait, 0.5))
+                worker.bell.clear()
                 continue
             heapq.heappop(heap)
-            nxt = agent.run_due(time.time())
-            heapq.heappush(heap, (max(nxt, time.time() + 0.01), i, agent))
+            nxt = agents[i].run_due(time.time())
+            heapq.heappush(heap, (max(nxt, time.time() + 0.01), i, gen))
 
     def stop(self, timeout: float = 15.0) -> None:
         self._stop.set()
+        for w in self._workers:
+            w.bell.set()
         for w in self._workers:
             if w.thread is not None:
                 w.thread.join(timeout)
                 w.thread = None
         for agent in self.agents:
             agent.close()
+        if self.receiver is not None:
+            self.receiver.stop()
 
     def __enter__(self) -> Fleet:
         return self.start()
@@ -287,8 +344,14 @@ class Fleet:
                 if k != "consecutive_failures":
                     totals[k] = totals.get(k, 0) + v
         st = self.stats
-        return {
+        out = {
             "devices": len(self.devices), "phases": self.phases(), "counters": totals,
             "requests": st.requests, "failed_requests": st.failed, "by_status": dict(st.by_status),
             "latency": _percentiles(st), "seconds": None if self.started_at is None else round(time.time() - self.started_at, 1),
         }
+        if self.receiver is not None:
+            now = time.time()
+            estimates = [polling_estimate(a, now) for a in self.agents]
+            out["notifications"] = self.receiver.stats()
+            out["polling_estimate"] = sum(e for e in estimates if e is not None)
+        return out
