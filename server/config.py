@@ -24,6 +24,16 @@ class Settings:
     bind: str = "127.0.0.1:8443"
     workers: int = 1
     threads: int = 8
+    # The front of every worker (server/front.py): connections are handshaken and their request
+    # heads read on its event loop, never by a thread, within these bounds. Per worker process:
+    # at most max_connections open (gunicorn's worker_connections; the oldest still arriving is
+    # closed for a new one); at most max_pending_per_address not yet past their first request
+    # from one address (0: no limit; trusted proxies exempt); keep-alive kept this long.
+    max_connections: int = 4096
+    max_pending_per_address: int = 256
+    keepalive_seconds: int = 75
+    tls_handshake_timeout_seconds: int = 10
+    request_head_timeout_seconds: int = 10
     # Server certificate, key and the CA bundle clients are verified against; default: the dev PKI.
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
@@ -78,6 +88,15 @@ class Settings:
             raise ConfigError("poll_rate must be a positive number of seconds")
         if self.workers < 1 or self.threads < 1:
             raise ConfigError("workers and threads must be at least 1")
+        if not self.threads + 16 <= self.max_connections <= 65_536:
+            raise ConfigError("max_connections must be between threads + 16 and 65536")
+        if not 0 <= self.max_pending_per_address <= 65_536:
+            raise ConfigError("max_pending_per_address must be between 0 (no limit) and 65536")
+        if not 0 <= self.keepalive_seconds <= 3600:
+            raise ConfigError("keepalive_seconds must be between 0 (no keep-alive) and 3600")
+        for name in ("tls_handshake_timeout_seconds", "request_head_timeout_seconds"):
+            if not 1 <= getattr(self, name) <= 300:
+                raise ConfigError(f"{name} must be between 1 and 300")
         if not 0 <= self.response_cache_seconds <= 3600:
             raise ConfigError("response_cache_seconds must be between 0 and 3600")
         if not 1 <= self.scheduler_reconcile_seconds <= 3600:

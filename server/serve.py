@@ -1,7 +1,9 @@
 """`derflex serve`: the Flask app under gunicorn (gthread workers: processes × threads, keep-alive).
 
 TLS is terminated by gunicorn's workers with our own SSL context (TLS 1.2, CCM8, client
-certificate required), built once per worker rather than per connection. In proxy mode the server
+certificate required), built once per worker rather than per connection; the handshake and the
+read of each request head happen on the worker's event loop with deadlines (server/front.py), so
+silent or slow clients never hold a WSGI thread. In proxy mode the server
 listens on plain HTTP and trusts the certificate header only from configured proxy addresses.
 """
 
@@ -22,15 +24,35 @@ from server.tls import server_context
 log = logging.getLogger("derflex.serve")
 
 
-def _gunicorn_options(bind: str, workers: int, threads: int, name: str, access_log: bool) -> dict[str, Any]:
-    """What both listeners share: gthread workers with keep-alive, logs to stderr."""
+def _gunicorn_options(
+    settings: Settings, bind: str, workers: int, name: str, access_log: bool
+) -> dict[str, Any]:
+    """What both listeners share: gthread workers behind the event-driven front of
+    `server.front` (handshakes and request heads read on the event loop, with deadlines), with
+    keep-alive, logs to stderr."""
     return {
-        "bind": [bind], "workers": workers, "worker_class": "gthread", "threads": threads,
-        "keepalive": 75, "timeout": 60, "graceful_timeout": 10, "proc_name": name,
+        "bind": [bind], "workers": workers, "worker_class": _front_worker(settings), "threads": settings.threads,
+        "worker_connections": settings.max_connections, "keepalive": settings.keepalive_seconds,
+        "timeout": 60, "graceful_timeout": 10, "proc_name": name,
         # gunicorn's control socket is one path per user: two servers would fight over it.
         "control_socket_disable": True,
         "accesslog": "-" if access_log else None, "errorlog": "-", "loglevel": "info",
     }
+
+
+def _front_worker(settings: Settings) -> type:
+    """The worker class with this server's limits (server/front.py says what each bounds)."""
+    from server.front import FrontLimits, FrontWorker
+
+    head = float(settings.request_head_timeout_seconds)
+    return FrontWorker.with_limits(FrontLimits(
+        handshake_timeout=float(settings.tls_handshake_timeout_seconds),
+        head_timeout=head,
+        io_timeout=head,
+        max_pending_per_address=settings.max_pending_per_address,
+        exempt_addresses=settings.trusted_proxies if settings.proxy_mode else (),
+        max_body_prefetch=settings.max_body_bytes,
+    ))
 
 
 class DerflexServer(BaseApplication):  # type: ignore[misc]
@@ -41,7 +63,7 @@ class DerflexServer(BaseApplication):  # type: ignore[misc]
 
     def load_config(self) -> None:
         s = self.settings
-        options = _gunicorn_options(s.bind, s.workers, s.threads, "derflex", self.access_log)
+        options = _gunicorn_options(s, s.bind, s.workers, "derflex", self.access_log)
         options["forwarded_allow_ips"] = ",".join(s.trusted_proxies) if s.proxy_mode else "127.0.0.1"
         if s.scheduler:
             # Every worker is a candidate; the database elects one (server.jobs.scheduler).
@@ -53,7 +75,7 @@ class DerflexServer(BaseApplication):  # type: ignore[misc]
                 keyfile=str(files.key),
                 ca_certs=str(files.trust),
                 cert_reqs=ssl.CERT_REQUIRED,
-                do_handshake_on_connect=True,
+                do_handshake_on_connect=False,  # server.front handshakes on the event loop
                 ssl_context=_context_hook(s),
             )
         for key, value in options.items():
@@ -134,7 +156,7 @@ class BecknServer(BaseApplication):  # type: ignore[misc]
 
     def load_config(self) -> None:
         s = self.settings
-        options = _gunicorn_options(s.beckn_bind, 1, s.threads, "derflex-beckn", self.access_log)
+        options = _gunicorn_options(s, s.beckn_bind, 1, "derflex-beckn", self.access_log)
         if not _worker_beside_listener(s):
             options.update(post_worker_init=_start_inline_worker, worker_exit=_stop_inline_worker)
         for key, value in options.items():
@@ -261,11 +283,16 @@ def run(settings: Settings, *, access_log: bool = False) -> None:
             finally:
                 os._exit(code)
         log.info("Beckn BPP listening on http://%s/beckn (pid %s)", settings.beckn_bind, child)
+    from server.ui import listener as ui_listener
+
+    dashboard = ui_listener.fork(settings, access_log=access_log)  # the operators' HTTPS listener
     try:
         DerflexServer(settings, access_log=access_log).run()
     finally:
         # gunicorn's workers are forked from this process too and unwind through here: only the
-        # process that made the BPP stops it
+        # process that made the BPP (and the dashboard) stops it
+        if dashboard and os.getpid() == parent:
+            ui_listener.stop(dashboard)
         if child and os.getpid() == parent:
             try:
                 os.kill(child, signal.SIGTERM)
