@@ -77,6 +77,9 @@ class Settings:
     # connection), and how long one may take before it counts as failed.
     notification_connections: int = 2
     notification_timeout_seconds: int = 10
+    # The operator dashboard (server.ui): its own HTTPS listener (TLS 1.2/1.3, standard suites, the
+    # server's certificate; browsers cannot speak CCM8). "" or "off" switches it off.
+    ui_bind: str = "127.0.0.1:8444"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -146,11 +149,12 @@ class Settings:
 
 
 def _empty(name: str, default: Any) -> Any:
-    """What a variable set to "" means: the Beckn facade off for DERFLEX_BECKN_BIND, an empty list
+    """What a variable set to "" means: the Beckn facade off for DERFLEX_BECKN_BIND (the dashboard
+    for DERFLEX_UI_BIND), an empty list
     for a list, "" for a text whose default is "" (it means the documented fallback), <home>/certs
     for DERFLEX_PKI_DIR (as `derflex pki` reads it); any other setting refuses an empty value (a
     TLS file left empty must not fall back to the dev PKI's), never silently the default."""
-    if name == "beckn_bind":
+    if name in ("beckn_bind", "ui_bind"):
         return ""
     if name == "pki_dir":
         return None
@@ -165,8 +169,8 @@ def _empty(name: str, default: Any) -> Any:
 def _coerce(name: str, raw: str, default: Any) -> Any:
     if raw.strip() == "":
         return _empty(name, default)
-    if name == "beckn_bind" and raw.lower() in ("off", "none", "false", "no"):
-        return ""  # the facade off, as an empty value
+    if name in ("beckn_bind", "ui_bind") and raw.lower() in ("off", "none", "false", "no"):
+        return ""  # the facade (or the dashboard) off, as an empty value
     if isinstance(default, bool):
         if raw.lower() in ("1", "true", "yes", "on"):
             return True

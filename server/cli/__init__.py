@@ -266,6 +266,10 @@ def _add_subcommands() -> None:
     main.add_command(program_alias)
     main.add_command(event)
 
+    from server.cli.ui import ui_group
+
+    main.add_command(ui_group)  # derflex ui user add|passwd|role|disable|list
+
     from server.cli.curves import curve, log_events
 
     der_program.add_command(curve)  # derflex der-program curve …

@@ -39,7 +39,8 @@ class RunningServer:
 def start_server(home: Path, *args: str, env: dict[str, str] | None = None) -> RunningServer:
     port = free_port()
     # every server its own BPP listener (unless the test fixes one), so servers never collide
-    env = {"DERFLEX_BECKN_BIND": f"127.0.0.1:{free_port()}", **(env or {})}
+    # ... and no dashboard listener unless the test asks for one (tests/ui start theirs on a free port)
+    env = {"DERFLEX_BECKN_BIND": f"127.0.0.1:{free_port()}", "DERFLEX_UI_BIND": "off", **(env or {})}
     beckn_port = int(env["DERFLEX_BECKN_BIND"].rsplit(":", 1)[1]) if env["DERFLEX_BECKN_BIND"] else 0
     log = home / "server.log"
     cmd = [sys.executable, "-m", "server.cli", "--home", str(home), "serve", "--bind", f"127.0.0.1:{port}", *args]
