@@ -8,6 +8,7 @@ leaves at once. Every error of this blueprint — a too large body, a wrong meth
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
@@ -15,7 +16,9 @@ from werkzeug.exceptions import HTTPException
 
 from server.beckn.envelope import nack
 from server.beckn.errors import ErrorCode
+from server.beckn.signing import SigningKey
 from server.services.bpp import pipeline as beckn, actions as beckn_actions
+from server.services.bpp import v2pipeline as beckn_v2
 from server.services.errors import ServiceError
 
 bp = Blueprint("beckn", __name__, url_prefix="/beckn")
@@ -31,6 +34,28 @@ def receive(action: str) -> tuple[Response, int, dict[str, str]]:
     raw = request.get_data(cache=False)
     answer = beckn.receive(f.db, action, raw, request.headers.get("Authorization"), time.time(), f.provider,
                            f.keys, domains=f.domains)
+    if answer.status == 200 and f.worker is not None:
+        f.worker.wake()
+    return jsonify(answer.body), answer.status, answer.headers
+
+
+def _our_key() -> Any:
+    """Our signing key (v2 Acks are counter-signed), read once per app from the provider's file."""
+    key = current_app.extensions.get("derflex.beckn.key")
+    if key is None:
+        p = facade().provider
+        key = SigningKey.from_b64(p.bpp_id, p.key_id, Path(p.key_path).read_text().strip())
+        current_app.extensions["derflex.beckn.key"] = key
+    return key
+
+
+@bp.post("/v2/<string(maxlength=64):action>")
+def receive_v2(action: str) -> tuple[Response, int, dict[str, str]]:
+    """Beckn v2.0.0 LTS: the same pipeline, v2's wire (server.services.bpp.v2pipeline)."""
+    f = facade()
+    raw = request.get_data(cache=False)
+    answer = beckn_v2.receive(f.db, action, raw, request.headers.get("Authorization"), time.time(), f.provider,
+                              f.keys, _our_key())
     if answer.status == 200 and f.worker is not None:
         f.worker.wake()
     return jsonify(answer.body), answer.status, answer.headers

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from server.beckn.envelope import Request
 from server.beckn.errors import BecknError, ErrorCode
 from server.db.beckn import BecknOrder
-from server.services.bpp import catalog, orders
+from server.services.bpp import catalog, orders, v2contracts
 from server.services.bpp.provider import Provider
 from server.services.errors import Conflict, Invalid, NotFound, ServiceError
 
@@ -92,6 +92,8 @@ def tracking_view(session: Session, order_id: str, provider: Provider, now: int)
     """What an order's tracking URL shows (on_track): its status and where each device stands.
     The URL holds the order id (128 random bits) and is the capability; billing is left out."""
     order = session.get(BecknOrder, order_id)
+    if order is not None and orders.is_v2(order):
+        return v2contracts.status_message(session, order, provider, now)  # a v2 contract's live view
     if order is None or order.state == "draft":
         raise NotFound(f"no order {order_id!r}")
     view = orders.order_view(session, order, provider, now)

@@ -272,7 +272,7 @@ def find_order(session: Session, bap_id: str, order_id: Any, path: str) -> Beckn
     """The caller's order (30010 for an id of nobody's or of another BAP)."""
     oid = text(order_id, path, max_len=64)
     row = session.scalars(select(BecknOrder).where(BecknOrder.id == oid, BecknOrder.bap_id == bap_id)).first()
-    if row is None:
+    if row is None or is_v2(row):  # a v2 contract is not a v1 order: the versions never mix
         raise fail(f"no order {oid!r}", path, ErrorCode.ORDER_NOT_FOUND)
     return row
 
@@ -286,9 +286,14 @@ def _order_of_transaction(session: Session, bap_id: str, transaction_id: str, st
     rows = session.scalars(stmt.order_by(BecknOrder.created_time.desc(), BecknOrder.id)).all()
     for state in states:  # in order of preference
         for r in rows:
-            if r.state == state:
+            if r.state == state and not is_v2(r):
                 return r
     return None
+
+
+def is_v2(order: BecknOrder) -> bool:
+    """A Beckn v2 contract (server.services.bpp.v2contracts stores them with this first key)."""
+    return order.order.startswith('{"derflex-beckn-v2"')
 
 
 def _touch(order: BecknOrder, request: Request, data: dict[str, Any], now: int) -> None:

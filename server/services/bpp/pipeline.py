@@ -53,6 +53,7 @@ from server.db import beckn as store
 from server.db.session import Database
 from server.services import clock, outbox
 from server.services.bpp import actions as beckn_actions
+from server.services.bpp import v2contracts, v2pipeline
 
 CLAIM_S = 30.0
 SEND_CLAIM_S = 120.0  # longer than a send can take: 5 s per socket operation, a bounded answer
@@ -149,6 +150,9 @@ def process(db: Database, inbox_id: int, now: float, provider: beckn_actions.Pro
         row = s.get(store.BecknInbox, inbox_id)
         if row is None or row.state != "received":
             return False
+        if v2pipeline.is_v2_row(row.action):  # Beckn v2.0.0: same transaction, v2's wire
+            v2pipeline.process_row(s, row, now, provider)
+            return True
         doc = json.loads(row.body)
         request = Request(context_from_json(doc["context"], action=row.action), doc.get("message") or {})
         message: dict[str, Any] | None
@@ -179,6 +183,8 @@ def push_order_status(s: Session, order: store.BecknOrder, provider: beckn_actio
                       message_id: str | None = None, deadline: float | None = None) -> str:
     """Queue an unsolicited on_status for an order (in its transaction, with a new message_id
     unless one is given), delivered until `deadline` (default: an hour). Its message_id."""
+    if v2contracts.is_v2(order):  # a v2 contract hears in v2
+        return v2pipeline.push_contract_status(s, order, provider, now, message_id=message_id, deadline=deadline)
     previous = context_from_json(json.loads(order.context))
     ctx = unsolicited_context(previous, action="on_status", message_id=message_id or str(uuid.uuid4()),
                               now=clock.utc(now), bpp_id=provider.bpp_id, bpp_uri=provider.bpp_uri,
@@ -271,6 +277,8 @@ def judge(status: int, body: bytes) -> str | None:
         answer = json.loads(body or b"{}")
         if answer.get("message", {}).get("ack", {}).get("status") == "NACK":
             return "NACK: " + json.dumps(answer.get("error"))[:300]
+        if answer.get("status") == "NACK":  # a v2 Ack
+            return "NACK: " + json.dumps(answer.get("error"))[:300]
     except (ValueError, AttributeError):
         return "the answer is not an ACK"
     return None
@@ -307,6 +315,10 @@ def fail_processing(db: Database, inbox_id: int, now: float, provider: beckn_act
         if row.attempts < MAX_PROCESS_ATTEMPTS:
             row.claimed_until = now + 2.0 ** row.attempts
             return "retry"
+        if v2pipeline.is_v2_row(row.action):
+            v2pipeline.fail_row(s, row, now, provider)
+            row.state, row.processed_time = "failed", now
+            return f"failed: {why[:200]}"
         doc = json.loads(row.body)
         request = context_from_json(doc["context"], action=row.action)
         ctx = callback_context(request, now=clock.utc(now), bpp_id=provider.bpp_id, bpp_uri=provider.bpp_uri)

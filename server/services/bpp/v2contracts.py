@@ -1,0 +1,712 @@
+"""Beckn v2 actions over the same domain as v1: a Contract is an order (`BecknOrder`), its
+participating meters are flex enrollments made by the same typed commands
+(server.services.flex.commands Enroll / ChangeEnrollmentState through enrollments and handlers),
+and bid curves are cleared by programs.clearing. No HTTP, no signing: `handle` answers one
+request with the `message` of its callback, or raises V2Error (nothing written: it runs in a
+savepoint).
+
+Mapping (docs/beckn.md, "Beckn v2.0.0"):
+
+* A program is the Resource `program-{id}` (DemandFlexNeed) plus the Offer `offer-program-{id}`
+  (DemandFlexBuyOffer), server.services.bpp.v2catalog. A contract names them in
+  `commitments[0].resources[0].id` and `commitments[0].offer.id` (the offer must be the resource's).
+  `resources[0].quantity.unitQuantity` (kW, optional) is the capacity asked: above 0 and at most the
+  program's largest request (40002).
+* Seller: the `seller` role of the offer's DemandFlexBuyOffer inputs: `participantId` (the customer;
+  else the bapId) and `inputs.participatingMeters[]`, each a device's 40-hex LFDI or a DID whose
+  last `:` segment is one (`did:web:meters.example:<LFDI>`).
+* Bid curve: `commitments[0].commitmentAttributes` TimeSeries with OFFER_PRICE and
+  CAPACITY_OFFERED per interval, one interval per interval of the program's next window. Each
+  pair (OFFER_PRICE[k], CAPACITY_OFFERED[k]) is a block: CAPACITY_OFFERED[k] kW more at a clearing
+  price of at least OFFER_PRICE[k]. A fixed-incentive program takes CAPACITY_OFFERED alone (the
+  blocks are at the fixed rate). Our exact clearing (programs.clearing.clear) clears, per interval,
+  the bids of every active v2 contract of the program and this one against the interval's
+  CAPACITY_REQUESTED under the price cap; on_confirm adds CAPACITY_CLEARED (this contract's share)
+  and CLEARING_PRICE (insertedBy buyer) beside the bid.
+* select → DRAFT, nothing stored. init → every meter's Enroll checked (nothing written), the draft
+  contract stored with a new uuid `contract.id`. confirm → the draft (by `contract.id`, else this
+  transaction's) becomes ACTIVE: every Enroll checked, then all stored (source "beckn",
+  external_ref = the contract id), the bid cleared; a repeated confirm answers the same.
+  update (ACTIVE only, 50002) → the opt-in: the meters replace the contract's (new ones enroll,
+  missing ones leave) and a new bid replaces the old one. cancel → every enrollment cancelled,
+  CANCELLED. status → the contract with its performance (per meter BASELINE/USAGE of the latest
+  settled window) and settlement (DEGContract revenueFlows in our settlement's minor units, the
+  buyer's flow making them sum to zero, plus a RevenueFlow consideration and a COMPLETE Settlement).
+  track → our tracking URL; support → our contacts; rate → each rating stored (0…5).
+* `context.try: true` on update, cancel, rate or support previews: the answer is computed and
+  nothing is kept (the pipeline rolls the savepoint back).
+* Contracts are the caller's: looked up with its bapId in SQL; another BAP's id is 30008 like an
+  unknown one. A v1 order is not a v2 contract and the other way round.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from programs import enrollment as lifecycle
+from programs.clearing import CurveBook, clear, validate_curve
+from programs.model import Program
+from programs.settlement import ROLES, exponent
+from server.beckn.orders import OrderError, OrderState, transition
+from server.beckn_v2 import packs
+from server.beckn_v2.contracts import commitment_code, commitment_status, contract_code, status as contract_status
+from server.beckn_v2.envelope import Request
+from server.beckn_v2.errors import V2Code, V2Error
+from server.db import flex as store
+from server.db.beckn import BecknOrder, BecknRating
+from server.db.models import Device
+from server.services.bpp import settlement as beckn_settlement
+from server.services.bpp.orders import is_v2
+from server.services.bpp import v2catalog
+from server.services.bpp.provider import Provider
+from server.services.flex import enrollments, handlers, stored
+from server.services.flex.command_errors import CommandError
+from server.services.flex.commands import ChangeEnrollmentState, DeviceRef, Enroll
+from server.services.errors import ServiceError
+
+V2_MARK = "derflex-beckn-v2"  # first key of a v2 contract's stored JSON (orders.is_v2)
+MAX_METERS = 1000
+_LFDI = re.compile(r"[0-9A-Fa-f]{40}")
+RATING_MAX = 5.0
+
+
+
+
+# ---------------------------------------------------------------------------------- reading
+
+
+def _obj(value: Any, path: str, *, required: bool = True) -> dict[str, Any]:
+    if value is None:
+        if required:
+            raise V2Error("is missing", path)
+        return {}
+    if not isinstance(value, dict):
+        raise V2Error("must be an object", path)
+    return value
+
+
+def _arr(value: Any, path: str, *, required: bool = True, max_len: int = 1000) -> list[Any]:
+    if value is None:
+        if required:
+            raise V2Error("is missing", path)
+        return []
+    if not isinstance(value, list):
+        raise V2Error("must be an array", path)
+    if len(value) > max_len:
+        raise V2Error(f"has {len(value)} entries; at most {max_len} are accepted", path)
+    return value
+
+
+def _text(value: Any, path: str, *, required: bool = True, max_len: int = 255) -> str | None:
+    if value is None:
+        if required:
+            raise V2Error("is missing", path)
+        return None
+    if not isinstance(value, str) or not value or len(value) > max_len or not value.isprintable():
+        raise V2Error(f"must be 1 to {max_len} printable characters", path)
+    return value
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What a select/init/confirm/update contract asks for."""
+
+    row: store.FlexProgram
+    program: Program
+    capacity_kw: float | None
+    seller: str
+    meters: tuple[tuple[str, str], ...]  # (as given, LFDI)
+    meters_given: bool
+    bid: tuple[tuple[tuple[float, ...], tuple[float, ...]], ...] | None  # per interval (prices, capacities)
+    commitment_id: str | None
+
+
+C = "message.contract"
+CM = f"{C}.commitments[0]"
+
+
+def read_contract(session: Session, message: dict[str, Any], request: Request, now: int) -> tuple[dict[str, Any], Asked]:
+    contract = _obj(message.get("contract"), C)
+    commitments = _arr(contract.get("commitments"), f"{C}.commitments", max_len=1)
+    if len(commitments) != 1:
+        raise V2Error("must hold exactly one commitment (one program per contract)", f"{C}.commitments")
+    commitment = _obj(commitments[0], CM)
+    resources = _arr(commitment.get("resources"), f"{CM}.resources", max_len=1)
+    if len(resources) != 1:
+        raise V2Error("must hold exactly one resource (the program's flex need)", f"{CM}.resources")
+    res = _obj(resources[0], f"{CM}.resources[0]")
+    row, program = v2catalog.program_of_resource(session, res.get("id"), f"{CM}.resources[0].id")
+    offer = _obj(commitment.get("offer"), f"{CM}.offer")
+    offer_row, _ = v2catalog.program_of_offer(session, offer.get("id"), f"{CM}.offer.id")
+    if offer_row.id != row.id:
+        raise V2Error(f"offer {offer.get('id')} is not an offer of resource {res.get('id')}", f"{CM}.offer.id",
+                      V2Code.OFFER_NOT_FOUND)
+    capacity = _capacity(res.get("quantity"), f"{CM}.resources[0].quantity", program)
+    seller, meters, given = _seller(offer.get("offerAttributes"), f"{CM}.offer.offerAttributes", request)
+    bid = None
+    if commitment.get("commitmentAttributes") is not None:
+        bid = _bid(session, commitment["commitmentAttributes"], f"{CM}.commitmentAttributes", row, program, now)
+    cid = _text(commitment.get("id"), f"{CM}.id", required=False, max_len=100)
+    return contract, Asked(row, program, capacity, seller, meters, given, bid, cid)
+
+
+def _capacity(value: Any, path: str, program: Program) -> float | None:
+    if value is None:
+        return None
+    q = _obj(value, path)
+    unit = q.get("unitCode")
+    if unit is not None and unit not in ("kW", "KW", "KWT"):
+        raise V2Error(f"unitCode must be kW, not {str(unit)[:20]!r}", f"{path}.unitCode")
+    kw = q.get("unitQuantity")
+    if kw is None:
+        return None
+    if isinstance(kw, bool) or not isinstance(kw, (int, float)) or kw != kw:
+        raise V2Error("must be a number of kW", f"{path}.unitQuantity")
+    if kw <= 0:
+        raise V2Error("must be above 0 kW", f"{path}.unitQuantity")
+    req = program.requested_kw
+    most = max(req) if isinstance(req, tuple) else float(req)
+    if kw > most:
+        raise V2Error(f"{kw:g} kW is more than this program asks for ({most:g} kW)", f"{path}.unitQuantity",
+                      V2Code.QUANTITY_UNAVAILABLE)
+    return float(kw)
+
+
+def _seller(value: Any, path: str, request: Request) -> tuple[str, tuple[tuple[str, str], ...], bool]:
+    attrs = _obj(value, path, required=False)
+    inputs = _arr(attrs.get("inputs"), f"{path}.inputs", required=False, max_len=10)
+    for i, entry in enumerate(inputs):
+        entry = _obj(entry, f"{path}.inputs[{i}]")
+        if entry.get("role") != "seller":
+            continue
+        who = _text(entry.get("participantId"), f"{path}.inputs[{i}].participantId", required=False, max_len=100)
+        body = _obj(entry.get("inputs"), f"{path}.inputs[{i}].inputs", required=False)
+        raw = body.get("participatingMeters")
+        meters: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for k, m in enumerate(_arr(raw, f"{path}.inputs[{i}].inputs.participatingMeters", required=False,
+                                   max_len=MAX_METERS)):
+            where = f"{path}.inputs[{i}].inputs.participatingMeters[{k}]"
+            text = _text(m, where, max_len=300)
+            assert text is not None
+            lfdi = text.rsplit(":", 1)[-1]
+            if not _LFDI.fullmatch(lfdi):
+                raise V2Error(f"meter {text[:80]!r} is not a device of this BPP: name it by its 40 hex digit LFDI "
+                              "or a DID ending in :<LFDI>", where, V2Code.BUSINESS_ERROR)
+            if lfdi.upper() in seen:
+                raise V2Error(f"meter {text[:80]!r} is listed twice", where)
+            seen.add(lfdi.upper())
+            meters.append((text, lfdi.upper()))
+        return who or request.context.bap_id, tuple(meters), raw is not None
+    return request.context.bap_id, (), False
+
+
+def _bid(session: Session, value: Any, path: str, row: store.FlexProgram, program: Program,
+         now: int) -> tuple[tuple[tuple[float, ...], tuple[float, ...]], ...]:
+    series = packs.read_series(value, path)
+    window, _ = v2catalog.next_window(session, row, program, now)
+    _, _, need = v2catalog.need_series(program, window)
+    if len(series.intervals) != len(need):
+        raise V2Error(f"has {len(series.intervals)} intervals; the program's window has {len(need)}", f"{path}.intervals")
+    fixed = program.incentive.kind == "fixed" and program.incentive.rate_per_kwh is not None
+    out = []
+    for i, cols in enumerate(series.intervals):
+        where = f"{path}.intervals[{i}]"
+        caps = cols.get("CAPACITY_OFFERED")
+        if not caps:
+            raise V2Error("has no CAPACITY_OFFERED", f"{where}.payloads")
+        prices = cols.get("OFFER_PRICE")
+        if prices is None:
+            if not fixed:
+                raise V2Error("has no OFFER_PRICE (a pay-as-clear bid prices every step)", f"{where}.payloads")
+            prices = tuple(float(program.incentive.rate_per_kwh or 0.0) for _ in caps)
+        if len(prices) != len(caps):
+            raise V2Error("OFFER_PRICE and CAPACITY_OFFERED must have one value per step each", f"{where}.payloads")
+        if any(c < 0 for c in caps) or any(p < 0 for p in prices):
+            raise V2Error("prices and capacities must not be negative", f"{where}.payloads")
+        try:
+            validate_curve(block_curve(prices, caps))
+        except ValueError as exc:
+            raise V2Error(str(exc), f"{where}.payloads") from None
+        out.append((tuple(prices), tuple(caps)))
+    return tuple(out)
+
+
+def block_curve(prices: tuple[float, ...] | list[float], caps: tuple[float, ...] | list[float]) -> list[tuple[float, float]]:
+    """Blocks (price, kW) as a reduction curve with vertical steps (programs.clearing)."""
+    merged: dict[float, float] = {}
+    for p, c in zip(prices, caps):
+        merged[float(p)] = merged.get(float(p), 0.0) + float(c)
+    points: list[tuple[float, float]] = []
+    total = 0.0
+    for p in sorted(merged):
+        points.append((p, total))
+        total += merged[p]
+        if merged[p] > 0:
+            points.append((p, total))
+    return points
+
+
+# ----------------------------------------------------------------------------------- devices
+
+
+def _enroll(asked: Asked, lfdi: str, order_id: str) -> Enroll:
+    return Enroll(program_id=asked.row.id, device=DeviceRef(lfdi=lfdi), customer=asked.seller[:100], kind=None,
+                  grid_node=None, offer=None, state=lifecycle.State.ACTIVE, source="beckn", external_ref=order_id)
+
+
+def _meter_path(k: int) -> str:
+    return f"{CM}.offer.offerAttributes.inputs.participatingMeters[{k}]"
+
+
+def _check(session: Session, asked: Asked, order_id: str, now: int) -> list[enrollments.CheckedEnrollment]:
+    out = []
+    for k, (given, lfdi) in enumerate(asked.meters):
+        try:
+            out.append(enrollments.check_enroll(session, _enroll(asked, lfdi, order_id), now))
+        except CommandError as exc:
+            what = "is not registered here (IEEE 2030.5): register it first" \
+                if exc.kind == "not_found" and exc.field == "lfdi" else f"cannot enroll: {exc.message}"
+            raise V2Error(f"meter {given[:80]} {what}", _meter_path(k), V2Code.BUSINESS_ERROR) from None
+    return out
+
+
+def _enrollments(session: Session, order: BecknOrder) -> dict[str, store.Enrollment]:
+    e = store.Enrollment
+    rows = session.execute(select(e, Device.lfdi).join(Device, Device.id == e.device_id)
+                           .where(e.program_id == order.program_id, e.external_ref == order.id)).all()
+    return {lfdi.upper(): enr for enr, lfdi in rows}
+
+
+def _leave(session: Session, enr: store.Enrollment, now: int) -> None:
+    handlers.execute(session, ChangeEnrollmentState(enr.program_id, enr.id, lifecycle.Event.CANCEL), now)
+
+
+# ---------------------------------------------------------------------------------- clearing
+
+
+def clear_bid(session: Session, order: BecknOrder, asked: Asked, now: int) -> list[tuple[float, float]] | None:
+    """(cleared kW, clearing price) per interval for this contract's bid with the program's other
+    active v2 contracts' bids (module docstring); None without a bid."""
+    if asked.bid is None:
+        return None
+    window, _ = v2catalog.next_window(session, asked.row, asked.program, now)
+    _, _, need = v2catalog.need_series(asked.program, window)
+    others = [json.loads(o.order).get("bid") for o in session.scalars(select(BecknOrder).where(
+        BecknOrder.program_id == asked.row.id, BecknOrder.state == "active", BecknOrder.id != order.id))
+        if is_v2(o)]
+    others = [b for b in others if b and len(b) == len(need)]
+    out = []
+    for i, requested in enumerate(need):
+        curves = [block_curve(b[i][0], b[i][1]) for b in others] + [block_curve(*asked.bid[i])]
+        result = clear(CurveBook.from_curves(curves), requested, asked.program.price_cap)
+        out.append((round(float(result.setpoints[-1]), 6), round(float(result.price), 6)))
+    return out
+
+
+# -------------------------------------------------------------------------------------- views
+
+
+def _amount(minor: int, currency: str) -> float:
+    return minor / 10 ** exponent(currency)
+
+
+def contract_view(session: Session, order: BecknOrder | None, asked_or_data: Asked | dict[str, Any],
+                  provider: Provider, now: int, *, state: str | None) -> dict[str, Any]:
+    """The Contract as the BAP sees it (every on_* answer)."""
+    if isinstance(asked_or_data, Asked):
+        a = asked_or_data
+        data = {"program_id": a.row.id, "capacity_kw": a.capacity_kw, "seller": a.seller,
+                "meters": [m[0] for m in a.meters],
+                "bid": [list(map(list, b)) for b in a.bid] if a.bid is not None else None,
+                "commitment_id": a.commitment_id}
+    else:
+        data = asked_or_data
+    row = session.get(store.FlexProgram, data["program_id"])
+    assert row is not None
+    program = stored.program_of(row)
+    resource = v2catalog.resource(session, row, program, now)
+    resource["quantity"] = {"unitCode": "kW", "unitQuantity": data.get("capacity_kw") or _largest(program),
+                            "@type": "Quantity"}
+    seller_inputs: dict[str, Any] = {}
+    if data.get("meters"):
+        seller_inputs["participatingMeters"] = list(data["meters"])
+    seller = {"role": "seller", "participantId": data["seller"], "inputs": seller_inputs}
+    offer = v2catalog.offer(session, row, program, provider, now, seller=seller, with_template=False)
+    offer.pop("validity", None)
+    commitment: dict[str, Any] = {
+        "id": data.get("commitment_id") or f"commitment-{order.id if order else row.id}",
+        "status": commitment_status(commitment_code(state)), "resources": [resource], "offer": offer}
+    if data.get("bid"):
+        commitment["commitmentAttributes"] = _bid_series(resource, data["bid"], data.get("clearing"), program)
+    out: dict[str, Any] = {}
+    if order is not None:
+        out["id"] = order.id
+    out["status"] = contract_status(contract_code(state))
+    out["commitments"] = [commitment]
+    currency = program.currency
+    out["consideration"] = [{"id": f"consideration-{row.id}", "status": {"code": "DRAFT" if state != "active" else "ACTIVE"},
+                             "considerationAttributes": packs.attrs("SettlementTerm", {
+                                 "amount": {"currency": currency, "value": _expected(program, data)},
+                                 "paymentTrigger": "ON_FULFILLMENT",
+                                 "settlementStatus": "PENDING"})}]
+    out["participants"] = [{"id": provider.bpp_id}, {"id": data["seller"]}]
+    degc = v2catalog.contract_template(program, provider, data["seller"])
+    if order is not None and state is not None and state != "draft":
+        _performance(session, order, out, degc, currency)
+    out["contractAttributes"] = degc
+    return out
+
+
+def _largest(program: Program) -> float:
+    req = program.requested_kw
+    return float(max(req)) if isinstance(req, tuple) else float(req)
+
+
+def _expected(program: Program, data: dict[str, Any]) -> float:
+    """Pay for one window at the capacity asked (the cleared capacity and price once cleared)."""
+    hours = program.window.nominal_s / 3600.0
+    clearing = data.get("clearing")
+    if clearing:
+        n = len(clearing)
+        return round(sum(kw * price for kw, price in clearing) * hours / n, 2)
+    fixed = program.incentive.kind == "fixed" and program.incentive.rate_per_kwh is not None
+    rate = float(program.incentive.rate_per_kwh) if fixed else program.price_cap  # type: ignore[arg-type]
+    return round((data.get("capacity_kw") or 1.0) * hours * rate, 2)
+
+
+def _bid_series(resource: dict[str, Any], bid: list[Any], clearing: list[Any] | None, program: Program) -> dict[str, Any]:
+    period = resource["resourceAttributes"]["intervalPeriod"]
+    unit = f"{program.currency}_PER_KWH"
+    descriptors = [("EVENT_PAYLOAD_DESCRIPTOR", "OFFER_PRICE", unit, "seller"),
+                   ("EVENT_PAYLOAD_DESCRIPTOR", "CAPACITY_OFFERED", "KW", "seller")]
+    if clearing:
+        descriptors += [("EVENT_PAYLOAD_DESCRIPTOR", "CAPACITY_CLEARED", "KW", "buyer"),
+                        ("EVENT_PAYLOAD_DESCRIPTOR", "CLEARING_PRICE", unit, "buyer")]
+    columns = []
+    for i, (prices, caps) in enumerate(bid):
+        cols: dict[str, list[float]] = {"OFFER_PRICE": list(prices), "CAPACITY_OFFERED": list(caps)}
+        if clearing:
+            cols["CAPACITY_CLEARED"] = [clearing[i][0]]
+            cols["CLEARING_PRICE"] = [clearing[i][1]]
+        columns.append(cols)
+    return packs.attrs("TimeSeries", packs.series_body(period["start"], period["duration"], descriptors, columns))
+
+
+def _performance(session: Session, order: BecknOrder, out: dict[str, Any], degc: dict[str, Any], currency: str) -> None:
+    """performance[] (per meter BASELINE/USAGE of the latest settled window), settlements[] and the
+    revenue flows of our settlement, when the contract has a settled window."""
+    got = beckn_settlement.latest(session, order)
+    if got is None:
+        return
+    run, window, rows = got["run"], got["window"], got["rows"]
+    by_device = {enr.device_id: lfdi for lfdi, enr in _enrollments(session, order).items()}
+    meters = []
+    by_role = dict.fromkeys(ROLES, 0)
+    for r in rows:
+        detail = json.loads(r.detail)
+        for f in detail["flows"]:
+            by_role[f["role"]] += f["amount_minor"]
+        ivs = detail["intervals"]
+        if not ivs:
+            continue
+        meters.append({"meterId": by_device.get(r.device_id, str(r.device_id)), "telemetry": {
+            "@type": "TimeSeries",
+            **packs.series_body(ivs[0]["start"], v2catalog._iso_duration(run.interval_s),
+                                [("REPORT_PAYLOAD_DESCRIPTOR", "BASELINE", "KW", "buyer"),
+                                 ("REPORT_PAYLOAD_DESCRIPTOR", "USAGE", "KW", "buyer")],
+                                [{"BASELINE": [iv["baseline_kw"] or 0.0], "USAGE": [iv["actual_kw"] or 0.0]} for iv in ivs])}})
+    event = f"{window.program_id}-{window.window_key}"
+    perf: dict[str, Any] = {"id": f"perf-{order.id}-{window.window_key}", "status": {"code": "SETTLED", "name": f"settled, version {run.version}"},
+                            "commitmentIds": [out["commitments"][0]["id"]],
+                            "performanceAttributes": packs.attrs("DemandFlexPerformance", {
+                                "eventId": event, "methodology": "derflex-settlement", "meters": meters})}
+    out["performance"] = [perf]
+    seller_minor = sum(by_role.values())
+    flows = [{"role": role.lower(), "value": _amount(m, currency), "currency": run.currency,
+              "description": f"{role} share of window {window.window_key}"} for role, m in by_role.items() if m]
+    flows.append({"role": "buyer", "value": _amount(-seller_minor, currency), "currency": run.currency,
+                  "description": f"paid by {out['participants'][0]['id']} for window {window.window_key}"})
+    degc["revenueFlows"] = flows
+    cid = f"revenue-{order.id}-{window.window_key}"
+    out["consideration"].append({"id": cid, "status": {"code": "COMPLETE"},
+                                 "considerationAttributes": packs.attrs("RevenueFlow", {"revenueFlows": flows})})
+    out["settlements"] = [{"id": f"settlement-{window.program_id}-{window.window_key}-v{run.version}",
+                           "considerationId": cid, "status": "COMPLETE"}]
+
+
+def used_packs(message: dict[str, Any]) -> tuple[str, ...]:
+    """context.schemaContext of a message we send: every pack it uses."""
+    found: list[str] = []
+    stack: list[Any] = [message]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            kind = node.get("@type")
+            if isinstance(kind, str) and kind in packs.CONTEXTS and kind not in found:
+                found.append(kind)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    order = [p for p in packs.CONTEXTS if p in found]
+    return packs.schema_context(order) + (packs.EXTRA_CONTEXTS if '"Quantity"' in json.dumps(message) else ())
+
+
+# ------------------------------------------------------------------------------------ actions
+
+
+def _find(session: Session, bap_id: str, contract_id: Any, path: str) -> BecknOrder:
+    cid = _text(contract_id, path, max_len=64)
+    row = session.scalars(select(BecknOrder).where(BecknOrder.id == cid, BecknOrder.bap_id == bap_id)).first()
+    if row is None or not is_v2(row):
+        raise V2Error(f"no contract {cid!r}", path, V2Code.CONTRACT_NOT_FOUND)
+    return row
+
+
+def _data(order: BecknOrder) -> dict[str, Any]:
+    return json.loads(order.order)[V2_MARK]
+
+
+def _store(order: BecknOrder, request: Request, data: dict[str, Any], now: int) -> None:
+    order.order = json.dumps({V2_MARK: data})
+    order.context = json.dumps(request.context.to_json())
+    order.updated_time = now
+
+
+def select_(session: Session, request: Request, provider: Provider, now: int) -> dict[str, Any]:
+    _, asked = read_contract(session, request.message, request, now)
+    return {"contract": contract_view(session, None, asked, provider, now, state=None)}
+
+
+def _transaction_draft(session: Session, request: Request, program_id: int, states: tuple[str, ...]) -> BecknOrder | None:
+    c = request.context
+    rows = session.scalars(select(BecknOrder).where(
+        BecknOrder.bap_id == c.bap_id, BecknOrder.transaction_id == c.transaction_id, BecknOrder.program_id == program_id,
+        BecknOrder.state.in_(states)).order_by(BecknOrder.created_time.desc())).all()
+    return next((r for s in states for r in rows if r.state == s and is_v2(r)), None)
+
+
+def _state_error(exc: OrderError, code: V2Code) -> V2Error:
+    return V2Error(exc.message.replace("order", "contract"), C, code)
+
+
+def init(session: Session, request: Request, provider: Provider, now: int) -> dict[str, Any]:
+    contract, asked = read_contract(session, request.message, request, now)
+    if contract.get("id") is not None:
+        order: BecknOrder | None = _find(session, request.context.bap_id, contract.get("id"), f"{C}.id")
+    else:
+        order = _transaction_draft(session, request, asked.row.id, ("draft",))
+    try:
+        transition(order.state if order is not None else None, "init")
+    except OrderError as exc:
+        raise _state_error(exc, V2Code.BUSINESS_ERROR) from None
+    order_id = order.id if order is not None else str(uuid.uuid4())
+    _check(session, asked, order_id, now)
+    if order is None:
+        c = request.context
+        order = BecknOrder(id=order_id, bap_id=c.bap_id, bap_uri=c.bap_uri, transaction_id=c.transaction_id,
+                           program_id=asked.row.id, state=OrderState.DRAFT.value, order="{}", context="{}",
+                           created_time=now, updated_time=now)
+        session.add(order)
+    elif order.program_id != asked.row.id:
+        raise V2Error(f"contract {order.id} is for resource program-{order.program_id}", f"{CM}.resources[0].id")
+    data = _data_of(asked)
+    _store(order, request, data, now)
+    session.flush()
+    return {"contract": contract_view(session, order, data, provider, now, state="draft")}
+
+
+def _data_of(asked: Asked) -> dict[str, Any]:
+    return {"program_id": asked.row.id, "capacity_kw": asked.capacity_kw, "seller": asked.seller,
+            "meters": [m[0] for m in asked.meters], "lfdis": [m[1] for m in asked.meters],
+            "bid": [list(map(list, b)) for b in asked.bid] if asked.bid is not None else None,
+            "commitment_id": asked.commitment_id}
+
+
+def confirm(session: Session, request: Request, provider: Provider, now: int) -> dict[str, Any]:
+    contract, asked = read_contract(session, request.message, request, now)
+    if contract.get("id") is not None:
+        order = _find(session, request.context.bap_id, contract.get("id"), f"{C}.id")
+    else:
+        found = _transaction_draft(session, request, asked.row.id, ("draft", "active"))
+        if found is None:
+            raise V2Error("no draft contract in this transaction: send init first", f"{C}.id", V2Code.CONTRACT_NOT_FOUND)
+        order = found
+    if order.state == OrderState.ACTIVE.value:  # a repeated confirm
+        return {"contract": contract_view(session, order, _data(order), provider, now, state=order.state)}
+    try:
+        new_state = transition(order.state, "confirm")
+    except OrderError as exc:
+        raise _state_error(exc, V2Code.BUSINESS_ERROR) from None
+    if order.program_id != asked.row.id:
+        raise V2Error(f"contract {order.id} is for resource program-{order.program_id}", f"{CM}.resources[0].id")
+    previous = _data(order)
+    if not asked.meters_given:  # the meters named at init
+        asked = Asked(asked.row, asked.program, asked.capacity_kw, asked.seller,
+                      tuple(zip(previous.get("meters", []), previous.get("lfdis", []))), True, asked.bid, asked.commitment_id)
+    if not asked.meters:
+        raise V2Error("name at least one participating meter (at init or confirm)",
+                      f"{CM}.offer.offerAttributes.inputs", V2Code.BUSINESS_ERROR)
+    if asked.bid is None and previous.get("bid"):
+        asked = Asked(asked.row, asked.program, asked.capacity_kw, asked.seller, asked.meters, True,
+                      tuple((tuple(p), tuple(c)) for p, c in previous["bid"]), asked.commitment_id)
+    if asked.bid is None and asked.program.incentive.kind != "fixed":
+        raise V2Error("a pay-as-clear offer needs a bid curve (TimeSeries OFFER_PRICE/CAPACITY_OFFERED)",
+                      f"{CM}.commitmentAttributes")
+    for checked in _check(session, asked, order.id, now):
+        enrollments.store_enrollment(session, checked, now)
+    data = _data_of(asked)
+    data["clearing"] = clear_bid(session, order, asked, now)
+    order.state = new_state.value
+    _store(order, request, data, now)
+    session.flush()
+    return {"contract": contract_view(session, order, data, provider, now, state=order.state)}
+
+
+def status(session: Session, request: Request, provider: Provider, now: int) -> dict[str, Any]:
+    contract = _obj(request.message.get("contract"), C)
+    order = _find(session, request.context.bap_id, contract.get("id"), f"{C}.id")
+    return status_message(session, order, provider, now)
+
+
+def status_message(session: Session, order: BecknOrder, provider: Provider, now: int) -> dict[str, Any]:
+    return {"contract": contract_view(session, order, _data(order), provider, now, state=order.state)}
+
+
+def update(session: Session, request: Request, provider: Provider, now: int) -> dict[str, Any]:
+    contract = _obj(request.message.get("contract"), C)
+    order = _find(session, request.context.bap_id, contract.get("id"), f"{C}.id")
+    try:
+        transition(order.state, "update")
+    except OrderError as exc:
+        raise _state_error(exc, V2Code.UPDATE_NOT_POSSIBLE) from None
+    _, asked = read_contract(session, request.message, request, now)
+    if asked.row.id != order.program_id:
+        raise V2Error(f"contract {order.id} is for resource program-{order.program_id}", f"{CM}.resources[0].id")
+    previous = _data(order)
+    if asked.meters_given:
+        if not asked.meters:
+            raise V2Error("an opt-in names at least one meter (cancel the contract to leave)",
+                          f"{CM}.offer.offerAttributes.inputs", V2Code.UPDATE_NOT_POSSIBLE)
+        current = _enrollments(session, order)
+        keep = {lfdi for _, lfdi in asked.meters}
+        for lfdi, enr in current.items():
+            if lfdi not in keep and not lifecycle.is_closed(enr.state):
+                _leave(session, enr, now)
+        new = Asked(asked.row, asked.program, asked.capacity_kw, asked.seller,
+                    tuple(m for m in asked.meters if m[1] not in current or lifecycle.is_closed(current[m[1]].state)),
+                    True, asked.bid, asked.commitment_id)
+        for checked in _check(session, new, order.id, now):
+            enrollments.store_enrollment(session, checked, now)
+    else:
+        asked = Asked(asked.row, asked.program, asked.capacity_kw, asked.seller,
+                      tuple(zip(previous.get("meters", []), previous.get("lfdis", []))), True, asked.bid, asked.commitment_id)
+    if asked.bid is None and previous.get("bid"):
+        asked = Asked(asked.row, asked.program, asked.capacity_kw, asked.seller, asked.meters, True,
+                      tuple((tuple(p), tuple(c)) for p, c in previous["bid"]), asked.commitment_id)
+    data = _data_of(asked)
+    data["clearing"] = clear_bid(session, order, asked, now) if asked.bid is not None else None
+    _store(order, request, data, now)
+    session.flush()
+    return {"contract": contract_view(session, order, data, provider, now, state=order.state)}
+
+
+def cancel(session: Session, request: Request, provider: Provider, now: int) -> dict[str, Any]:
+    contract = _obj(request.message.get("contract"), C)
+    order = _find(session, request.context.bap_id, contract.get("id"), f"{C}.id")
+    try:
+        new_state = transition(order.state, "cancel")
+    except OrderError as exc:
+        raise _state_error(exc, V2Code.CANCELLATION_NOT_POSSIBLE) from None
+    for enr in _enrollments(session, order).values():
+        if not lifecycle.is_closed(enr.state):
+            _leave(session, enr, now)
+    order.state = new_state.value
+    data = _data(order)
+    data["cancelled_at"] = now
+    _store(order, request, data, now)
+    session.flush()
+    return {"contract": contract_view(session, order, data, provider, now, state=order.state)}
+
+
+def track(session: Session, request: Request, provider: Provider, now: int) -> dict[str, Any]:
+    tracking = _obj(request.message.get("tracking"), "message.tracking")
+    contract = _obj(tracking.get("contract"), "message.tracking.contract")
+    order = _find(session, request.context.bap_id, contract.get("id"), "message.tracking.contract.id")
+    if not provider.track_url:
+        raise V2Error("this BPP offers no tracking URL", "message.tracking", V2Code.TRACKING_NOT_SUPPORTED)
+    return {"tracking": {"url": f"{provider.track_url.rstrip('/')}/{order.id}",
+                         "status": "ACTIVE" if order.state == OrderState.ACTIVE.value else "INACTIVE"}}
+
+
+def support(session: Session, request: Request, provider: Provider, now: int) -> dict[str, Any]:
+    sup = _obj(request.message.get("support"), "message.support")
+    ref = _text(sup.get("orderId"), "message.support.orderId", required=False, max_len=64)
+    out: dict[str, Any] = {}
+    if ref is not None:
+        _find(session, request.context.bap_id, ref, "message.support.orderId")
+        out["orderId"] = ref
+    out["descriptor"] = {"name": f"{provider.name} support",
+                         "longDesc": f"email {provider.support_email}, phone {provider.support_phone}"}
+    return {"support": out}
+
+
+def rate(session: Session, request: Request, provider: Provider, now: int) -> dict[str, Any]:
+    bap_id = request.context.bap_id
+    inputs = _arr(request.message.get("ratingInputs"), "message.ratingInputs", max_len=100)
+    if not inputs:
+        raise V2Error("must hold at least one rating", "message.ratingInputs")
+    for i, r in enumerate(inputs):
+        where = f"message.ratingInputs[{i}]"
+        r = _obj(r, where)
+        target = _obj(r.get("target"), f"{where}.target")
+        ref = _text(target.get("id"), f"{where}.target.id", max_len=64)
+        assert ref is not None
+        _find(session, bap_id, ref, f"{where}.target.id")
+        value = _obj(r.get("range"), f"{where}.range").get("value")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= RATING_MAX:
+            raise V2Error(f"range.value must be a number within 0…{RATING_MAX:g}", f"{where}.range.value",
+                          V2Code.INVALID_RATING_VALUE)
+        session.add(BecknRating(bap_id=bap_id, ref_id=ref, category="Contract", value=float(value), created_time=now))
+    session.flush()
+    return {"ratings": inputs}
+
+
+def discover(session: Session, request: Request, provider: Provider, now: int) -> dict[str, Any]:
+    msg = request.message
+    intent = _obj(msg.get("intent"), "message.intent", required=False)
+    needle = intent.get("textSearch", msg.get("textSearch"))
+    needle = _text(needle, "message.intent.textSearch", required=False, max_len=200)
+    return {"catalogs": [v2catalog.catalog(session, provider, now, text_search=needle)]}
+
+
+HANDLERS = {"discover": discover, "select": select_, "init": init, "confirm": confirm, "status": status,
+            "update": update, "cancel": cancel, "track": track, "support": support, "rate": rate}
+
+
+def handle(session: Session, request: Request, provider: Provider, now: int) -> dict[str, Any]:
+    """The callback's `message`, in the caller's transaction (a savepoint: a V2Error writes nothing,
+    and a `try: true` preview is rolled back after its answer is made)."""
+    handler = HANDLERS[request.context.action]
+    savepoint = session.begin_nested()
+    try:
+        out = handler(session, request, provider, now)
+        session.flush()
+    except BaseException as exc:
+        if savepoint.is_active:
+            savepoint.rollback()
+        if isinstance(exc, (CommandError, ServiceError)):
+            raise V2Error(exc.message, None, V2Code.BUSINESS_ERROR) from None
+        raise
+    if request.context.preview:
+        savepoint.rollback()
+    else:
+        savepoint.commit()
+    return out
