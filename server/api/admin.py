@@ -1,5 +1,12 @@
-"""The admin API (JSON, under /admin/api/v1): operators register devices out of band, list them,
-name aggregators and change poll and post rates at run time.
+"""The admin API (JSON, under /admin/api/v1): operators register devices out of band, list and
+remove them, set their CSIP-AUS connection points (NMI), name aggregators, revoke and restore
+client certificates, and change poll and post rates at run time.
+
+    GET    /devices  POST /devices  GET /devices/{id}  DELETE /devices/{id}
+    PUT    /devices/{id}/connection-point   {connection_point_id | null}
+    GET    /connection-points               every site with its device ids
+    GET    /revoked-clients  POST /revoked-clients {lfdi, reason?}  DELETE /revoked-clients/{lfdi}
+    PUT    /devices/{id}/post-rate  GET /poll-rates  PUT /poll-rates/{resource}  POST /aggregators
 
 Authentication: `Authorization: Bearer <token>`, tokens made by `derflex admin token` (the first
 start writes one to <home>/var/admin-token, mode 0600). No token, no access: there is no
@@ -16,9 +23,9 @@ from flask import Blueprint, Response, jsonify, request
 
 from server.api.client import now, runtime
 from server.api.errors import admin_error
-from server.services.sep2 import devices
+from server.services.sep2 import connection_points, devices
 from server.services import tokens
-from server.services.errors import Invalid, check_text
+from server.services.errors import Invalid, check_text, no_unknown_keys
 
 bp = Blueprint("admin", __name__, url_prefix="/admin/api/v1")
 _DIGITS = re.compile(r"[0-9]{1,9}")
@@ -82,6 +89,56 @@ def register_device() -> tuple[Response, int, dict[str, str]]:
 def get_device(device_id: int) -> Response:
     with runtime().db.transaction() as s:
         return jsonify(devices.get_device(s, device_id))
+
+
+@bp.delete("/devices/<int(max=2147483647):device_id>")
+def remove_device(device_id: int) -> tuple[str, int]:
+    """Remove a device and its 2030.5 data (409 while flexibility records of it exist)."""
+    with runtime().db.transaction() as s:
+        devices.remove_device(s, device_id, now())
+    return "", 204
+
+
+@bp.put("/devices/<int(max=2147483647):device_id>/connection-point")
+def set_connection_point(device_id: int) -> Response:
+    """{"connection_point_id": "4102000000" | null}: set or clear the device's CSIP-AUS site (NMI)."""
+    body = json_object()
+    no_unknown_keys(body, {"connection_point_id"}, "a connection point")
+    if "connection_point_id" not in body:
+        raise Invalid("'connection_point_id' is required (null clears it)")
+    with runtime().db.transaction() as s:
+        return jsonify(connection_points.set_for_device(s, device_id, body["connection_point_id"]))
+
+
+@bp.get("/connection-points")
+def list_connection_points() -> Response:
+    start, limit = int_arg("start", 0, 2**31), int_arg("limit", 100, 1000)
+    with runtime().db.transaction() as s:
+        return jsonify(connection_points.list_connection_points(s, start, limit))
+
+
+@bp.get("/revoked-clients")
+def list_revoked_clients() -> Response:
+    with runtime().db.transaction() as s:
+        return jsonify({"revoked_clients": devices.revoked_clients(s)})
+
+
+@bp.post("/revoked-clients")
+def revoke_client() -> tuple[Response, int, dict[str, str]]:
+    """{"lfdi", "reason"?}: every 2030.5 request of that certificate is refused (403) from now on,
+    in every server process, until DELETE restores it."""
+    body = json_object()
+    no_unknown_keys(body, {"lfdi", "reason"}, "a revocation")
+    with runtime().db.transaction() as s:
+        view = devices.revoke_client(s, body.get("lfdi"), body.get("reason"), now())
+    return jsonify(view), 201, {"Location": f"{bp.url_prefix}/revoked-clients/{view['lfdi']}"}
+
+
+@bp.delete("/revoked-clients/<lfdi>")
+def restore_client(lfdi: str) -> tuple[str, int]:
+    with runtime().db.transaction() as s:
+        devices.restore_client(s, lfdi)
+    return "", 204
 
 
 @bp.put("/devices/<int(max=2147483647):device_id>/post-rate")

@@ -11,9 +11,14 @@ transaction: a refused request stores nothing.
     GET    /der-programs/{id}                one, with its members and default control
     PUT    /der-programs/{id}/default-control   {control…} → 204
     GET    /der-programs/{id}/members        ?start&limit
-    POST   /der-programs/{id}/members        {device_ids: […]} → {added: n}
-    DELETE /der-programs/{id}/members        {device_ids: […]} → {removed: n}
-    POST   /der-programs/{id}/events         {start, duration, control, device_ids?, …} → 201
+    POST   /der-programs/{id}/members        {device_ids: […]} or {connection_point_id} → {added: n}
+    DELETE /der-programs/{id}/members        {device_ids: […]} or {connection_point_id} → {removed: n}
+    POST   /der-programs/{id}/events         {start, duration, control, device_ids? | connection_point_id?, …} → 201
+
+A control (events, default control) takes every DERControlBase field by its 2030.5 name, the
+CSIP-AUS dynamic operating envelope limits included: {"opModExpLimW": {"value": 15, "multiplier": 2}}
+(1.5 kW export limit), opModImpLimW, opModGenLimW, opModLoadLimW. A site is its connection point
+(NMI): its devices become members, or get the event, by `connection_point_id`.
     GET    /der-programs/{id}/events         ?include_ended=false&start&limit, with response summaries
     GET    /events/{mrid}                    one event with its response summary
     POST   /events/{mrid}/cancel             {randomized?: bool}
@@ -107,14 +112,14 @@ def list_members(program_id: int) -> Response:
 def add_members(program_id: int) -> Response:
     body = json_object()
     with runtime().db.transaction() as s:
-        return jsonify({"added": der_programs.add_members(s, program_id, body.get("device_ids"))})
+        return jsonify({"added": der_programs.add_members(s, program_id, der_programs.targets(s, body))})
 
 
 @bp.delete(f"{_DER_PROGRAM}/members")
 def remove_members(program_id: int) -> Response:
     body = json_object()
     with runtime().db.transaction() as s:
-        return jsonify({"removed": der_programs.remove_members(s, program_id, body.get("device_ids"))})
+        return jsonify({"removed": der_programs.remove_members(s, program_id, der_programs.targets(s, body))})
 
 
 @bp.post(f"{_DER_PROGRAM}/events")

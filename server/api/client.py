@@ -76,7 +76,10 @@ def client_identity() -> CertIdentity:
     der = client_certificate_der()
     if der is None:
         raise Forbidden("a client certificate issued by this server's CA is required")
-    return certificate_identity(der)
+    ident = certificate_identity(der)
+    if runtime().is_revoked(ident.lfdi):  # before any cached answer or body: refused at once
+        raise Forbidden("this client certificate's access has been revoked by the operator")
+    return ident
 
 
 def client_scope(db: Reader, ident: CertIdentity | None = None) -> Scope:

@@ -20,10 +20,11 @@ from server.db.repo import Reader
 from server.api.client import client_identity, client_scope, now, now_exact, runtime
 from server.scope import Scope
 from server.sep2 import codec, uris
+from server.sep2.csipaus import ConnectionPoint
 from server.sep2.models import MEDIA_TYPE, EndDevice
 from server.sep2.rsps import DERControlResponse, Response as ResponseDoc
 from server.sep2.paging import parse_page
-from server.services.sep2 import dcap, derp, edev, fsa, rsps, tm
+from server.services.sep2 import connection_points, dcap, derp, edev, fsa, rsps, tm
 from server.services.errors import UnsupportedMediaType
 
 bp = Blueprint("sep2", __name__)
@@ -143,6 +144,24 @@ def delete_edev(edev_id: int) -> Response:
     with rt.db.transaction() as s:
         edev.delete(s, client_scope(s), edev_id)
     return no_content(204)
+
+
+@bp.get(rule(uris.CP))
+@resource()
+def get_cp(s: Reader, scope: Scope, edev_id: int) -> object:
+    return connection_points.connection_point(s, scope, edev_id)
+
+
+@bp.route(rule(uris.CP), methods=["PUT", "POST"])
+def put_cp(edev_id: int) -> Response:
+    """CSIP-AUS: the device (or its aggregator) sets its ConnectionPoint by PUT or POST; the
+    answer carries the Location the client reads it back from."""
+    rt = runtime()
+    ident = client_identity()
+    posted = _body(ConnectionPoint)
+    with rt.db.transaction() as s:
+        created = connection_points.put(s, client_scope(s, ident), edev_id, posted)
+    return no_content(201 if created else 204, uris.href(uris.CP, edev_id=edev_id))
 
 
 @bp.get(rule(uris.EDEV_RG))

@@ -275,6 +275,12 @@ def _add_subcommands() -> None:
     der_program.add_command(curve)  # derflex der-program curve …
     admin_group.add_command(log_events)  # derflex admin log-events DEVICE_ID
 
+    from server.cli.access import client_group, connection_points_list, device_group
+
+    admin_group.add_command(device_group)  # derflex admin device remove|connection-point
+    admin_group.add_command(client_group)  # derflex admin client revoke|restore|list
+    admin_group.add_command(connection_points_list)  # derflex admin connection-points
+
 
 _add_subcommands()
 

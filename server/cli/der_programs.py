@@ -37,7 +37,7 @@ def _control_text(control: dict[str, Any] | None) -> str:
         return "-"
     parts = []
     for key, value in control.items():
-        if key == "opModTargetW" and isinstance(value, dict):
+        if key in ("opModTargetW", "opModExpLimW", "opModImpLimW", "opModGenLimW", "opModLoadLimW") and isinstance(value, dict):
             parts.append(f"{key}={value.get('value', 0) * 10 ** value.get('multiplier', 0)} W")
         elif key in ("opModFixedW", "opModMaxLimW") and isinstance(value, int):
             parts.append(f"{key}={value} ({value / 100:g} %)")
@@ -115,15 +115,15 @@ class _Duration(click.ParamType):
         return int(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
 
 
-def _watts(watts: int) -> dict[str, int]:
-    """W as opModTargetW's value × 10^multiplier, exactly (value is an Int16)."""
+def _watts(watts: int, hint: str = "--target-w") -> dict[str, int]:
+    """W as an ActivePower's value × 10^multiplier, exactly (value is an Int16)."""
     value, multiplier = watts, 0
     while not -32768 <= value <= 32767:
         if value % 10:
             raise click.BadParameter(
                 f"{watts} W cannot be sent exactly (2030.5 carries a 16-bit value × a power of ten); "
                 f"round it, e.g. to {round(watts, -len(str(abs(watts))) + 4)}",
-                param_hint="--target-w",
+                param_hint=hint,
             )
         value, multiplier = value // 10, multiplier + 1
     return {"value": value, "multiplier": multiplier}
@@ -145,6 +145,14 @@ def control_options(fn: Any) -> Any:
                      help="opModConnect: connect to, or disconnect from, the grid."),
         click.option("--energize/--de-energize", "energize", default=None,
                      help="opModEnergize: energize, or cease to energize, the grid."),
+        click.option("--export-limit", "exp_lim_w", type=int, metavar="WATTS",
+                     help="opModExpLimW (CSIP-AUS): the site exports at most this many watts."),
+        click.option("--import-limit", "imp_lim_w", type=int, metavar="WATTS",
+                     help="opModImpLimW (CSIP-AUS): the site imports at most this many watts."),
+        click.option("--generation-limit", "gen_lim_w", type=int, metavar="WATTS",
+                     help="opModGenLimW (CSIP-AUS): the device generates (discharges) at most this many watts."),
+        click.option("--load-limit", "load_lim_w", type=int, metavar="WATTS",
+                     help="opModLoadLimW (CSIP-AUS): the device consumes (charges) at most this many watts."),
         click.option("--ramp-tms", "ramp_tms", type=click.IntRange(0, 65535), metavar="1/100 s",
                      help="rampTms: ramp to the new setting over this time, in hundredths of a second "
                      "(6000 = one minute)."),
@@ -164,6 +172,9 @@ def _control(options: dict[str, Any], *, required: bool = True) -> dict[str, Any
             spec[name] = options[key]
     if options.get("target_w") is not None:
         spec["opModTargetW"] = _watts(options["target_w"])
+    for key, name, hint in _DOE_OPTIONS:
+        if options.get(key) is not None:
+            spec[name] = _watts(options[key], hint)
     raw = options.get("control_json")
     if raw is not None:
         if spec:
@@ -174,11 +185,16 @@ def _control(options: dict[str, Any], *, required: bool = True) -> dict[str, Any
             raise click.BadParameter(f"not JSON: {exc}", param_hint="--control") from None
     if not spec and required:
         raise click.UsageError("say what devices should do: --fixed-w, --max-w, --target-w, --connect, "
-                               "--energize, --ramp-tms or --control JSON")
+                               "--energize, --export-limit, --import-limit, --generation-limit, "
+                               "--load-limit, --ramp-tms or --control JSON")
     return spec or None
 
 
-_CONTROL_KEYS = ("fixed_w", "max_w", "target_w", "connect", "energize", "ramp_tms", "control_json")
+# The CSIP-AUS dynamic operating envelope limits: option key, 2030.5 (csipaus) name, option.
+_DOE_OPTIONS = (("exp_lim_w", "opModExpLimW", "--export-limit"), ("imp_lim_w", "opModImpLimW", "--import-limit"),
+                ("gen_lim_w", "opModGenLimW", "--generation-limit"), ("load_lim_w", "opModLoadLimW", "--load-limit"))
+_CONTROL_KEYS = ("fixed_w", "max_w", "target_w", "connect", "energize", "ramp_tms", "control_json",
+                 *(key for key, _, _ in _DOE_OPTIONS))
 
 
 def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -411,6 +427,8 @@ def event() -> None:
 @click.option("--device", "devices", type=int, multiple=True, metavar="DEVICE_ID",
               help="Only this member device (repeat for more: one event per device, same control). "
               "Default: one event every member follows, including members added later.")
+@click.option("--connection-point", "connection_point", metavar="NMI",
+              help="Every member device at this connection point (a CSIP-AUS site), one event each.")
 @click.option("--description", help="A name devices and people see (at most 32 characters).")
 @click.option("--randomize-start", type=click.IntRange(-3600, 3600), metavar="SECONDS",
               help="Each device shifts its start by a random 0…SECONDS (negative: earlier), to spread the load.")
@@ -419,13 +437,16 @@ def event() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def event_create(ctx: Context, der_program_id: int, start: str, duration: int, devices: tuple[int, ...],
-                 description: str | None, randomize_start: int | None, randomize_duration: int | None,
-                 as_json: bool, **options: Any) -> None:
+                 connection_point: str | None, description: str | None, randomize_start: int | None,
+                 randomize_duration: int | None, as_json: bool, **options: Any) -> None:
     """Publish an event to DER_PROGRAM_ID's devices.
 
     \b
     Example: discharge at 50 % of rated power for an hour, 4 pm Pacific:
       derflex event create 1 --start 2026-11-22T16:00-08:00 --duration 3600 --fixed-w 5000
+    A site's export envelope (CSIP-AUS DOE), 1.5 kW from 10:00 to 15:00 Sydney time:
+      derflex event create 1 --start 2026-11-23T10:00+11:00 --duration 5h --export-limit 1500 \
+        --connection-point 41020000002
     """
     from server.services.sep2 import der_programs
 
@@ -438,6 +459,8 @@ def event_create(ctx: Context, der_program_id: int, start: str, duration: int, d
     }
     if devices:
         body["device_ids"] = list(devices)
+    if connection_point is not None:
+        body["connection_point_id"] = connection_point
     for key, value in (("description", description), ("randomize_start", randomize_start),
                        ("randomize_duration", randomize_duration)):
         if value is not None:

@@ -31,6 +31,9 @@ class Device(Base):
     pin: Mapped[int | None] = mapped_column(Integer)
     pin_time: Mapped[int | None] = mapped_column(BigInteger)
     label: Mapped[str | None] = mapped_column(String(100))
+    # CSIP-AUS ConnectionPoint: the site's connection point id (the NMI), set by the device or
+    # an operator; the devices of one site share it.
+    connection_point_id: Mapped[str | None] = mapped_column(String(32), index=True)
 
 
 class Aggregator(Base):
@@ -42,6 +45,18 @@ class Aggregator(Base):
     lfdi: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     created_time: Mapped[int] = mapped_column(BigInteger)
+
+
+class RevokedClient(Base):
+    """A client certificate (by its LFDI) an operator has shut out: every 2030.5 request it makes
+    is refused (403) until the operator restores it. Its data stay as they are."""
+
+    __tablename__ = "revoked_clients"
+    __table_args__ = {"info": {"cache_family": "sep2"}}  # every process drops its cached answers
+
+    lfdi: Mapped[str] = mapped_column(String(40), primary_key=True)
+    revoked_time: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str | None] = mapped_column(String(200))
 
 
 class PollRate(Base):

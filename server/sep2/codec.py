@@ -114,9 +114,16 @@ def _attributes_by_xml(model: type) -> dict[str, _Field]:
 
 
 def render(obj: Any, root: str | None = None) -> bytes:
-    """Render a model as a namespaced document (UTF-8, no XML declaration, as 2030.5 servers do)."""
+    """Render a model as a namespaced document (UTF-8, no XML declaration, as 2030.5 servers do).
+    A model whose root element belongs to an extension's namespace (`XML_NS`, e.g.
+    csipaus:ConnectionPoint) is written with that namespace's prefix."""
     parts: list[str] = []
-    _render(obj, root or type(obj).__name__, parts, f' xmlns="{NS}"')
+    tag, decl = root or type(obj).__name__, f' xmlns="{NS}"'
+    root_ns = getattr(type(obj), "XML_NS", None)
+    if root_ns is not None:
+        prefix = EXTENSION_PREFIXES.get(root_ns, "ext")
+        tag, decl = f"{prefix}:{tag}", f"{decl} xmlns:{prefix}={quoteattr(root_ns)}"
+    _render(obj, tag, parts, decl)
     return "".join(parts).encode("utf-8")
 
 
@@ -200,14 +207,23 @@ def parse(body: bytes, model: type[T] | tuple[type[T], ...], *, max_bytes: int =
     if root.getroottree().docinfo.doctype:  # one that the byte check missed (e.g. UTF-16)
         raise DecodeError("document type declarations are not allowed")
     ns, tag = _split(root.tag)
-    if ns not in _ACCEPTED_NS:
-        raise DecodeError(f"root element is not in the 2030.5 namespace ({ns or 'no namespace'})")
     candidates = model if isinstance(model, tuple) else (model,)
-    chosen = next((m for m in candidates if m.__name__ == tag), None)
+    # a root of an extension's namespace (csipaus:ConnectionPoint) only where the model says so;
+    # its 2030.5 children would then be in the 2018 namespace
+    extension_root = next((m for m in candidates if getattr(m, "XML_NS", None) == ns and ns), None)
+    if ns not in _ACCEPTED_NS and extension_root is None:
+        raise DecodeError(f"root element is not in the 2030.5 namespace ({ns or 'no namespace'})")
+    chosen = next(
+        (m for m in candidates if m.__name__ == tag and getattr(m, "XML_NS", None) == (ns if extension_root else None)),
+        None,
+    )
     if chosen is None:
         expected = " or ".join(m.__name__ for m in candidates)
+        named = next((m for m in candidates if m.__name__ == tag), None)
+        if named is not None:  # the right name in the wrong namespace
+            raise DecodeError(f"{tag} belongs to the namespace {getattr(named, 'XML_NS', NS)}")
         raise DecodeError(f"expected a {expected} document, got {tag}")
-    return _from_element(root, chosen, ns, top=True)
+    return _from_element(root, chosen, NS if extension_root else ns, top=True)
 
 
 def _split(qname: Any) -> tuple[str, str]:

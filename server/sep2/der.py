@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Self
 
+from server.sep2.csipaus import DOEControlType
 from server.sep2.models import Resource, SubscribableResource
 from server.sep2.types import (
+    CSIPAUS_NS,
     required,
     HexBinary8,
     HexBinary32,
@@ -274,6 +276,8 @@ class DERCapability(Resource):
     rtg_under_excited_w: ActivePower | None = child("rtgUnderExcitedW", ActivePower)
     rtg_v_nom: VoltageRMS | None = child("rtgVNom", VoltageRMS)
     type: int = required(elem("type", DERType, required=True))
+    # CSIP-AUS: the DOE modes the device supports (bitmap, server/sep2/csipaus.py).
+    doe_modes_supported: str | None = elem("doeModesSupported", DOEControlType, ns=CSIPAUS_NS)
 
 
 @dataclasses.dataclass(kw_only=True, slots=True)
@@ -310,6 +314,8 @@ class DERSettings(SubscribableResource):
     set_v_ref: VoltageRMS | None = child("setVRef", VoltageRMS)
     set_v_ref_ofs: VoltageRMS | None = child("setVRefOfs", VoltageRMS)
     updated_time: int = required(elem("updatedTime", TimeType, required=True))
+    # CSIP-AUS: the DOE modes the device has enabled (bitmap, server/sep2/csipaus.py).
+    doe_modes_enabled: str | None = elem("doeModesEnabled", DOEControlType, ns=CSIPAUS_NS)
 
 
 @dataclasses.dataclass(kw_only=True, slots=True)

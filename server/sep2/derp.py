@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from server.sep2.der import ActivePower, ReactivePower
 from server.sep2.models import SubscribableResource
 from server.sep2.types import (
+    CSIPAUS_NS,
     AnyURI,
     Boolean,
     HexBinary8,
@@ -109,6 +110,13 @@ class DERControlBase:
     op_mod_watt_pf: str | None = link("opModWattPF")
     op_mod_watt_var: str | None = link("opModWattVar")
     ramp_tms: int | None = elem("rampTms", UInt16)
+    # CSIP-AUS dynamic operating envelopes (server/sep2/csipaus.py), in csipaus-core.xsd's order:
+    # the site's import and export limits at the connection point, a device's generation
+    # (discharge) and load (charge) limits, in W.
+    op_mod_imp_lim_w: ActivePower | None = child("opModImpLimW", ActivePower, ns=CSIPAUS_NS)
+    op_mod_exp_lim_w: ActivePower | None = child("opModExpLimW", ActivePower, ns=CSIPAUS_NS)
+    op_mod_gen_lim_w: ActivePower | None = child("opModGenLimW", ActivePower, ns=CSIPAUS_NS)
+    op_mod_load_lim_w: ActivePower | None = child("opModLoadLimW", ActivePower, ns=CSIPAUS_NS)
 
 
 @dataclass(kw_only=True, slots=True)

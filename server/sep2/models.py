@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from server.sep2.types import (
+    CSIPAUS_NS,
     AnyURI,
     Boolean,
     HexBinary32,
@@ -86,6 +87,8 @@ class EndDevice(SubscribableResource):
     post_rate: int | None = elem("postRate", UInt32)
     registration_link: str | None = link("RegistrationLink")
     subscription_list_link: ListLinkValue | None = link("SubscriptionListLink", list_link=True)
+    # CSIP-AUS (server/sep2/csipaus.py): where the device's ConnectionPoint (its NMI) is.
+    connection_point_link: str | None = link("ConnectionPointLink", ns=CSIPAUS_NS)
 
 
 @dataclass(kw_only=True, slots=True)

@@ -70,6 +70,9 @@ RS = "/upt/{upt_id}/mr/{mr_id}/rs/{rs_id}"
 R_LIST = "/upt/{upt_id}/mr/{mr_id}/rs/{rs_id}/r"
 R = "/upt/{upt_id}/mr/{mr_id}/rs/{rs_id}/r/{r_id}"
 
+# CSIP-AUS ConnectionPoint (`cp`): the site (NMI) an EndDevice is connected at.
+CP = "/edev/{edev_id}/cp"
+
 # Subscriptions (`sub`): a client's subscriptions live under the EndDevice they are for.
 SUB_LIST = "/edev/{edev_id}/sub"
 SUB = "/edev/{edev_id}/sub/{sub_id}"

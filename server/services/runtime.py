@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from server.config import Settings
-from server.db import changes, repo
+from server.db import access, changes, repo
 from server.db.der import DER_FAMILY
 from server.db.session import Database
 from server.scope import Scope
@@ -36,6 +36,8 @@ class Runtime:
         # Roles and poll rates are shown by "sep2" documents and change with them.
         self._scopes: TTLCache[Scope] = TTLCache(CACHE_SECONDS, clock=self._ticks)
         self._rates: TTLCache[dict[str, int]] = TTLCache(CACHE_SECONDS, clock=self._ticks)
+        # Revoked certificates (db.access; table in the "sep2" family): checked on every request.
+        self._revoked: TTLCache[frozenset[str]] = TTLCache(CACHE_SECONDS, clock=self._ticks)
         self._responses: dict[str, TTLCache[bytes]] = {}
         self._seen: dict[str, int] | None = None
         self._next_check = 0.0
@@ -71,6 +73,17 @@ class Runtime:
     def scope(self, db: repo.Reader, ident: CertIdentity) -> Scope:
         return self._scopes.get(ident, lambda: scope_for(db, ident))
 
+    def is_revoked(self, lfdi: str) -> bool:
+        """Whether an operator revoked this certificate. The set is read once and kept until a
+        change of the "sep2" family (any process's revoke or restore) drops it: at once in the
+        process that made it, within CHECK_EVERY elsewhere."""
+
+        def load() -> frozenset[str]:
+            with self.db.read() as conn:
+                return access.revoked_lfdis(conn)
+
+        return lfdi in self._revoked.get("all", load)
+
     def poll_rate(self, db: repo.Reader, resource: str) -> int:
         rates = self._rates.get("all", lambda: repo.poll_rates(db))
         return rates.get(resource, self.settings.poll_rate)
@@ -80,6 +93,7 @@ class Runtime:
         if family in (None, changes.SEP2):
             self._scopes.invalidate()
             self._rates.invalidate()
+            self._revoked.invalidate()
         # DER documents hang off devices: a change of devices (sep2) drops them too, not the reverse
         dropped = {family, DER_FAMILY} if family == changes.SEP2 else {family}
         for name, cache in list(self._responses.items()):

@@ -26,6 +26,11 @@ EVERY_MODE = {
     "opModTargetVar": {"multiplier": 2, "value": -15},
     "opModTargetW": {"multiplier": 3, "value": 5},
     "rampTms": 6000,
+    # CSIP-AUS dynamic operating envelope limits (csipaus namespace)
+    "opModImpLimW": {"multiplier": 3, "value": 7},
+    "opModExpLimW": {"multiplier": 2, "value": 15},
+    "opModGenLimW": {"multiplier": 0, "value": 0},
+    "opModLoadLimW": {"multiplier": 1, "value": 200},
 }
 EVERY_SETTING = {
     "description": "Fallback", "setESDelay": 30000, "setESHighFreq": 6010, "setESHighVolt": 10500,

@@ -102,7 +102,7 @@ DEVIATIONS = {
         Registration, f"<Registration {S}><dateTimeRegistered>0</dateTimeRegistered><pIN>1000000</pIN></Registration>",
         False, True),
     "undeclared csipaus element, ignored (§11.4)": (
-        DERCapability, cap(extra=f'<csipaus:doeModesSupported xmlns:csipaus="{CSIPAUS_NS}">0F</csipaus:doeModesSupported>'),
+        DERCapability, cap(extra=f'<csipaus:vppModesSupported xmlns:csipaus="{CSIPAUS_NS}">0F</csipaus:vppModesSupported>'),
         True, False),
     "undeclared vendor subtree with its own attributes, ignored": (
         EndDevice, f'<EndDevice {S}>{ED}<v:x xmlns:v="urn:vendor" v:a="1"><v:y>中</v:y></v:x></EndDevice>', True, False),
@@ -164,7 +164,7 @@ def test_range_refusals_are_invalid_values_and_order_refusals_invalid_format() -
 
 def test_an_ignored_extension_leaves_the_document_as_without_it() -> None:
     plain = codec.parse(cap(), DERCapability)
-    extended = codec.parse(cap(extra=f'<c:doeModesSupported xmlns:c="{CSIPAUS_NS}">0F</c:doeModesSupported>'
+    extended = codec.parse(cap(extra=f'<c:vppModesSupported xmlns:c="{CSIPAUS_NS}">0F</c:vppModesSupported>'
                                      '<v:blob xmlns:v="urn:vendor"><v:deep><v:er/></v:deep></v:blob>'),
                            DERCapability)
     assert extended == plain

@@ -33,7 +33,7 @@ from server.db.models import Device
 from server.scope import Scope
 from server.sep2.derp import DERControlBase
 from server.services.errors import Invalid, NotFound, no_unknown_keys
-from server.services.sep2 import dc, derp
+from server.services.sep2 import connection_points, dc, derp
 from server.services.sep2.mappers.derp import default_settings_json, der_control_base_json
 
 # Response status codes (2030.5 Table 27, server/sep2/rsps.py) by the names operators read.
@@ -62,7 +62,8 @@ MAX_DEVICE_IDS = 10_000
 
 _DER_PROGRAM_KEYS = frozenset({"description", "primacy", "default_control"})
 _EVENT_KEYS = frozenset(
-    {"start", "duration", "control", "device_ids", "description", "randomize_start", "randomize_duration"}
+    {"start", "duration", "control", "device_ids", "connection_point_id", "description", "randomize_start",
+     "randomize_duration"}
 )
 _EXAMPLE_TIME = "2026-11-22T16:00:00-08:00"
 _EPOCH = re.compile(r"[0-9]{1,19}")
@@ -189,6 +190,18 @@ def set_default_control(session: Session, program_id: int, body: Any) -> dict[st
     return der_program_view(session, derp.der_program_row(session, program_id))
 
 
+def targets(session: Session, body: Mapping[str, Any]) -> Any:
+    """The devices an operator names: `device_ids`, or `connection_point_id` — every device at that
+    CSIP-AUS connection point (the site's NMI), so a site is addressed as one."""
+    if not isinstance(body, Mapping):
+        raise Invalid("the body must be a JSON object")
+    if body.get("connection_point_id") is not None:
+        if body.get("device_ids") is not None:
+            raise Invalid("give 'device_ids' or 'connection_point_id', not both")
+        return connection_points.devices_at(session, body["connection_point_id"])
+    return body.get("device_ids")
+
+
 def add_members(session: Session, program_id: int, ids: Any) -> int:
     derp.der_program_row(session, program_id)
     return derp.add_members(session, program_id, device_ids(ids))
@@ -262,10 +275,14 @@ def event_view(session: Session, row: store.DerEvent, now: int, members: Sequenc
 
 
 def create_events(session: Session, program_id: int, body: Mapping[str, Any], now: int) -> list[dict[str, Any]]:
-    """{start, duration, control, device_ids?, description?, randomize_start?, randomize_duration?}.
+    """{start, duration, control, device_ids? | connection_point_id?, description?, randomize_start?,
+    randomize_duration?}.
 
     Without device_ids: one event every member of the program follows (members added later too).
-    With device_ids: one event per device, each with the same control."""
+    With device_ids: one event per device, each with the same control; with connection_point_id,
+    the same for every device at that site (CSIP-AUS: a DOE such as {"opModExpLimW": {"value":
+    15, "multiplier": 2}} for the site's NMI). The control takes every DERControlBase field by its
+    name, the csipaus limits opModImpLimW, opModExpLimW, opModGenLimW, opModLoadLimW included."""
     no_unknown_keys(body, _EVENT_KEYS, "an event")
     derp.der_program_row(session, program_id)
     for key in ("start", "duration", "control"):
@@ -279,18 +296,20 @@ def create_events(session: Session, program_id: int, body: Mapping[str, Any], no
     if isinstance(duration, bool) or not isinstance(duration, int):
         raise Invalid("duration must be a whole number of seconds")
     base = dc.linked_control(session, program_id, body["control"])  # curve links resolved
-    if "device_ids" in body:
+    if "connection_point_id" in body:
+        addressed: list[int | None] = list(device_ids(targets(session, body)))
+    elif "device_ids" in body:
         if body["device_ids"] is None:
             raise Invalid("'device_ids' must be a list; leave it out to address every member")
-        targets: list[int | None] = list(device_ids(body["device_ids"]))
+        addressed = list(device_ids(body["device_ids"]))
     else:
-        targets = [None]
+        addressed = [None]
     rows = derp.create_events(
         session,
         program_id,
         start=start,
         duration=duration,
-        controls=[(t, base) for t in targets],
+        controls=[(t, base) for t in addressed],
         now=now,
         description=_description(body),
         randomize_start=body.get("randomize_start"),

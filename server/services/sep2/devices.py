@@ -7,12 +7,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from server.db import repo
+from server.db import access, repo
 from server.db.models import Device
 from server.scope import Scope
 from server.services.sep2 import edev
 from server.services import outbox
-from server.services.errors import Invalid, NotFound, check_text
+from server.services.errors import Conflict, Invalid, NotFound, check_text
 
 # Resources whose pollRate an operator may change at run time (the function-set names).
 POLL_RATE_RESOURCES = ("dcap", "tm", "edev", "rg", "der", "fsa", "derp", "rsps", "mup", "upt")
@@ -31,6 +31,7 @@ def device_view(device: Device) -> dict[str, Any]:
         "registered_time": device.registered_time,
         "changed_time": device.changed_time,
         "has_pin": device.pin is not None,
+        "connection_point_id": device.connection_point_id,
     }
 
 
@@ -122,6 +123,59 @@ def poll_rates(session: Session, default: int) -> dict[str, int]:
 
 
 def add_aggregator(session: Session, lfdi: str, name: str, now: int) -> dict[str, Any]:
+    """Name (or rename) an aggregator, and register its own EndDevice (its certificate's LFDI)
+    unless that LFDI is registered already: the aggregator keeps its subscriptions under it,
+    whatever devices they are about (CSIP-AUS: the aggregator's certificate LFDI is its own
+    EndDevice, the one with a SubscriptionListLink in its EndDeviceList)."""
     lfdi = edev.parse_lfdi(lfdi)
     repo.add_aggregator(session, lfdi, name, now)
-    return {"lfdi": lfdi, "name": name}
+    own = repo.find_device_by_lfdi(session, lfdi)
+    if own is None:
+        try:
+            with session.begin_nested():  # a concurrent naming may register it first
+                own = edev.register_out_of_band(session, lfdi, now, label=name[:100])
+        except Conflict:
+            own = repo.find_device_by_lfdi(session, lfdi)
+    assert own is not None
+    return {"lfdi": lfdi, "name": name, "device_id": own.id}
+
+
+def remove_device(session: Session, device_id: int, now: int) -> dict[str, Any]:
+    """Remove a device and its 2030.5 data (services.sep2.edev.remove says what goes and what
+    refuses it); its view as it was."""
+    device = repo.get_device(session, Scope.operator(), device_id)
+    if device is None:
+        raise NotFound(f"no device {device_id}")
+    view = device_view(device)
+    edev.remove(session, device, now)
+    return view
+
+
+# ------------------------------------------------------------------------------ client access
+
+
+def revoke_client(session: Session, lfdi: Any, reason: Any, now: int) -> dict[str, Any]:
+    """Shut a client certificate (by its LFDI) out: every 2030.5 request it makes is refused (403)
+    in every server process within a quarter second, until restored. Its devices, documents and
+    subscriptions stay as they are. Revoking twice keeps the first time and reason."""
+    if not isinstance(lfdi, str):
+        raise FieldInvalid("lfdi", "'lfdi' (40 hex digits: the certificate's LFDI) is required")
+    lfdi = edev.parse_lfdi(lfdi)
+    reason = check_text(reason, "'reason'", 200)
+    access.revoke(session, lfdi, now, reason)
+    return _revoked_view(next(r for r in access.revoked_clients(session) if r.lfdi == lfdi))
+
+
+def restore_client(session: Session, lfdi: str) -> None:
+    """Give a revoked certificate its access back; NotFound when it was not revoked."""
+    lfdi = edev.parse_lfdi(lfdi)
+    if not access.restore(session, lfdi):
+        raise NotFound(f"the certificate {lfdi} is not revoked")
+
+
+def revoked_clients(session: Session) -> list[dict[str, Any]]:
+    return [_revoked_view(r) for r in access.revoked_clients(session)]
+
+
+def _revoked_view(row: Any) -> dict[str, Any]:
+    return {"lfdi": row.lfdi, "revoked_time": row.revoked_time, "reason": row.reason}

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from server.db import access
 from server.db import fsa as fsa_store
 from server.db import repo
 from server.db.models import Device
@@ -40,7 +41,8 @@ def _add(session: Session, device: Device) -> Device:
 def end_device_list(db: repo.Reader, scope: Scope, page: Page, poll_rate: int) -> EndDeviceList:
     total = repo.count_devices(db, scope)
     rows = repo.list_devices(db, scope, page.start, page.limit)
-    return mapper.end_device_list(rows, total, poll_rate, fsa_store.fsa_counts(db, [r.id for r in rows]))
+    return mapper.end_device_list(rows, total, poll_rate, fsa_store.fsa_counts(db, [r.id for r in rows]),
+                                  reader_lfdi=_reader(scope))
 
 
 def visible_device(db: repo.Reader, scope: Scope, device_id: int) -> Any:
@@ -60,7 +62,14 @@ def _for_update(session: Session, scope: Scope, device_id: int) -> Device:
 
 def end_device(db: repo.Reader, scope: Scope, device_id: int) -> EndDevice:
     device = visible_device(db, scope, device_id)
-    return mapper.end_device(device, fsa_store.fsa_counts(db, [device.id])[device.id])
+    return mapper.end_device(device, fsa_store.fsa_counts(db, [device.id])[device.id],
+                             subscriptions=_reader(scope) in (None, device.lfdi))
+
+
+def _reader(scope: Scope) -> str | None:
+    """Whose EndDevice links the SubscriptionList: a client's own (an aggregator's too, which
+    an operator registers when naming it); None for operators (every one does)."""
+    return None if scope.role is Role.OPERATOR else scope.lfdi
 
 
 def parse_lfdi(text: str) -> str:
@@ -140,7 +149,22 @@ def delete(session: Session, scope: Scope, device_id: int) -> None:
         scope.role is Role.AGGREGATOR and device.aggregator_lfdi != scope.lfdi
     ):
         raise Forbidden("this client may not remove this EndDevice")
-    removed(session, device.id, time.time())
+    remove(session, device, time.time())
+
+
+def remove(session: Session, device: Device, now: float) -> None:
+    """Remove an EndDevice and everything the 2030.5 server holds about it: its DER documents,
+    ConnectionPoint, memberships and FSA places, the events addressed to it alone and the
+    Responses to any event, its MirrorUsagePoints with their readings, log events and
+    subscriptions (the rows go with it: ON DELETE CASCADE). Its LFDI may then register afresh.
+    Refused (Conflict) while the flexibility context has records of it — enrollments, cleared
+    setpoints, settlement rows — which are an agreement's and money's history and would be erased
+    with it. Subscribers hear of the removal first (`removed`)."""
+    kept = access.kept_records(session, device.id)
+    if kept:
+        what = ", ".join(f"{n} {name}" for name, n in kept.items())
+        raise Conflict(f"EndDevice {device.id} has {what}; removing it would erase them, so it stays")
+    removed(session, device.id, now)
     repo.delete_device(session, device)
 
 

@@ -12,9 +12,12 @@ from server.sep2.sub import SUBSCRIBABLE
 from server.sep2.types import ListLinkValue
 
 
-def end_device(device: Any, fsa_count: int = 1) -> EndDevice:
+def end_device(device: Any, fsa_count: int = 1, *, subscriptions: bool = True) -> EndDevice:
     """A device as the 2030.5 EndDevice: links to its one DER and its `fsa_count`
-    FunctionSetAssignments, and to its Registration when an operator gave it a PIN."""
+    FunctionSetAssignments, to its Registration when an operator gave it a PIN, to its CSIP-AUS
+    ConnectionPoint, and — with `subscriptions`, for the reader's own EndDevice — to the
+    SubscriptionList where the reader keeps its subscriptions (an aggregator keeps them under
+    its own EndDevice, whatever devices they are about; CSIP-AUS expects one such list)."""
     ids = {"edev_id": device.id}
     return EndDevice(
         href=uris.edev(device.id),
@@ -29,20 +32,25 @@ def end_device(device: Any, fsa_count: int = 1) -> EndDevice:
         function_set_assignments_list_link=ListLinkValue(uris.href(uris.FSA_LIST, **ids), fsa_count),
         post_rate=device.post_rate,
         registration_link=uris.edev_rg(device.id) if device.pin is not None else None,
-        subscription_list_link=ListLinkValue(uris.href(uris.SUB_LIST, **ids)),
+        subscription_list_link=ListLinkValue(uris.href(uris.SUB_LIST, **ids)) if subscriptions else None,
+        connection_point_link=uris.href(uris.CP, **ids),
     )
 
 
 def end_device_list(devices: Sequence[Any], all_: int, poll_rate: int,
-                    fsa_counts: Mapping[int, int] | None = None) -> EndDeviceList:
-    """A page of devices out of `all_` (`fsa_counts`: each one's number of FunctionSetAssignments)."""
+                    fsa_counts: Mapping[int, int] | None = None, reader_lfdi: str | None = None) -> EndDeviceList:
+    """A page of devices out of `all_` (`fsa_counts`: each one's number of FunctionSetAssignments;
+    `reader_lfdi`: whose list it is, the one EndDevice that links a SubscriptionList; None: all do)."""
     return EndDeviceList(
         href=uris.EDEV_LIST,
         subscribable=SUBSCRIBABLE,
         all=all_,
         results=len(devices),
         poll_rate=poll_rate,
-        end_devices=[end_device(d, (fsa_counts or {}).get(d.id, 1)) for d in devices],
+        end_devices=[
+            end_device(d, (fsa_counts or {}).get(d.id, 1), subscriptions=reader_lfdi in (None, d.lfdi))
+            for d in devices
+        ],
     )
 
 
