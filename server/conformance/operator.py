@@ -28,8 +28,8 @@ objects {"value", "multiplier"} (the csipaus limits opModExpLimW, opModImpLimW, 
 opModLoadLimW), booleans for opModConnect / opModEnergize, integers for opModFixedW and rampTms;
 setGradW beside them for a DefaultDERControl.
 
-Timing choices where the harness leaves them open: an "active" control starts 1 s ago and lasts
-`ACTIVE_SECONDS`; "scheduled" controls without an offset start `SCHEDULED_LEAD_SECONDS` from now,
+Timing choices where the harness leaves them open: an "active" control starts 1 s ago (or 1 s after
+the device's previous "active" one, so the later always starts later) and lasts `ACTIVE_SECONDS`; "scheduled" controls without an offset start `SCHEDULED_LEAD_SECONDS` from now,
 back to back per device, each `SCHEDULED_SECONDS` long.
 """
 
@@ -133,6 +133,7 @@ class Operator:
         self._members: set[tuple[int, int]] = set()  # (program, device)
         self._device_programs: dict[int, list[int]] = {}  # device → programs, in the order ensured
         self._scheduled_until: dict[int, int] = {}  # device → end of its last stacked scheduled control
+        self._active_start: dict[int, int] = {}  # device → start of its last "active" control
 
     # ---------------------------------------------------------------------------- run lifecycle
 
@@ -333,6 +334,10 @@ class Operator:
         if status == "active":
             duration = int(params.get("duration_seconds") or ACTIVE_SECONDS)
             start = now - (int(offset) if offset is not None else 1)
+            # a later control starts later: two in one second would tie, and which supersedes
+            # which would be derflex's tie-break, not the procedure's order
+            start = max(start, self._active_start.get(device, start - 1) + 1)
+            self._active_start[device] = start
         elif status == "scheduled":
             duration = int(params.get("duration_seconds") or SCHEDULED_SECONDS)
             if offset is not None:

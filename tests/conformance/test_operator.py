@@ -82,13 +82,15 @@ def test_programs_controls_and_cancellation_go_through_the_admin_api(server: Run
     assert device in api.get(f"/der-programs/{program}")["members"]
 
     op.apply("create-der-control", {"status": "active", "opModConnect": False, "rampTms": 3000}, client)
+    op.apply("create-der-control", {"status": "active", "opModConnect": True}, client)  # same second
     op.apply("create-der-control", {"status": "scheduled", "opModEnergize": True}, client)
     op.apply("create-der-control", {"status": "scheduled", "opModEnergize": False, "duration_seconds": 90}, client)
     events = sorted(api.query(f"/der-programs/{program}/events", limit=100)["events"], key=lambda e: e["start"])
-    assert [e["device_id"] for e in events] == [device] * 3
-    active, first, second = events
+    assert [e["device_id"] for e in events] == [device] * 4
+    active, later, first, second = events
     assert active["start"] <= now[0] < active["start"] + active["duration"]
     assert active["control"] == {"opModConnect": False, "rampTms": 3000}
+    assert later["start"] == active["start"] + 1 and later["control"] == {"opModConnect": True}
     assert first["start"] == int(now[0]) + 30 and first["duration"] == 60
     assert second["start"] == first["start"] + first["duration"] + 1 and second["duration"] == 90  # stacked
 
