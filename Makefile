@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 WORKERS ?= 3
 PYTEST  := $(BIN)/pytest -n $(WORKERS)
 
-.PHONY: setup demo serve test test-slow test-postgres lint bench conformance clean
+.PHONY: setup demo serve test test-slow test-postgres lint bench conformance clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ demo: $(STAMP)  ## the main job end to end on the embedded default (about five m
 
 serve: $(STAMP)  ## serve 2030.5 (and the Beckn BPP) with two pre-registered demo devices
 	$(BIN)/derflex serve --demo-devices 2
+
+browser:  ## Debian's chromium + chromedriver for the dashboard's browser tests (tests/ui; skipped without them)
+	bash .ci/install-browser
 
 test: $(STAMP)  ## the test suite on SQLite (e2e included), plus the layer contracts; the sweeps' long tails: make test-slow
 	$(PYTEST) --dist loadscope --no-loadscope-reorder -m "not slow"

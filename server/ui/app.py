@@ -41,7 +41,7 @@ def _cookie(resp: Response, name: str, value: str, max_age: int | None) -> None:
 def _authenticate() -> Any:
     """before_request: the session for every view but sign-in and static files; CSRF on every POST."""
     g.user = None
-    if request.endpoint in ("auth.login", "static", "auth.vendor"):
+    if request.endpoint in ("auth.login", "auth.favicon", "static", "auth.vendor"):
         return None
     token = request.cookies.get(COOKIE)
     if token:
@@ -100,7 +100,10 @@ def login() -> Any:
                 return resp
             if error is None:
                 error, status = "Wrong name or password.", 401
-    login_token = secrets.token_urlsafe(32)
+    # one token per browser while its sign-in cookie lives: a second tab (or the browser's own
+    # request for /favicon.ico) must not make the form in the first one stale
+    kept = request.cookies.get(LOGIN_COOKIE, "")
+    login_token = kept if 40 <= len(kept) <= 64 and kept.replace("-", "").replace("_", "").isalnum() else secrets.token_urlsafe(32)
     resp = make_response(render_template("login.html", error=error, login_token=login_token), status)
     _cookie(resp, LOGIN_COOKIE, login_token, 3600)
     return resp
@@ -114,6 +117,11 @@ def logout() -> Response:
     resp = redirect(url_for("auth.login"))
     resp.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
     return resp
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    return Response(status=204)
 
 
 @bp.get("/vendor/plotly.min.js")

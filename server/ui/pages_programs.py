@@ -6,6 +6,7 @@ the audit log in the same transaction."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Any
 
 from flask import Blueprint, abort, g, jsonify, redirect, render_template, request, url_for
@@ -167,14 +168,23 @@ def _window_data(s: Any, program_id: int, key: str) -> dict[str, Any]:
     return {"row": row, "program": program, "w": w, "clearings": clearings, "delivered": delivered}
 
 
+def _wall(seconds: float, zone: Any) -> str:
+    """A time as wall-clock text in the program's zone (the chart's axis is the program's local time)."""
+    return datetime.fromtimestamp(seconds, timezone.utc).astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def _chart(d: dict[str, Any]) -> dict[str, Any]:
-    """Requested vs cleared (per clearing interval) and delivered (per M&V interval, once settled)."""
-    cl = d["clearings"]
+    """Requested vs cleared (steps per clearing interval) and delivered (bars per M&V interval, once
+    settled), on the program's local time."""
+    cl, zone = d["clearings"], d["program"].window.zone
+    delivered = d["delivered"]
+    if delivered is not None:
+        delivered = {**delivered, "times": [_wall(datetime.fromisoformat(t).timestamp(), zone) for t in delivered["times"]]}
     return {
-        "intervals": {"starts": [c.start * 1000 for c in cl], "ends": [c.end * 1000 for c in cl],
+        "intervals": {"edges": [_wall(c.start, zone) for c in cl] + ([_wall(cl[-1].end, zone)] if cl else []),
                       "requested": [c.requested_kw for c in cl], "cleared": [c.quantity_kw for c in cl],
                       "price": [c.price for c in cl]},
-        "delivered": d["delivered"], "tz": d["program"].window.tz,
+        "delivered": delivered, "tz": d["program"].window.tz,
     }
 
 
@@ -188,7 +198,7 @@ def show_window(program_id: int, key: str) -> str:
             d["clearings"][0] if d["clearings"] else None)
         total, setpoints = dashboard.setpoints_page(s, chosen.id, sp.start, sp.size) if chosen else (0, [])
     nodes = json.loads(chosen.nodes) if chosen is not None and chosen.nodes else None
-    return render_template("window.html", d=d, w=d["w"], program=d["program"], program_id=program_id, chosen=chosen,
+    return render_template("window.html", now=now(), d=d, w=d["w"], program=d["program"], program_id=program_id, chosen=chosen,
                            setpoints=setpoints, spage=sp.of(total), nodes=nodes, responses=RESPONSES,
                            chart=_chart(d), tz=d["program"].window.tz)
 
@@ -228,7 +238,11 @@ def dry_run(program_id: int, key: str) -> str:
         abort(404)
     curve = {"prices": [float(p) for p in prices], "quantities": [float(q) for q in quantities],
              "points": [{"price": iv.get("price"), "quantity": iv.get("quantity_kw"), "requested": iv["requested_kw"],
-                         "start": iv["start"]} for iv in view["intervals"]],
+                         "start": _wall(datetime.fromisoformat(iv["start"]).timestamp(), result.program.window.zone)[11:16]}
+                        for iv in view["intervals"]],
              "cap": result.program.price_cap, "currency": result.program.currency}
+    zone = result.program.window.zone
+    for iv in view["intervals"]:
+        iv["local"] = _wall(datetime.fromisoformat(iv["start"]).timestamp(), zone).replace("T", " ")[:16]
     return render_template("dry_run.html", view=view, curve=curve, program_id=program_id, key=key,
                            program=result.program)

@@ -7,17 +7,19 @@
 
   function deliveryTraces(c) {
     var iv = c.intervals, traces = [];
-    if (iv.starts.length) {
-      var mids = iv.starts.map(function (s, i) { return new Date((s + iv.ends[i]) / 2); });
-      traces.push({type: "scatter", mode: "lines+markers", line: {shape: "hvh", dash: "dash", color: "#222"},
-                   name: "requested kW", x: mids, y: iv.requested});
-      traces.push({type: "scatter", mode: "lines+markers", line: {shape: "hvh", color: "#1f6fb2"},
-                   name: "cleared kW", x: mids, y: iv.cleared,
-                   text: iv.price.map(function (p) { return "price " + p.toFixed(4); })});
+    if (c.delivered) {  // bars first, so the steps are drawn over them
+      var t = c.delivered.times, step = t.length > 1 ? Date.parse(t[1]) - Date.parse(t[0]) : 900000;
+      traces.push({type: "bar", name: "delivered kW (metered, against baseline)", marker: {color: "#2e7d32"},
+                   opacity: 0.65, offset: 0, width: t.map(function () { return step * 0.92; }),
+                   x: t, y: c.delivered.delivered});
     }
-    if (c.delivered) {
-      traces.push({type: "bar", name: "delivered kW", marker: {color: "#2e7d32"}, opacity: 0.7,
-                   x: c.delivered.times.map(function (t) { return new Date(t); }), y: c.delivered.delivered});
+    if (iv.edges.length) {
+      var last = function (a) { return a.concat([a[a.length - 1]]); };
+      traces.push({type: "scatter", mode: "lines", line: {shape: "hv", color: "#1f6fb2", width: 4},
+                   name: "cleared kW (committed)", x: iv.edges, y: last(iv.cleared),
+                   text: last(iv.price.map(function (p) { return "price " + p.toFixed(4); })), hoverinfo: "x+y+text"});
+      traces.push({type: "scatter", mode: "lines", line: {shape: "hv", dash: "dash", color: "#111", width: 2},
+                   name: "requested kW", x: iv.edges, y: last(iv.requested)});
     }
     return traces;
   }
@@ -26,7 +28,7 @@
     var traces = deliveryTraces(c);
     if (!traces.length) { el.textContent = "Nothing cleared yet."; el.style.minHeight = "0"; return; }
     Plotly.react(el, traces, Object.assign({}, layoutBase, {yaxis: {title: {text: "kW"}, rangemode: "tozero"},
-                                                             xaxis: {title: {text: "time (your browser's zone)"}}}), config);
+                                                             xaxis: {title: {text: "local time (" + c.tz + ")"}}, bargap: 0.08}), config);
   }
 
   var delivery = document.getElementById("delivery-chart");
