@@ -358,3 +358,20 @@ def test_a_revocation_reaches_another_process_within_a_second(app, settings, dat
     while there.get("/dcap").status_code != 403:
         assert time.monotonic() - t0 < 1.0, "the other process still answers a revoked client"
         time.sleep(0.02)
+
+
+def test_bad_connection_point_bodies_get_a_4xx_error_and_change_nothing(cast, client_for, database) -> None:  # noqa: ANN001
+    ids = registered_cast(database, cast, client_for)
+    device = client_for(cast["owner"])
+    link = f"/edev/{ids['owner']}/cp"
+    bodies = [b"", b"<x/>", b"\xff\xfe<", CP_BODY.format("4" * 33).encode(), CP_BODY.format("").encode(),
+              f'<csipaus:ConnectionPoint xmlns="{NS}" xmlns:csipaus="{CSIPAUS_NS}"><mRID>00</mRID>'
+              '</csipaus:ConnectionPoint>'.encode(),
+              f'<ConnectionPoint xmlns="{NS}"><connectionPointId>{NMI}</connectionPointId></ConnectionPoint>'.encode(),
+              codec.render(EndDevice(sfdi=cast["owner"].sfdi, changed_time=0))]
+    for body in bodies:
+        resp = device.put(link, data=body)
+        assert 400 <= resp.status_code < 500 and b"<reasonCode>" in resp.data, (body, resp.status_code)
+    assert device.get(link).status_code == 404
+    assert device.put(f"/edev/{ids['owner'] + 100}/cp", data=CP_BODY.format(NMI)).status_code == 404
+    assert device.delete(link).status_code == 405
