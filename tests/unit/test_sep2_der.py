@@ -88,6 +88,7 @@ FULL = {
         rtg_under_excited_w=ActivePower(multiplier=0, value=9000),
         rtg_v_nom=VoltageRMS(multiplier=0, value=240),
         type=83,
+        doe_modes_supported="0F",  # CSIP-AUS
     ),
     "DERSettings": DERSettings(
         href=f"{BASE}/derg",
@@ -121,6 +122,7 @@ FULL = {
         set_v_ref=VoltageRMS(multiplier=0, value=230),
         set_v_ref_ofs=VoltageRMS(multiplier=0, value=0),
         updated_time=NOW,
+        doe_modes_enabled="03",  # CSIP-AUS
     ),
     "DERStatus": DERStatus(
         href=f"{BASE}/ders",

