@@ -170,6 +170,21 @@ def of_program(session: Session, targets: Sequence[str], program_id: int) -> Seq
                            .order_by(Subscription.id)).all()
 
 
+def of_program_devices(session: Session, targets: Sequence[str], pairs: Sequence[tuple[int, int]]) -> Sequence[Subscription]:
+    """Subscriptions to `targets` of these (DER program, device) pairs, by id: one indexed query
+    per 500 devices (ix_subscriptions_target), whatever the number of pairs."""
+    wanted = set(pairs)
+    devices = sorted({d for _, d in wanted})
+    programs = sorted({p for p, _ in wanted})
+    out: list[Subscription] = []
+    for i in range(0, len(devices), 500):
+        out.extend(s for s in session.scalars(select(Subscription).where(
+            Subscription.target.in_(list(targets)), Subscription.target_device_id.in_(devices[i:i + 500]),
+            Subscription.program_id.in_(programs)))
+            if (s.program_id, s.target_device_id) in wanted)
+    return sorted(out, key=lambda s: s.id)
+
+
 def of_targets(session: Session, targets: Sequence[str]) -> Sequence[Subscription]:
     return session.scalars(select(Subscription).where(Subscription.target.in_(list(targets)))
                            .order_by(Subscription.id)).all()
@@ -189,14 +204,29 @@ def queue(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     already queued is skipped. How many were new."""
     if not rows:
         return 0
-    dialect = session.connection().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    conn = session.connection()
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    # One cached statement, executed for many rows (SQLAlchemy batches them into multi-row
+    # INSERTs): building a VALUES clause per call cost more than the rest of the queueing.
+    stmt = (insert(Notification.__table__).on_conflict_do_nothing(index_elements=["subscription_id", "key"])
+            .returning(Notification.id))
     written = 0
     for i in range(0, len(rows), 1000):
-        stmt = insert(Notification).values(list(rows[i:i + 1000])).on_conflict_do_nothing(
-            index_elements=["subscription_id", "key"])
-        written += session.execute(stmt.execution_options(preserve_rowcount=True)).rowcount or 0
+        written += len(conn.execute(stmt, list(rows[i:i + 1000])).all())
     return written
+
+
+def last_bodies(session: Session, sub_ids: Sequence[int]) -> dict[int, str]:
+    """The body of the newest notification queued for each of these subscriptions (those that
+    have one)."""
+    n = Notification
+    out: dict[int, str] = {}
+    ids = sorted(set(sub_ids))
+    for i in range(0, len(ids), 500):
+        newest = (select(func.max(n.id)).where(n.subscription_id.in_(ids[i:i + 500]))
+                  .group_by(n.subscription_id).scalar_subquery())
+        out.update((row[0], row[1]) for row in session.execute(select(n.subscription_id, n.body).where(n.id.in_(newest))))
+    return out
 
 
 def due(session: Any, now: float, limit: int) -> Sequence[Any]:

@@ -19,8 +19,9 @@ Sending:
     retried after 10 s, 100 s, 300 s, 30 min (DERFLEX_OUTBOX_RETRY_SECONDS) and then dead, and the
     receiver's other pending notifications wait with it, so nothing overtakes. Dead ones stay for
     operators to see and replay (`derflex notifications`, admin API).
-  * Delivery is at least once: a notification is marked delivered right after its answer, in
-    small batches; a process killed between an answer and its mark sends those few again.
+  * Delivery is at least once: a notification is marked delivered soon after its answer (all that
+    the lanes delivered, every MARK_AFTER_S, in one transaction beside the sending); a process
+    killed between an answer and its mark sends those few again.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ from server.tls import CCM8, GCM
 log = logging.getLogger("derflex.notify")
 
 LEADER_NAME = "notifier"
-MARK_EVERY = 20  # delivered notifications marked per transaction
+MARK_AFTER_S = 0.2  # what the lanes delivered is marked this often (one transaction), and at the end of a pass
+SCAN_EVERY_S = 1.0  # event starts and ends are scanned for at most this often (a write transaction)
 RETENTION_S = 14 * 86_400  # delivered notifications are kept this long for operators
 MEDIA_TYPE = "application/sep+xml"
 ELECT_EVERY_S = 3.0  # well within the lease (server.db.leader.LEASE_SECONDS)
@@ -180,6 +182,14 @@ class Notifier(BackgroundLoop):
         self._lanes: dict[tuple[str, int], _Lane] = {}
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="notify-send")
         self._next_prune = self._next_election = 0.0
+        self._next_scan = float("-inf")
+        self._sent_ids: list[int] = []  # delivered, not marked yet
+        self._sent_lock = threading.Lock()
+        # Held around this process's write transactions that share SQLite's one write lock with an
+        # outbox drainer in this process (server.jobs.outbox shares it): waiting here, a mark gets
+        # its turn as soon as the drainer commits; waiting in SQLite's busy handler (which sleeps
+        # and retries) it loses every race to the drainer's next transaction.
+        self.write_turn = threading.Lock()
         self.sent = self.failed = 0
         super().__init__()
 
@@ -190,10 +200,13 @@ class Notifier(BackgroundLoop):
         if self.elect and not self._lead(now):
             self._close_lanes()
             return 0
-        try:
-            notify.scan_events(self.db, now, default_rate=self.default_poll_rate)
-        except Exception:  # sending must go on; the cursor did not move, the scan is retried
-            log.exception("notifier: scanning event transitions failed")
+        if now >= self._next_scan or now < self._next_scan - SCAN_EVERY_S:  # (a clock set back)
+            self._next_scan = now + SCAN_EVERY_S
+            try:
+                with self.write_turn:
+                    notify.scan_events(self.db, now, default_rate=self.default_poll_rate)
+            except Exception:  # sending must go on; the cursor did not move, the scan is retried
+                log.exception("notifier: scanning event transitions failed")
         return self.send_due(now)
 
     def _lead(self, now: float) -> bool:
@@ -205,6 +218,10 @@ class Notifier(BackgroundLoop):
         return self.leadership.leader
 
     def send_due(self, now: float) -> int:
+        """Send what is due (at most `batch`), each lane on a thread of the pool; what they
+        delivered is marked every MARK_AFTER_S from here, so no lane waits for the database (on
+        SQLite a mark waits its turn for the write lock), and all of it before the next pass
+        reads what is due."""
         with self.db.read() as c:
             rows = store.due(c, now, self.batch)
         if not rows:
@@ -214,7 +231,11 @@ class Notifier(BackgroundLoop):
         for row in rows:
             lanes.setdefault((row.receiver, row.subscription_id % k), []).append(row)
         futures = [self._pool.submit(self._send_lane, key, todo) for key, todo in lanes.items()]
-        wait(futures)
+        while True:
+            _, running = wait(futures, timeout=MARK_AFTER_S)
+            self._mark_sent()
+            if not running:
+                break
         for f in futures:
             if f.exception() is not None:
                 log.error("notifier: a send lane failed: %s", f.exception())
@@ -228,7 +249,6 @@ class Notifier(BackgroundLoop):
 
     def _send_lane(self, key: tuple[str, int], rows: Sequence[Any]) -> None:
         lane = self._lane(key)
-        done: list[int] = []
         with lane.lock:
             for row in rows:
                 if self._stop.is_set():
@@ -236,26 +256,25 @@ class Notifier(BackgroundLoop):
                 try:
                     lane.post(row.uri, row.body.encode("utf-8"))
                 except SendError as exc:
-                    self._mark(done)
-                    done = []
+                    self._mark_sent()  # what went before it is delivered: not held back with it
                     self._failed(row, str(exc), exc.final)
                     break  # this subscription's later notifications wait: nothing overtakes
-                done.append(row.id)
-                if len(done) >= MARK_EVERY:
-                    self._mark(done)
-                    done = []
-            self._mark(done)
+                with self._sent_lock:
+                    self._sent_ids.append(row.id)
 
-    def _mark(self, ids: list[int]) -> None:
+    def _mark_sent(self) -> None:
+        """Mark what the lanes delivered since the last mark, in one transaction."""
+        with self._sent_lock:
+            ids, self._sent_ids = self._sent_ids, []
         if ids:
-            with self.db.transaction() as s:
+            with self.write_turn, self.db.transaction() as s:
                 store.delivered(s, ids, self.clock())
             self.sent += len(ids)
 
     def _failed(self, row: Any, error: str, final: bool) -> None:
         now = self.clock()
         retry_at = None if final or row.attempts >= len(self.schedule) else now + self.schedule[row.attempts]
-        with self.db.transaction() as s:
+        with self.write_turn, self.db.transaction() as s:
             store.failed(s, row.id, row.receiver, error, retry_at, now)
         self.failed += 1
         if retry_at is None:

@@ -23,6 +23,7 @@ Facts older than server.services.outbox.RETENTION_S that every consumer has are 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -107,7 +108,7 @@ class OutboxDrainer(BackgroundLoop):
 
     def __init__(self, db: Database, consumers: Sequence[outbox.Consumer], *,
                  schedule: Sequence[float] = outbox.DEFAULT_SCHEDULE, lease_s: float = outbox.LEASE_S,
-                 clock: Callable[[], float] = time.time, poll_s: float = 0.5, batch: int = 20,
+                 clock: Callable[[], float] = time.time, poll_s: float = 0.2, batch: int = 100,
                  crash: str | None = None, on_delivered: Callable[[], None] | None = None,
                  retention_s: float = outbox.RETENTION_S, companions: Sequence[BackgroundLoop] = ()):
         names = [c.name for c in consumers]
@@ -123,6 +124,9 @@ class OutboxDrainer(BackgroundLoop):
         self.retention_s = retention_s
         self._next_prune = 0.0
         self.companions = tuple(companions)  # loops that live and die with this one (the notifier)
+        # On SQLite the hand-overs take turns with the notifier's marks (server.jobs.notify.Notifier.write_turn)
+        turns = [c.write_turn for c in self.companions if getattr(c, "write_turn", None) is not None]
+        self.write_turn: Any = turns[0] if turns and db.url.startswith("sqlite") else contextlib.nullcontext()
         super().__init__()
 
     # ------------------------------------------------------------------------- lifecycle
@@ -137,32 +141,41 @@ class OutboxDrainer(BackgroundLoop):
 
     # ------------------------------------------------------------------------------ work
     def run_once(self) -> int:
-        """Claim what is due (at most `batch`) and hand each to its consumer; how many it took."""
+        """Claim what is due (at most `batch`) and hand it over, each consumer's claims together in
+        one transaction (server.services.outbox.hand_over_many); how many it took."""
         now = self.clock()
         if self.crash == "before-delivery" and outbox.due(self.db, self.consumers, now):
             self._die("a delivery is due")
         claims = outbox.claim(self.db, self.consumers, now, self.batch, lease_s=self.lease_s, schedule=self.schedule)
-        delivered = 0
+        by_consumer: dict[str, list[outbox.Claim]] = {}
         for held in claims:
+            by_consumer.setdefault(held.consumer, []).append(held)
+        delivered = 0
+        after_act = (lambda: self._die("the consumer acted")) if self.crash == "after-act" else None
+        for name, held_ones in by_consumer.items():
             if self._stop.is_set():
-                break  # the claim lapses after its lease and another pass takes it
-            after_act = (lambda: self._die("the consumer acted")) if self.crash == "after-act" else None
+                break  # the claims lapse after their lease and another pass takes them
             try:
-                result = outbox.hand_over(self.db, held, self.consumers[held.consumer], self.clock(),
-                                          schedule=self.schedule, after_act=after_act)
-            except Exception:  # the transaction itself failed: the claim lapses and it is tried again
-                log.exception("outbox: handing delivery %s to %s failed", held.delivery_id, held.consumer)
+                with self.write_turn:
+                    results = outbox.hand_over_many(self.db, held_ones, self.consumers[name], self.clock(),
+                                                    schedule=self.schedule, after_act=after_act)
+            except Exception:  # the transaction itself failed: the claims lapse and they are tried again
+                log.exception("outbox: handing %s deliveries to %s failed", len(held_ones), name)
                 continue
-            if result.state == "delivered":
-                delivered += 1
-            elif result.state == "dead":
-                log.error("outbox: delivery %s to %s is dead after %s attempts: %s", held.delivery_id,
-                          held.consumer, held.attempt, result.error)
-            elif result.state == "pending":
-                log.warning("outbox: delivery %s to %s failed (attempt %s), retried later: %s",
-                            held.delivery_id, held.consumer, held.attempt, result.error)
-        if delivered and self.on_delivered is not None:
-            self.on_delivered()
+            for held, result in zip(held_ones, results):
+                if result.state == "delivered":
+                    delivered += 1
+                elif result.state == "dead":
+                    log.error("outbox: delivery %s to %s is dead after %s attempts: %s", held.delivery_id,
+                              held.consumer, held.attempt, result.error)
+                elif result.state == "pending":
+                    log.warning("outbox: delivery %s to %s failed (attempt %s), retried later: %s",
+                                held.delivery_id, held.consumer, held.attempt, result.error)
+        if delivered:
+            if self.on_delivered is not None:
+                self.on_delivered()
+            for loop in self.companions:
+                loop.wake()  # e.g. the notifier: notifications were queued
         return len(claims)
 
     def drain(self, max_passes: int = 1000) -> int:

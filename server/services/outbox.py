@@ -19,7 +19,8 @@ What is per fact, what per consumer:
     all the same, for the consumers to come (2030.5 notifications). A route added later does not
     reach facts recorded before it.
 
-Handing over (`claim`, then `hand_over` for each claim; server.jobs.outbox runs them):
+Handing over (`claim`, then `hand_over` for each claim, or `hand_over_many` for a consumer's
+claims together; server.jobs.outbox runs them):
   * `claim` takes due deliveries for a lease (PostgreSQL: FOR UPDATE SKIP LOCKED, so several
     drainers share the work; SQLite serialises writers) and counts the attempt.
   * `hand_over` runs the consumer in ONE transaction that first re-locks the delivery and checks the
@@ -410,18 +411,88 @@ def hand_over(db: Database, held: Claim, consumer: Consumer, now: float, *,
             with s.begin_nested():
                 consumer.deliver(s, handoff, now)
         except Exception as exc:  # the consumer failed: its writes are undone, the attempt recorded
-            error = f"{type(exc).__name__}: {exc}"[:500]
-            row.claimed_until, row.last_error, row.updated_time = 0.0, error, now
-            if row.attempts <= len(schedule):
-                row.next_attempt_at = now + schedule[row.attempts - 1]
-            else:
-                row.state = "dead"
-            return Outcome(row.state, error)
+            return _failed(row, exc, schedule, now)
         if after_act is not None:
             after_act()
         row.state, row.claimed_until, row.last_error = "delivered", 0.0, None
         row.delivered_time = row.updated_time = now
         return Outcome("delivered")
+
+
+def hand_over_many(db: Database, held: Sequence[Claim], consumer: Consumer, now: float, *,
+                   schedule: Sequence[float] = DEFAULT_SCHEDULE,
+                   after_act: Callable[[], None] | None = None) -> list[Outcome]:
+    """`hand_over` for several claims of one consumer in ONE transaction (one commit instead of
+    one per fact: on SQLite every transaction is a turn of the single write lock). Per delivery as
+    before: its claim is checked (a lost one is left alone), the consumer acts in a savepoint, a
+    failure is recorded on that delivery alone and the others go on, and each is marked with the
+    action in the same commit. A consumer with `deliver_many(session, handoffs, now)` is given the
+    held deliveries together in one savepoint (so it can read and write in bulk); when that raises,
+    each is given to `deliver` in a savepoint of its own, so one bad fact fails only itself.
+    Outcomes in the order of `held`."""
+    if not held:
+        return []
+    consumer_many = getattr(consumer, "deliver_many", None)
+    with db.transaction() as s:
+        rows = _held_many(s, held)
+        facts = _facts_of(s, [row.fact_id for row in rows.values()])
+        live: list[tuple[store.OutboxDelivery, Handoff]] = []
+        for c in held:
+            row = rows.get(c.delivery_id)
+            if row is not None:
+                fact_row = facts[row.fact_id]  # a delivery goes with its fact (ON DELETE CASCADE)
+                live.append((row, Handoff(row.id, row.consumer, row.idempotency_key, row.fact_id,
+                                          fact_from(fact_row.kind, fact_row.payload), row.attempts)))
+        outcomes: dict[int, Outcome] = {}
+        together = False
+        if consumer_many is not None and len(live) > 1:
+            try:
+                with s.begin_nested():
+                    consumer_many(s, [h for _, h in live], now)
+                together = True
+            except Exception:  # one of them is bad: give each its own savepoint below
+                together = False
+        for row, handoff in live:
+            if not together:
+                try:
+                    with s.begin_nested():
+                        consumer.deliver(s, handoff, now)
+                except Exception as exc:  # this consumer's action failed: undone, the attempt recorded
+                    outcomes[row.id] = _failed(row, exc, schedule, now)
+                    continue
+            outcomes[row.id] = Outcome("delivered")
+        if after_act is not None:
+            after_act()
+        for row, _ in live:
+            if outcomes[row.id].state == "delivered":
+                row.state, row.claimed_until, row.last_error = "delivered", 0.0, None
+                row.delivered_time = row.updated_time = now
+        return [outcomes.get(c.delivery_id, Outcome("claim lost")) for c in held]
+
+
+def _held_many(session: Session, held: Sequence[Claim]) -> dict[int, store.OutboxDelivery]:
+    """The claimed deliveries, locked (in id order: two drainers never wait on each other in a
+    circle), that are still pending under this drainer's claim."""
+    d = store.OutboxDelivery
+    token = {c.delivery_id: c.token for c in held}
+    rows = session.scalars(select(d).where(d.id.in_(sorted(token))).order_by(d.id).with_for_update()
+                           .execution_options(populate_existing=True)).all()
+    return {r.id: r for r in rows if r.state == "pending" and r.claimed_until == token[r.id]}
+
+
+def _facts_of(session: Session, fact_ids: Collection[int]) -> dict[int, store.OutboxFact]:
+    f = store.OutboxFact
+    return {r.id: r for r in session.scalars(select(f).where(f.id.in_(sorted(set(fact_ids)))))}
+
+
+def _failed(row: store.OutboxDelivery, exc: Exception, schedule: Sequence[float], now: float) -> Outcome:
+    error = f"{type(exc).__name__}: {exc}"[:500]
+    row.claimed_until, row.last_error, row.updated_time = 0.0, error, now
+    if row.attempts <= len(schedule):
+        row.next_attempt_at = now + schedule[row.attempts - 1]
+    else:
+        row.state = "dead"
+    return Outcome(row.state, error)
 
 
 def note_effect(session: Session, handoff: Handoff, ref: str, now: float) -> None:

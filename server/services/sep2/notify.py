@@ -51,9 +51,12 @@ def scope_of(db: repo.Reader, sub: Any) -> Scope:
     return Scope(role, sub.subscriber_lfdi)
 
 
-def resource_of(db: repo.Reader, sub: Any, now: int, poll_rates: dict[str, int], default_rate: int) -> Any:
-    """The subscribed resource as the subscriber would read it now; NotFound when it cannot."""
-    scope, d, page = scope_of(db, sub), sub.target_device_id, Page(0, sub.limit)
+def resource_of(db: repo.Reader, sub: Any, now: int, poll_rates: dict[str, int], default_rate: int, *,
+                scope: Scope | None = None) -> Any:
+    """The subscribed resource as the subscriber (`scope`, found when not given) would read it
+    now; NotFound when it cannot."""
+    scope = scope_of(db, sub) if scope is None else scope
+    d, page = sub.target_device_id, Page(0, sub.limit)
 
     def rate(name: str) -> int:
         return poll_rates.get(name, default_rate)
@@ -76,29 +79,49 @@ def resource_of(db: repo.Reader, sub: Any, now: int, poll_rates: dict[str, int],
     raise NotFound(f"unknown subscription target {kind}")
 
 
-def _last_body(session: Session, sub_id: int) -> str | None:
-    n = store.Notification
-    return session.execute(select(n.body).where(n.subscription_id == sub_id).order_by(n.id.desc()).limit(1)).scalar()
-
-
 def queue_for(session: Session, subs: Iterable[Any], key: str, now: float, *, default_rate: int) -> int:
     """Render and queue one notification per subscription under `key`; how many were queued."""
-    rates = repo.poll_rates(session)
+    return queue_keyed(session, [(sub, key) for sub in subs], now, default_rate=default_rate)
+
+
+def queue_keyed(session: Session, keyed: Iterable[tuple[Any, str]], now: float, *, default_rate: int) -> int:
+    """Render and queue one notification per (subscription, key) — a subscription named twice
+    gets one, under its first key — unless it would repeat the subscription's last document. What
+    does not depend on the subscription is read once: the poll rates, each subscriber's scope, and
+    each resource as one scope reads it (subscriptions of one subscriber to the same resource with
+    the same limit share it). How many were queued."""
+    todo: dict[int, tuple[Any, str]] = {}
+    for sub, key in keyed:
+        todo.setdefault(sub.id, (sub, key))
+    if not todo:
+        return 0
+    reader = session.connection()  # the same transaction, without the ORM's cost per query
+    rates = repo.poll_rates(reader)
+    scopes: dict[str, Scope] = {}
+    resources: dict[tuple[Any, ...], Any] = {}
+    last = store.last_bodies(session, list(todo))
     rows: list[dict[str, Any]] = []
-    seen: set[int] = set()
-    for sub in subs:
-        if sub.id in seen:
-            continue
-        seen.add(sub.id)
-        try:
-            resource = resource_of(session, sub, int(now), rates, default_rate)
-        except ServiceError:  # out of the subscriber's sight now: it hears nothing of it
+    for sub, key in todo.values():
+        scope = scopes.get(sub.subscriber_lfdi)
+        if scope is None:
+            scope = scopes[sub.subscriber_lfdi] = scope_of(reader, sub)
+        shared = (scope, sub.target, sub.target_device_id, sub.program_id, sub.fsa_id, sub.der_doc, sub.limit)
+        resource = resources.get(shared)
+        if resource is None:
+            try:
+                resource = resources[shared] = resource_of(reader, sub, int(now), rates, default_rate, scope=scope)
+            except ServiceError:  # out of the subscriber's sight now: it hears nothing of it
+                resource = resources[shared] = _UNSEEN
+        if resource is _UNSEEN:
             continue
         body = notices.document(sub, STATUS_DEFAULT, resource)
-        if body == _last_body(session, sub.id):
+        if body == last.get(sub.id):
             continue
         rows.append(notices.row(sub, key, body, now))
     return store.queue(session, rows)
+
+
+_UNSEEN = object()
 
 
 # ------------------------------------------------------------------------- facts → subscriptions
@@ -116,12 +139,15 @@ def _members(session: Session, program_id: int, device_ids: Sequence[int]) -> se
 def event_subscriptions(session: Session, program_id: int, device_id: int | None) -> list[Any]:
     """DERControlList / ActiveDERControlList subscriptions that an event of `program_id` for
     `device_id` (None: every member) shows in."""
-    subs = store.of_program(session, ("derc_list", "actderc"), program_id)
     if device_id is not None:
-        return [s for s in subs if s.target_device_id == device_id]
+        return list(store.of_program_devices(session, EVENT_LISTS, [(program_id, device_id)]))
+    subs = store.of_program(session, EVENT_LISTS, program_id)
     members = _members(session, program_id, [s.target_device_id for s in subs])
     members |= fsa_store.fsa_follower_ids(session, program_id)  # led to it by an operator's FSA
     return [s for s in subs if s.target_device_id in members]
+
+
+EVENT_LISTS = ("derc_list", "actderc")
 
 
 def _visible_to_subscriber(session: Session, subs: Sequence[Any], device_id: int) -> list[Any]:
@@ -151,6 +177,37 @@ def concerned(session: Session, fact: Any) -> list[Any]:
     return []
 
 
+def concerned_each(session: Session, facts: Sequence[Any]) -> list[list[Any]]:
+    """`concerned` for each of several facts, the control facts (a publish makes thousands) with
+    one query for their events and one for the subscriptions of the (program, device) pairs."""
+    controls = [f for f in facts if isinstance(f, (outbox.ControlCreated, outbox.ControlCancelled))]
+    events_by_mrid: dict[str, Any] = {}
+    mrids = sorted({f.mrid for f in controls})
+    for i in range(0, len(mrids), 500):
+        events_by_mrid.update((r.mrid, r) for r in session.execute(
+            select(DerEvent.mrid, DerEvent.program_id, DerEvent.device_id).where(DerEvent.mrid.in_(mrids[i:i + 500]))))
+    pairs = {(e.program_id, e.device_id) for e in events_by_mrid.values() if e.device_id is not None}
+    by_pair: dict[tuple[int, int], list[Any]] = {}
+    for s in store.of_program_devices(session, EVENT_LISTS, sorted(pairs)):
+        by_pair.setdefault((s.program_id, s.target_device_id), []).append(s)
+    wide: dict[int, list[Any]] = {}
+    out: list[list[Any]] = []
+    for fact in facts:
+        if not isinstance(fact, (outbox.ControlCreated, outbox.ControlCancelled)):
+            out.append(concerned(session, fact))
+            continue
+        event = events_by_mrid.get(fact.mrid)
+        if event is None:
+            out.append([])
+        elif event.device_id is not None:
+            out.append(by_pair.get((event.program_id, event.device_id), []))
+        else:
+            if event.program_id not in wide:
+                wide[event.program_id] = event_subscriptions(session, event.program_id, None)
+            out.append(wide[event.program_id])
+    return out
+
+
 class Notifications:
     """The outbox consumer: a fact in, the notifications it calls for queued (same transaction)."""
 
@@ -162,6 +219,19 @@ class Notifications:
     def deliver(self, session: Session, handoff: outbox.Handoff, now: float) -> None:
         subs = concerned(session, handoff.fact)
         queue_for(session, subs, f"f{handoff.fact_id}", now, default_rate=self.default_poll_rate)
+
+    def deliver_many(self, session: Session, handoffs: Sequence[outbox.Handoff], now: float) -> None:
+        """Several facts at once (server.services.outbox.hand_over_many): each concerned
+        subscription gets one notification, the resource as it is now, under the key of the last
+        fact that concerns it (changes handed over together give one notification, as when they
+        are handed over one by one)."""
+        keyed: list[tuple[Any, str]] = []
+        for handoff, subs in zip(handoffs, concerned_each(session, [h.fact for h in handoffs])):
+            keyed.extend((sub, f"f{handoff.fact_id}") for sub in subs)
+        last: dict[int, tuple[Any, str]] = {}
+        for sub, key in keyed:
+            last[sub.id] = (sub, key)
+        queue_keyed(session, last.values(), now, default_rate=self.default_poll_rate)
 
 
 # ------------------------------------------------------------------------------ the clock's part
