@@ -16,6 +16,11 @@ Rules:
   sleeping (a hang); they are recorded with `fault` set and do not count as accepted.
 - Bounded: bodies (256 KiB), records (a ring of `max_records`), socket timeouts, hang time, and the
   server's own lifetime (`lifetime_s`: it stops by itself if a caller forgets to).
+- Beckn v2.0.0 (`v2_key` given: the BAP's signing key): the callbacks are v2's (`on_discover` …
+  `on_rate`), the envelope is checked with `server.beckn_v2.context` (version 2.0.0, action = path,
+  bppId ours), and every answer is a v2 Ack `{status, signature}` counter-signed with `v2_key`
+  (400/401 NACKs carry `error {errorCode, errorMessage}`). Records read `messageId` and
+  `transactionId` as well as v1's keys.
 """
 
 from __future__ import annotations
@@ -33,10 +38,14 @@ from typing import Any
 from server.beckn import codec, envelope, signing
 from server.beckn.context import CALLBACK_ACTIONS, context_from_json
 from server.beckn.errors import BecknError, ErrorCode
+from server.beckn_v2 import envelope as v2_envelope
+from server.beckn_v2.context import CALLBACK_ACTIONS as V2_CALLBACK_ACTIONS, context_from_json as v2_context_from_json
+from server.beckn_v2.errors import V2Code, V2Error
 
 __all__ = ["Callback", "CallbackReceiver", "CallbackTimeout", "FAULTS"]
 
 CALLBACK_NAMES = frozenset(CALLBACK_ACTIONS.values())
+V2_CALLBACK_NAMES = frozenset(V2_CALLBACK_ACTIONS.values())
 FAULTS = ("500", "nack", "hang")
 MAX_BODY = codec.DEFAULT_MAX_BYTES
 MAX_HANG_S = 120.0
@@ -67,11 +76,11 @@ class Callback:
 
     @property
     def message_id(self) -> str | None:
-        return None if self.context is None else self.context.get("message_id")
+        return None if self.context is None else self.context.get("message_id", self.context.get("messageId"))
 
     @property
     def transaction_id(self) -> str | None:
-        return None if self.context is None else self.context.get("transaction_id")
+        return None if self.context is None else self.context.get("transaction_id", self.context.get("transactionId"))
 
     def as_dict(self) -> dict[str, Any]:
         return {"action": self.action, "context": self.context, "message": self.message,
@@ -122,11 +131,13 @@ class CallbackReceiver:
     def __init__(self, bpp_id: str, key_lookup: signing.KeyLookup, *, host: str = "127.0.0.1",
                  port: int = 0, path: str = "/bap", realm: str = "bap", skew_s: int = 5,
                  max_records: int = 10_000, lifetime_s: float | None = 3600.0,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 v2_key: signing.SigningKey | None = None) -> None:
         if path and (not path.startswith("/") or path.endswith("/")):
             raise ValueError("path must be empty or start with / and not end with /")
         self.bpp_id, self.key_lookup, self.path, self.realm = bpp_id, key_lookup, path, realm
         self.skew_s, self.clock, self.lifetime_s = skew_s, clock, lifetime_s
+        self.v2_key = v2_key  # set: a v2 BAP's receiver (v2 callbacks, counter-signed Acks)
         self._host, self._port = host, port
         self._records: deque[Callback] = deque(maxlen=max_records)
         self._cond = threading.Condition()
@@ -264,19 +275,33 @@ class CallbackReceiver:
             self._cond.notify_all()
             return cb
 
+    def _nack(self, body: bytes, code: str, text: str) -> dict[str, Any]:
+        if self.v2_key is None:
+            return envelope.nack(ErrorCode(code) if code in ErrorCode._value2member_map_ else ErrorCode.INVALID_REQUEST, text)
+        mid = (_loose_parse(body).get("context") or {}).get("messageId") if body else None
+        return v2_envelope.ack_body("NACK", body, mid if isinstance(mid, str) else "", self.v2_key, now=self.clock(),
+                                    error={"errorCode": code, "errorMessage": text})
+
+    def _ack(self, body: bytes) -> dict[str, Any]:
+        if self.v2_key is None:
+            return envelope.ack()
+        mid = (_loose_parse(body).get("context") or {}).get("messageId")
+        return v2_envelope.ack_body("ACK", body, mid if isinstance(mid, str) else "", self.v2_key, now=self.clock())
+
     def _handle(self, h: _Handler) -> None:
         prefix = self.path + "/"
         action = h.path[len(prefix):] if h.path.startswith(prefix) else ""
-        if action not in CALLBACK_NAMES:
-            h._answer(404, envelope.nack(ErrorCode.ACTION_NOT_APPLICABLE, f"no callback endpoint {h.path[:80]}"))
+        names = V2_CALLBACK_NAMES if self.v2_key is not None else CALLBACK_NAMES
+        if action not in names:
+            h._answer(404, self._nack(b"", "40001", f"no callback endpoint {h.path[:80]}"))
             return
         try:
             length = int(h.headers.get("Content-Length", ""))
         except ValueError:
-            h._answer(411, envelope.nack(ErrorCode.INVALID_REQUEST, "Content-Length is required"))
+            h._answer(411, self._nack(b"", "30000", "Content-Length is required"))
             return
         if not 0 <= length <= MAX_BODY:
-            h._answer(413, envelope.nack(ErrorCode.INVALID_REQUEST, f"body larger than {MAX_BODY} bytes"))
+            h._answer(413, self._nack(b"", "30000", f"body larger than {MAX_BODY} bytes"))
             return
         try:
             body = h.rfile.read(length)
@@ -293,14 +318,21 @@ class CallbackReceiver:
                            digest_header=h.headers.get("Digest"))
         except signing.SignatureError as exc:
             self._record(**seen, verified=False, failure=exc.reason, status=401)
-            h._answer(401, envelope.nack(ErrorCode.INVALID_REQUEST, f"signature refused: {exc}"),
+            h._answer(401, self._nack(body, "60000" if self.v2_key else "30000", f"signature refused: {exc}"),
                       {"WWW-Authenticate": signing.www_authenticate(self.realm)})
             return
         try:
-            self._check_envelope(body, action)
+            if self.v2_key is not None:
+                self._check_v2_envelope(body, action)
+            else:
+                self._check_envelope(body, action)
         except BecknError as exc:
             self._record(**seen, verified=True, failure="envelope", status=400)
             h._answer(400, envelope.nack_for(exc))
+            return
+        except V2Error as exc:
+            self._record(**seen, verified=True, failure="envelope", status=400)
+            h._answer(400, self._nack(body, exc.code, exc.message))
             return
         with self._cond:
             mode, hang_s = self._faults.popleft() if self._faults else (None, 0.0)
@@ -309,14 +341,15 @@ class CallbackReceiver:
             h._answer(500, {"error": {"code": "50000", "message": "injected server error"}})
         elif mode == "nack":
             self._record(**seen, verified=True, failure=None, status=200, fault=mode)
-            h._answer(200, envelope.nack(ErrorCode.BUSINESS_ERROR, "injected NACK"))
+            h._answer(200, self._nack(body, "40000", "injected NACK") if self.v2_key is not None
+                      else envelope.nack(ErrorCode.BUSINESS_ERROR, "injected NACK"))
         elif mode == "hang":
             self._record(**seen, verified=True, failure=None, status=200, fault=mode)
             self._stopping.wait(hang_s)
-            h._answer(200, envelope.ack())
+            h._answer(200, self._ack(body))
         else:
             self._record(**seen, verified=True, failure=None, status=200)
-            h._answer(200, envelope.ack())
+            h._answer(200, self._ack(body))
 
     def _check_envelope(self, body: bytes, action: str) -> None:
         doc = codec.parse_json(body)
@@ -326,6 +359,15 @@ class CallbackReceiver:
         for name in ("message", "error"):
             if doc.get(name) is not None and not isinstance(doc[name], dict):
                 raise envelope.EnvelopeError("must be an object", name)
+
+    def _check_v2_envelope(self, body: bytes, action: str) -> None:
+        doc = v2_envelope.parse_body(body)
+        ctx = v2_context_from_json(doc.get("context"), action=action)
+        if ctx.bpp_id != self.bpp_id:
+            raise V2Error(f"must be {self.bpp_id}", "context.bppId", V2Code.CONTEXT_ERROR)
+        for name in ("message", "error"):
+            if doc.get(name) is not None and not isinstance(doc[name], dict):
+                raise V2Error("must be an object", name)
 
 
 def _loose_parse(body: bytes) -> dict[str, Any]:

@@ -19,16 +19,21 @@ Mapping (docs/beckn.md, "Beckn v2.0.0"):
   CAPACITY_OFFERED per interval, one interval per interval of the program's next window. Each
   pair (OFFER_PRICE[k], CAPACITY_OFFERED[k]) is a block: CAPACITY_OFFERED[k] kW more at a clearing
   price of at least OFFER_PRICE[k]. A fixed-incentive program takes CAPACITY_OFFERED alone (the
-  blocks are at the fixed rate). Our exact clearing (programs.clearing.clear) clears, per interval,
-  the bids of every active v2 contract of the program and this one against the interval's
-  CAPACITY_REQUESTED under the price cap; on_confirm adds CAPACITY_CLEARED (this contract's share)
-  and CLEARING_PRICE (insertedBy buyer) beside the bid.
+  blocks are at the fixed rate). The bid becomes the meters' offers (`meter_offers`): each meter
+  enrolls (Enroll) or is re-offered (ChangeOffer) with its share of every block, sized by what it
+  can reduce (`headroom`), as one power curve per interval (flex.offers.interval_offer). The bid
+  stands for every window of the program until an update replaces it. So the scheduler's clearing
+  of the program, the DERControls it publishes and the settlement are the bid's. on_confirm (and
+  an update's answer) adds CAPACITY_CLEARED (the contract's meters' setpoints summed) and
+  CLEARING_PRICE (insertedBy buyer) beside the bid, from that same clearing of the next window
+  with every device enrolled at that moment (`clear_contract`).
 * select → DRAFT, nothing stored. init → every meter's Enroll checked (nothing written), the draft
   contract stored with a new uuid `contract.id`. confirm → the draft (by `contract.id`, else this
   transaction's) becomes ACTIVE: every Enroll checked, then all stored (source "beckn",
   external_ref = the contract id), the bid cleared; a repeated confirm answers the same.
   update (ACTIVE only, 50002) → the opt-in: the meters replace the contract's (new ones enroll,
-  missing ones leave) and a new bid replaces the old one. cancel → every enrollment cancelled,
+  missing ones leave, staying ones get their new share by ChangeOffer) and a new bid replaces the
+  old one. cancel → every enrollment cancelled,
   CANCELLED. status → the contract with its performance (per meter BASELINE/USAGE of the latest
   settled window) and settlement (DEGContract revenueFlows in our settlement's minor units, the
   buyer's flow making them sum to zero, plus a RevenueFlow consideration and a COMPLETE Settlement).
@@ -47,11 +52,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from programs import enrollment as lifecycle
-from programs.clearing import CurveBook, clear, validate_curve
+from programs.clearing import validate_curve
+from programs.curves import DerRatings
+from programs.kinds import DeviceKind
 from programs.model import Program
 from programs.settlement import ROLES, exponent
 from server.beckn.orders import OrderError, OrderState, transition
@@ -68,7 +76,9 @@ from server.services.bpp import v2catalog
 from server.services.bpp.provider import Provider
 from server.services.flex import enrollments, handlers, stored
 from server.services.flex.command_errors import CommandError
-from server.services.flex.commands import ChangeEnrollmentState, DeviceRef, Enroll
+from server.services.flex.commands import ChangeEnrollmentState, ChangeOffer, DeviceRef, Enroll
+from server.services.flex.gathering import clear_fleet, gather, ratings_of, reported_kind
+from server.services.flex.offers import Offer, interval_offer
 from server.services.errors import ServiceError
 
 V2_MARK = "derflex-beckn-v2"  # first key of a v2 contract's stored JSON (orders.is_v2)
@@ -257,24 +267,32 @@ def block_curve(prices: tuple[float, ...] | list[float], caps: tuple[float, ...]
 # ----------------------------------------------------------------------------------- devices
 
 
-def _enroll(asked: Asked, lfdi: str, order_id: str) -> Enroll:
+def _enroll(asked: Asked, lfdi: str, order_id: str, offer: Offer | None) -> Enroll:
     return Enroll(program_id=asked.row.id, device=DeviceRef(lfdi=lfdi), customer=asked.seller[:100], kind=None,
-                  grid_node=None, offer=None, state=lifecycle.State.ACTIVE, source="beckn", external_ref=order_id)
+                  grid_node=None, offer=offer, state=lifecycle.State.ACTIVE, source="beckn", external_ref=order_id)
 
 
 def _meter_path(k: int) -> str:
     return f"{CM}.offer.offerAttributes.inputs.participatingMeters[{k}]"
 
 
-def _check(session: Session, asked: Asked, order_id: str, now: int) -> list[enrollments.CheckedEnrollment]:
+def _command_error(exc: CommandError, given: str, where: str) -> V2Error:
+    what = "is not registered here (IEEE 2030.5): register it first" \
+        if exc.kind == "not_found" and exc.field == "lfdi" else f"cannot enroll: {exc.message}"
+    return V2Error(f"meter {given[:80]} {what}", where, V2Code.BUSINESS_ERROR)
+
+
+def _check(session: Session, asked: Asked, order_id: str, now: int, offers: dict[str, Offer | None], *,
+           only: set[str] | None = None) -> list[enrollments.CheckedEnrollment]:
+    """Every meter's Enroll (those in `only`, if given) checked, nothing written."""
     out = []
     for k, (given, lfdi) in enumerate(asked.meters):
+        if only is not None and lfdi not in only:
+            continue
         try:
-            out.append(enrollments.check_enroll(session, _enroll(asked, lfdi, order_id), now))
+            out.append(enrollments.check_enroll(session, _enroll(asked, lfdi, order_id, offers.get(lfdi)), now))
         except CommandError as exc:
-            what = "is not registered here (IEEE 2030.5): register it first" \
-                if exc.kind == "not_found" and exc.field == "lfdi" else f"cannot enroll: {exc.message}"
-            raise V2Error(f"meter {given[:80]} {what}", _meter_path(k), V2Code.BUSINESS_ERROR) from None
+            raise _command_error(exc, given, _meter_path(k)) from None
     return out
 
 
@@ -289,25 +307,116 @@ def _leave(session: Session, enr: store.Enrollment, now: int) -> None:
     handlers.execute(session, ChangeEnrollmentState(enr.program_id, enr.id, lifecycle.Event.CANCEL), now)
 
 
+# ------------------------------------------------------------------------ the bid on devices
+
+
+def _kw(watts: float | None) -> float | None:
+    return None if watts is None else watts / 1000.0
+
+
+def headroom(ratings: DerRatings) -> tuple[float | None, float, str]:
+    """(kW a device can reduce net load by, its baseline power in kW, the rating that says so) for
+    sizing its share of a contract's bid: a battery from idle (0 kW) up to its discharge limit; an
+    EV charger or a load from consuming at its rating down to nothing (an EVSE charges at full
+    rate by default, programs.curves); a PV inverter nothing (curtailing PV raises net load).
+    None: the rating is not known."""
+    r = ratings
+    if r.kind == DeviceKind.BATTERY:
+        limit, name = (r.max_discharge_w, "setMaxDischargeRateW") if r.max_discharge_w is not None else (r.max_w, "setMaxW")
+        return _kw(limit), 0.0, name
+    if r.kind == DeviceKind.EV_CHARGER:
+        limit, name = (r.max_charge_w, "setMaxChargeRateW") if r.max_charge_w is not None else (r.max_w, "setMaxW")
+        kw = _kw(limit)
+        return kw, -(kw or 0.0), name
+    if r.kind == DeviceKind.LOAD:
+        kw = _kw(r.max_w)
+        return kw, -(kw or 0.0), "setMaxW"
+    return 0.0, 0.0, "kind"
+
+
+def meter_offers(session: Session, asked: Asked) -> dict[str, Offer | None]:
+    """Each meter's offer (by LFDI): its share of the contract's bid, one power curve per interval
+    (server.services.flex.offers.interval_offer), so the program's own clearing — dispatch, the
+    published DERControls, settlement — clears the bid. Meter i's share of every block is
+    h_i / sum(h) of its kW (h = `headroom`), on top of its baseline: the meters' curves add up to
+    the bid, and the clearing's pro-rata rule at a step gives each meter its share of what the
+    contract clears. A bid above what the meters can reduce together is refused (40002). No bid:
+    no offer (the default curve from each device's ratings)."""
+    if asked.bid is None:
+        return {lfdi: None for _, lfdi in asked.meters}
+    sizes: list[tuple[str, float, float]] = []
+    for k, (given, lfdi) in enumerate(asked.meters):
+        device = session.scalars(select(Device).where(Device.lfdi == lfdi)).first()
+        if device is None:
+            raise V2Error(f"meter {given[:80]} is not registered here (IEEE 2030.5): register it first", _meter_path(k),
+                          V2Code.BUSINESS_ERROR)
+        kind = reported_kind(session, device.id)
+        if kind is None:
+            raise V2Error(f"meter {given[:80]} has not reported its DER type (DERCapability): its share of the bid "
+                          "cannot be sized", _meter_path(k), V2Code.BUSINESS_ERROR)
+        kw, baseline, rating = headroom(ratings_of(session, device.id, kind))
+        if kw is None:
+            raise V2Error(f"meter {given[:80]} has not reported {rating}: its share of the bid cannot be sized",
+                          _meter_path(k), V2Code.BUSINESS_ERROR)
+        sizes.append((lfdi, kw, baseline))
+    total = sum(kw for _, kw, _ in sizes)
+    for i, (_, caps) in enumerate(asked.bid):
+        if sum(caps) > total + 1e-6:
+            raise V2Error(f"offers {sum(caps):g} kW; the participating meters can reduce by {total:g} kW at most "
+                          "(their ratings)", f"{CM}.commitmentAttributes.intervals[{i}]", V2Code.QUANTITY_UNAVAILABLE)
+    out: dict[str, Offer | None] = {}
+    for lfdi, kw, baseline in sizes:
+        share = kw / total if total > 0 else 0.0
+        curves = [[[p, round(baseline + share * q, 6)] for p, q in block_curve(prices, caps)] for prices, caps in asked.bid]
+        try:
+            out[lfdi] = interval_offer(curves)
+        except CommandError as exc:  # cannot happen for a checked bid; named if it does
+            raise V2Error(exc.message, f"{CM}.commitmentAttributes", V2Code.BUSINESS_ERROR) from None
+    return out
+
+
+def apply_offers(session: Session, order: BecknOrder, asked: Asked, offers: dict[str, Offer | None], now: int) -> None:
+    """Every live enrollment of the contract that stays gets its new offer (ChangeOffer)."""
+    where = {lfdi: k for k, (_, lfdi) in enumerate(asked.meters)}
+    for lfdi, enr in _enrollments(session, order).items():
+        if lifecycle.is_closed(enr.state) or lfdi not in offers:
+            continue
+        offer = offers[lfdi]
+        if (json.loads(enr.offer) if enr.offer else None) == (offer.json() if offer else None):
+            continue
+        try:
+            handlers.execute(session, ChangeOffer(enr.program_id, enr.id, offer), now)
+        except CommandError as exc:
+            raise _command_error(exc, asked.meters[where[lfdi]][0], _meter_path(where[lfdi])) from None
+
+
 # ---------------------------------------------------------------------------------- clearing
 
 
-def clear_bid(session: Session, order: BecknOrder, asked: Asked, now: int) -> list[tuple[float, float]] | None:
-    """(cleared kW, clearing price) per interval for this contract's bid with the program's other
-    active v2 contracts' bids (module docstring); None without a bid."""
+def clear_contract(session: Session, order: BecknOrder, asked: Asked, now: int) -> list[tuple[float, float]] | None:
+    """(cleared kW, clearing price) per interval of the program's next window, from the program's
+    own clearing of every enrolled device (server.services.flex.gathering, what the scheduler
+    publishes): this contract's meters' setpoints summed, at the price they see. None without a
+    bid. Later enrollments or changed ratings re-clear when the window is published."""
     if asked.bid is None:
         return None
     window, _ = v2catalog.next_window(session, asked.row, asked.program, now)
-    _, _, need = v2catalog.need_series(asked.program, window)
-    others = [json.loads(o.order).get("bid") for o in session.scalars(select(BecknOrder).where(
-        BecknOrder.program_id == asked.row.id, BecknOrder.state == "active", BecknOrder.id != order.id))
-        if is_v2(o)]
-    others = [b for b in others if b and len(b) == len(need)]
+    fleet = gather(session, asked.row, asked.program, (int(window.start.timestamp()), int(window.end.timestamp())), now)
+    ours = {enr.device_id: lfdi for lfdi, enr in _enrollments(session, order).items() if enr.state == "active"}
+    where = {lfdi: k for k, (_, lfdi) in enumerate(asked.meters)}
+    for device_id, reason in fleet.skipped:
+        if device_id in ours:
+            k = where.get(ours[device_id], 0)
+            raise V2Error(f"meter {asked.meters[k][0][:80]} cannot follow the bid: {reason}", _meter_path(k),
+                          V2Code.BUSINESS_ERROR)
+    rows = np.asarray([i for i, d in enumerate(fleet.device_ids) if d in ours], dtype=np.intp)
     out = []
-    for i, requested in enumerate(need):
-        curves = [block_curve(b[i][0], b[i][1]) for b in others] + [block_curve(*asked.bid[i])]
-        result = clear(CurveBook.from_curves(curves), requested, asked.program.price_cap)
-        out.append((round(float(result.setpoints[-1]), 6), round(float(result.price), 6)))
+    for k, req in enumerate(asked.program.requests(window)):
+        result = clear_fleet(session, fleet, req.requested_kw, asked.program.price_cap, fleet.book(k))
+        prices = np.asarray(result.device_prices, dtype=np.float64)[rows]
+        price = float(prices[0]) if prices.size and np.all(prices == prices[0]) else float(result.price)
+        kw = float(np.sum(np.asarray(result.setpoints, dtype=np.float64)[rows]))
+        out.append((round(kw, 6), round(price, 6)))
     return out
 
 
@@ -508,7 +617,7 @@ def init(session: Session, request: Request, provider: Provider, now: int) -> di
     except OrderError as exc:
         raise _state_error(exc, V2Code.BUSINESS_ERROR) from None
     order_id = order.id if order is not None else str(uuid.uuid4())
-    _check(session, asked, order_id, now)
+    _check(session, asked, order_id, now, meter_offers(session, asked))
     if order is None:
         c = request.context
         order = BecknOrder(id=order_id, bap_id=c.bap_id, bap_uri=c.bap_uri, transaction_id=c.transaction_id,
@@ -560,10 +669,10 @@ def confirm(session: Session, request: Request, provider: Provider, now: int) ->
     if asked.bid is None and asked.program.incentive.kind != "fixed":
         raise V2Error("a pay-as-clear offer needs a bid curve (TimeSeries OFFER_PRICE/CAPACITY_OFFERED)",
                       f"{CM}.commitmentAttributes")
-    for checked in _check(session, asked, order.id, now):
+    for checked in _check(session, asked, order.id, now, meter_offers(session, asked)):
         enrollments.store_enrollment(session, checked, now)
     data = _data_of(asked)
-    data["clearing"] = clear_bid(session, order, asked, now)
+    data["clearing"] = clear_contract(session, order, asked, now)
     order.state = new_state.value
     _store(order, request, data, now)
     session.flush()
@@ -591,28 +700,25 @@ def update(session: Session, request: Request, provider: Provider, now: int) -> 
     if asked.row.id != order.program_id:
         raise V2Error(f"contract {order.id} is for resource program-{order.program_id}", f"{CM}.resources[0].id")
     previous = _data(order)
-    if asked.meters_given:
-        if not asked.meters:
-            raise V2Error("an opt-in names at least one meter (cancel the contract to leave)",
-                          f"{CM}.offer.offerAttributes.inputs", V2Code.UPDATE_NOT_POSSIBLE)
-        current = _enrollments(session, order)
-        keep = {lfdi for _, lfdi in asked.meters}
-        for lfdi, enr in current.items():
-            if lfdi not in keep and not lifecycle.is_closed(enr.state):
-                _leave(session, enr, now)
-        new = Asked(asked.row, asked.program, asked.capacity_kw, asked.seller,
-                    tuple(m for m in asked.meters if m[1] not in current or lifecycle.is_closed(current[m[1]].state)),
-                    True, asked.bid, asked.commitment_id)
-        for checked in _check(session, new, order.id, now):
-            enrollments.store_enrollment(session, checked, now)
-    else:
-        asked = Asked(asked.row, asked.program, asked.capacity_kw, asked.seller,
-                      tuple(zip(previous.get("meters", []), previous.get("lfdis", []))), True, asked.bid, asked.commitment_id)
-    if asked.bid is None and previous.get("bid"):
-        asked = Asked(asked.row, asked.program, asked.capacity_kw, asked.seller, asked.meters, True,
-                      tuple((tuple(p), tuple(c)) for p, c in previous["bid"]), asked.commitment_id)
+    if asked.meters_given and not asked.meters:
+        raise V2Error("an opt-in names at least one meter (cancel the contract to leave)",
+                      f"{CM}.offer.offerAttributes.inputs", V2Code.UPDATE_NOT_POSSIBLE)
+    meters = asked.meters if asked.meters_given else tuple(zip(previous.get("meters", []), previous.get("lfdis", [])))
+    bid = asked.bid if asked.bid is not None else (
+        tuple((tuple(p), tuple(c)) for p, c in previous["bid"]) if previous.get("bid") else None)
+    asked = Asked(asked.row, asked.program, asked.capacity_kw, asked.seller, meters, True, bid, asked.commitment_id)
+    offers = meter_offers(session, asked)
+    current = _enrollments(session, order)
+    keep = {lfdi for _, lfdi in asked.meters}
+    for lfdi, enr in current.items():
+        if lfdi not in keep and not lifecycle.is_closed(enr.state):
+            _leave(session, enr, now)
+    apply_offers(session, order, asked, offers, now)  # the meters that stay: their share of the new bid
+    joining = {lfdi for lfdi in keep if lfdi not in current or lifecycle.is_closed(current[lfdi].state)}
+    for checked in _check(session, asked, order.id, now, offers, only=joining):
+        enrollments.store_enrollment(session, checked, now)
     data = _data_of(asked)
-    data["clearing"] = clear_bid(session, order, asked, now) if asked.bid is not None else None
+    data["clearing"] = clear_contract(session, order, asked, now)
     _store(order, request, data, now)
     session.flush()
     return {"contract": contract_view(session, order, data, provider, now, state=order.state)}

@@ -101,8 +101,9 @@ def dry_run(session: Session, program_id: int, window_key: str | None, now: int)
     window = Window(clock.utc(w.start), clock.utc(w.end), datetime.fromisoformat(w.window_key).date())
     fleet = gather(session, row, program, (w.start, w.end), now)
     book = fleet.book() if len(fleet) else None
-    results = [(req, clear_fleet(session, fleet, req.requested_kw, program.price_cap, book) if book else None)
-               for req in program.requests(window)]
+    results = [(req, clear_fleet(session, fleet, req.requested_kw, program.price_cap,
+                                 fleet.book(k) if fleet.varies else book) if book else None)
+               for k, req in enumerate(program.requests(window))]
     return DryRun(program, w, fleet, book, results, row.state)
 
 

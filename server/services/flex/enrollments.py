@@ -91,7 +91,13 @@ def _check_offer(session: Session, offer: Offer | None, kind: DeviceKind, device
         return
     ratings = ratings_of(session, device_id, kind)
     try:
-        if offer.power is not None:
+        if offer.intervals is not None:
+            for k, curve in enumerate(offer.intervals):
+                try:
+                    check_within_ratings(curve, ratings)
+                except ValueError as exc:
+                    raise InvalidCommand(f"offer.intervals[{k}]", f"offer.intervals[{k}]: {exc}") from None
+        elif offer.power is not None:
             check_within_ratings(offer.power, ratings)
         else:
             start, end = _sample_window(program, now)

@@ -96,8 +96,12 @@ def offer_curve(offer: Any, kind: DeviceKind, ratings: Any, program: Program, wi
     if offer is None:
         curve = domain_curves.default_curve(ratings, program.price_floor, program.price_cap, end - start)
         return curve, float(ratings.baseline_kw or 0.0), "default"
-    if not isinstance(offer, dict) or len(offer) != 1 or next(iter(offer)) not in ("power", "objective"):
-        raise ValueError('an offer is {"power": [[price, kW], …]} or {"objective": {…}}')
+    if not isinstance(offer, dict) or len(offer) != 1 or next(iter(offer)) not in ("power", "intervals", "objective"):
+        raise ValueError('an offer is {"power": [[price, kW], …]}, {"intervals": [[[price, kW], …], …]} or '
+                         '{"objective": {…}}')
+    if "intervals" in offer:  # interval 0's curve here; every interval's in interval_curves
+        curves = interval_curves(offer, ratings)
+        return curves[0][0], curves[0][1], "intervals"
     if "power" in offer:
         points = offer["power"]
         if not isinstance(points, list) or not points:
@@ -109,12 +113,29 @@ def offer_curve(offer: Any, kind: DeviceKind, ratings: Any, program: Program, wi
     return curve, float(ratings.baseline_kw or 0.0), "objective"
 
 
+def interval_curves(offer: dict[str, Any], ratings: Any) -> list[tuple[BidCurve, float]]:
+    """(reduction curve, baseline kW) per interval of an {"intervals": […]} offer
+    (server.services.flex.offers.interval_offer); ValueError says what is wrong."""
+    curves = offer["intervals"]
+    if not isinstance(curves, list) or not curves:
+        raise ValueError("intervals must be a non-empty list of power curves")
+    out = []
+    for points in curves:
+        domain_curves.check_within_ratings(points, ratings)
+        curve, baseline = domain_curves.power_to_reduction(points)
+        out.append((curve, float(baseline)))
+    if any(b != out[0][1] for _, b in out):
+        raise ValueError("every interval's curve must start at the same baseline power")
+    return out
+
+
 @dataclass
 class Fleet:
     """The devices of one clearing, column-wise, in device id order. Fleets repeat curves (one
     default curve per rating set, one offer per tariff): `distinct` holds each curve once and
     `curve_ids[i]` is device i's; `curves`, `baselines`, `sources` and `ratings` per device share
-    those objects."""
+    those objects. A distinct curve that changes from interval to interval (an "intervals" offer)
+    has its curve per interval in `by_interval[curve id]`; `curves` holds interval 0's."""
 
     enrollment_ids: list[int] = field(default_factory=list)
     device_ids: list[int] = field(default_factory=list)
@@ -127,13 +148,38 @@ class Fleet:
     curve_ids: list[int] = field(default_factory=list)
     distinct: list[BidCurve] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)
+    by_interval: dict[int, list[BidCurve]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.device_ids)
 
-    def book(self) -> CurveBook:
-        """The fleet's CurveBook: each distinct curve validated once, then one row per device."""
-        return CurveBook.from_curves(self.distinct).take(np.asarray(self.curve_ids, dtype=np.intp))
+    @property
+    def varies(self) -> bool:
+        """Whether some device's curve changes from interval to interval."""
+        return bool(self.by_interval)
+
+    def _distinct_at(self, interval: int | None) -> list[BidCurve]:
+        if interval is None or not self.by_interval:
+            return self.distinct
+        return [self.by_interval[c][min(interval, len(self.by_interval[c]) - 1)] if c in self.by_interval else curve
+                for c, curve in enumerate(self.distinct)]
+
+    def curve_at(self, i: int, interval: int | None) -> BidCurve:
+        """Device i's curve in interval `interval` of the window (interval k clears curve k of an
+        "intervals" offer, the last one beyond)."""
+        return self._distinct_at(interval)[self.curve_ids[i]]
+
+    def book(self, interval: int | None = None) -> CurveBook:
+        """The fleet's CurveBook (for interval `interval` of the window when curves vary): each
+        distinct curve validated once, then one row per device."""
+        distinct = self._distinct_at(interval)
+        ids = np.asarray(self.curve_ids, dtype=np.intp)
+        book = CurveBook.from_curves(distinct)
+        if book.ju.size and np.unique(ids).size < ids.size:
+            # CurveBook.take keeps a shared step curve's steps (jumps) on ONE of the rows that share
+            # it: such a fleet gets a row per device, each with its own steps
+            return CurveBook.from_curves([distinct[c] for c in self.curve_ids])
+        return book.take(ids)
 
 
 def gather(session: Session, row: store.FlexProgram, program: Program, window: tuple[int, int], now: int) -> Fleet:
@@ -175,10 +221,14 @@ def _make(fleet: Fleet, key: tuple[Any, ...], program: Program, window: tuple[in
     try:
         offer = json.loads(key[1]) if key[1] else None
         made = offer_curve(offer, kind, data.der_ratings(kind), program, window, now)
-        _check_control(kind, made, ratings)
+        per_interval = interval_curves(offer, data.der_ratings(kind)) if made[2] == "intervals" else []
+        for curve, baseline in per_interval or [made[:2]]:
+            _check_control(kind, (curve, baseline, made[2]), ratings)
     except ValueError as exc:
         return str(exc)
     fleet.distinct.append(made[0])
+    if per_interval:
+        fleet.by_interval[len(fleet.distinct) - 1] = [c for c, _ in per_interval]
     return kind, len(fleet.distinct) - 1, *made, ratings
 
 

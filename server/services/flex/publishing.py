@@ -125,6 +125,8 @@ def _publish(s: Session, row: store.FlexProgram, program: Program, w: store.Flex
     description = _der_description(program)
     for idx, req in enumerate(requests):
         start, end = int(req.start.timestamp()), int(req.end.timestamp())
+        if book is not None and fleet.varies:  # some device offers a curve per interval
+            book = fleet.book(idx)
         result = clear_fleet(s, fleet, req.requested_kw, program.price_cap, book) if book is not None else None
         clearing = store.Clearing(
             window_id=w.id, revision=revision, interval_index=idx, start=start, end=end,
@@ -202,7 +204,7 @@ def _write_interval(s: Session, row: store.FlexProgram, program: Program, fleet:
         cid = fleet.curve_ids[i]
         text = texts.get(cid)
         if text is None:
-            text = texts[cid] = _curve_json(fleet.curves[i], fleet.baselines[i], fleet.sources[i])
+            text = texts[cid] = _curve_json(fleet.curve_at(i, idx), fleet.baselines[i], fleet.sources[i])
         setpoints.append((clearing.id, device_id, fleet.enrollment_ids[i], red, pw, price, text, mrid))
         new_keys[(device_id, idx)] = (mode, clearing.start, clearing.end)
     der_store.insert_events(s, events)
