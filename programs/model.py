@@ -21,7 +21,8 @@ the format knows; those marked optional may be left out and take the default sho
       "eligible_kinds": ["battery", "ev_charger", "load"],
       "grid_node_ids": [],                # optional; empty = the whole service area
       "description": "Evening peak",      # optional; <= 32 bytes, the DERProgram description
-      "measurement": {...}                # optional; M&V and settlement terms (programs.measurement)
+      "measurement": {...},               # optional; M&V and settlement terms (programs.measurement)
+      "envelope": null                    # optional; per-site export/import limits (programs.envelopes)
     }
 
 Rules:
@@ -43,8 +44,14 @@ Rules:
 * name 1…100 characters (not blank); currency ISO 4217 (three capital letters); description at
   most 32 bytes in UTF-8 (2030.5 String32: stored in 32 octets); eligible_kinds a non-empty set
   of programs.kinds.DeviceKind values; grid_node_ids distinct non-empty strings.
+* Envelope programs (programs.envelopes): with "envelope" set the program asks for per-site
+  export / import limits in each window instead of a reduction: requested_kw is left out (or 0;
+  to_dict writes 0.0), there is no clearing, and the incentive is "fixed": rate_per_kwh is paid per
+  kWh of export (import) curtailed against the baseline, up to what the envelope required, and
+  under_delivery_per_kwh is charged per kWh outside the envelope.
 * `from_dict` rejects unknown keys; `to_dict` writes every key in the canonical form above
-  (weekday names, floats for kW and prices), and from_dict(to_dict(p)) == p.
+  (weekday names, floats for kW and prices; "envelope" only when the program has one), and
+  from_dict(to_dict(p)) == p.
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping, cast
 
+from programs.envelopes import Envelope, EnvelopeError
 from programs.kinds import DeviceKind
 from programs.measurement import Terms, TermsError, measurement_interval
 from programs.windows import Window, WindowError, WindowRule, split
@@ -275,6 +283,7 @@ class Program:
     grid_node_ids: tuple[str, ...] = field(default=())
     description: str = ""
     measurement: Terms = field(default_factory=Terms)
+    envelope: Envelope | None = None
 
     def __post_init__(self) -> None:
         values, errors = _validate({f.name: getattr(self, f.name) for f in fields(self)})
@@ -292,9 +301,12 @@ class Program:
         known = [f.name for f in fields(cls)]
         errors = [f"{k}: unknown field" for k in d if k not in known]
         values: dict[str, Any] = {}
+        enveloped = d.get("envelope") is not None
         for f in fields(cls):
             if f.name not in d:
-                if f.name in _REQUIRED:
+                if f.name == "requested_kw" and enveloped:
+                    values[f.name] = 0.0  # an envelope program asks for limits, not a reduction
+                elif f.name in _REQUIRED:
                     errors.append(f"{f.name}: required")
                 continue
             v = d[f.name]
@@ -307,18 +319,22 @@ class Program:
                     v = Incentive.from_dict(v)
                 elif f.name == "measurement":
                     v = Terms.from_dict(v)
+                elif f.name == "envelope" and v is not None:
+                    v = Envelope.from_dict(v)
                 elif f.name in ("eligible_kinds", "grid_node_ids") and not isinstance(v, list):
                     raise ValueError(f"must be a JSON list, got {v!r}")
             except WindowError as e:
                 errors.extend(f"window.{m}" for m in e.errors)
                 continue
-            except (ProgramError, TermsError) as e:
+            except (ProgramError, TermsError, EnvelopeError) as e:
                 errors.extend(e.errors)
                 continue
             except ValueError as e:
                 errors.append(f"{f.name}: {e}")
                 continue
             values[f.name] = v
+        if enveloped and "envelope" not in values and "requested_kw" not in d:
+            values.pop("requested_kw", None)  # the envelope is wrong (named): no second error about 0 kW
         checked, more = _validate(values)
         errors.extend(more)
         if errors:
@@ -326,7 +342,7 @@ class Program:
         return cls(**checked)
 
     def to_dict(self) -> dict[str, Any]:
-        """The canonical JSON-safe form (every key; see the module docstring)."""
+        """The canonical JSON-safe form (every key, "envelope" when set; see the module docstring)."""
         req = self.requested_kw
         return {
             "name": self.name,
@@ -344,7 +360,7 @@ class Program:
             "grid_node_ids": list(self.grid_node_ids),
             "description": self.description,
             "measurement": self.measurement.to_dict(),
-        }
+        } | ({} if self.envelope is None else {"envelope": self.envelope.to_dict()})
 
     # --- scheduling --------------------------------------------------------------------------
     @property
@@ -399,6 +415,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "grid_node_ids": _node_ids,
     "description": _description,
     "measurement": _instance(Terms),
+    "envelope": lambda v: v if v is None else _instance(Envelope)(v),
 }
 
 
@@ -406,12 +423,16 @@ def _validate(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Check each given field and the rules between fields; returns (normalised, errors)."""
     out: dict[str, Any] = {}
     errors: list[str] = []
+    enveloped = values.get("envelope") is not None
     for k, v in values.items():
         try:
-            out[k] = _CHECKS[k](v)
+            out[k] = _no_request(v) if k == "requested_kw" and enveloped else _CHECKS[k](v)
         except ValueError as e:
             errors.append(f"{k}: {e}")
     bad = {e.split(":", 1)[0] for e in errors}
+    if enveloped and "incentive" in out and out["incentive"].kind != "fixed":
+        errors.append("incentive.kind: an envelope program has no clearing price to pay: use \"fixed\" with "
+                      "rate_per_kwh, paid per kWh curtailed against the baseline (programs.envelopes)")
     if {"price_cap", "price_floor"} <= out.keys() and out["price_floor"] >= out["price_cap"]:
         errors.append(f"price_floor: must be below price_cap ({out['price_floor']!r} >= {out['price_cap']!r})")
     if not {"requested_kw", "interval_s", "window"} & bad:
@@ -422,6 +443,14 @@ def _validate(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         except TermsError as e:
             errors.extend(e.errors)
     return out, errors
+
+
+def _no_request(v: object) -> float:
+    """requested_kw of an envelope program: 0 (it asks for limits, not for a reduction)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != 0:
+        raise ValueError(f"an envelope program asks for limits, not for a reduction: leave requested_kw out "
+                         f"(or 0), got {v!r}")
+    return 0.0
 
 
 def _check_profile(req: object, interval_s: int | None, rule: WindowRule | None) -> list[str]:
