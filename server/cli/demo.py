@@ -19,12 +19,24 @@ clear line and a pointer to the server's log, and everything started is shut dow
 7. after the window, measurement and settlement run; the BAP hears the settlement (on_status);
 8. a summary (requested vs delivered kW per interval, clearing price, responses, payouts) and a
    PNG of requested vs delivered.
+
+The operator dashboard runs beside the server (a free port on 127.0.0.1); step 2 prints its URL and
+a login (`demo`, an operator with a random password), so the window can be watched live. `--keep`
+leaves the server, its dashboard and the devices running after the summary until Ctrl-C.
+
+`--notify` runs the same story with the fleet driven by 2030.5 notifications: the devices share
+one HTTPS notification receiver (der_sim.notifications, the dev PKI's server certificate, on
+127.0.0.1, which the demo's server is told to allow: DERFLEX_NOTIFICATION_ALLOW=loopback), subscribe
+to their program documents and walk them only every 10 × pollRate; the controls reach them as
+notifications. The summary adds the notifications received and the requests made against what the
+same fleet polling every 10 s would have made (der_sim.fleet.polling_estimate).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -83,14 +95,19 @@ class Demo:
     """The demo's state, so that everything it started can be stopped whatever happens."""
 
     def __init__(self, home: Path, devices: int, window_minutes: int, plot: Path, seed: int,
-                 lead_s: int = 45) -> None:
+                 lead_s: int = 45, notify: bool = False) -> None:
         self.home, self.n, self.minutes, self.plot, self.seed = home, devices, window_minutes, plot, seed
-        self.lead = lead_s
+        self.lead, self.notify = lead_s, notify
         self.port, self.beckn_port, self.receiver_port = _free_port(), _free_port(), _free_port()
+        self.ui_port = _free_port()
+        self.ui_password = secrets.token_urlsafe(12)  # the `demo` operator's, printed with the dashboard's URL
         self.env = {
             "DERFLEX_BECKN_BIND": f"127.0.0.1:{self.beckn_port}", "DERFLEX_SCHEDULER": "true",
+            "DERFLEX_UI_BIND": f"127.0.0.1:{self.ui_port}",
             "DERFLEX_SCHEDULER_RECONCILE_SECONDS": "3", "DERFLEX_POLL_RATE": "10",
         }
+        if notify:  # the fleet's receiver listens on 127.0.0.1
+            self.env["DERFLEX_NOTIFICATION_ALLOW"] = "loopback"
         self.server: subprocess.Popen[bytes] | None = None
         self.fleet: Any = None
         self.receiver: Any = None
@@ -124,7 +141,7 @@ class Demo:
                 raise DemoError(f"derflex demo: the server exited with code {self.server.returncode}; "
                                 f"its log: {self.log}")
             try:
-                for port in (self.port, self.beckn_port):
+                for port in (self.port, self.beckn_port, self.ui_port):
                     socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 return True
             except OSError:
@@ -133,22 +150,57 @@ class Demo:
         _wait(up, 60, "the server to listen", self.log, poll=0.2)
         _say(f"  2030.5 on https://127.0.0.1:{self.port} (TLS 1.2, ECDHE-ECDSA-AES128-CCM8, client certificates); "
              f"Beckn BPP on http://127.0.0.1:{self.beckn_port}/beckn; log {self.log}")
+        self.add_dashboard_user()
+
+    def add_dashboard_user(self) -> None:
+        """A `demo` operator for the dashboard (random password, printed), so the window can be watched."""
+        from server.services import accounts
+
+        with self.db.transaction() as s:
+            accounts.add_user(s, "demo", "operator", self.ui_password, int(time.time()))
+        _say(f"  dashboard: {self.dashboard_url()} — sign in as demo / {self.ui_password} "
+             "(the dev PKI's certificate: your browser asks you to accept it once)")
+
+    def dashboard_url(self, path: str = "/") -> str:
+        return f"https://127.0.0.1:{self.ui_port}{path}"
+
+    def keep_running(self) -> None:
+        """--keep: leave the server and the fleet running until Ctrl-C, so the window can be clicked through."""
+        click.secho("\nThe demo keeps running (--keep)", bold=True)
+        _say(f"  dashboard: {self.dashboard_url()} — sign in as demo / {self.ui_password}")
+        _say(f"  the window that just ran: {self.dashboard_url(f'/programs/{self.program_id}/windows/{self.key}')}")
+        _say(f"  its settlement: {self.dashboard_url(f'/programs/{self.program_id}/windows/{self.key}/settlement')}")
+        _say("  Ctrl-C stops the server and the devices")
+        try:
+            while self.server is not None and self.server.poll() is None:
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            click.echo("")
+            return
+        raise DemoError(f"derflex demo: the server exited with code {self.server.returncode if self.server else '?'} "
+                        f"while kept running; its log: {self.log}")
 
     def start_fleet(self) -> None:
         from der_sim.agent import AgentConfig
         from der_sim.fleet import Fleet, certificates, make_devices, progress_printer
+        from der_sim.notifications import NotificationReceiver
         from server.bootstrap import tls_files
         from server.pki import DevPKI
 
         progress = progress_printer()
         devices = make_devices(self.n, seed=self.seed, mix=MIX, prefix="home")
         creds = certificates(DevPKI(self.settings.certs_dir), devices, progress)
-        config = AgentConfig(poll_rate=10, post_rate=20, interval_s=60, time_sync_s=60, pin=None)
-        self.fleet = Fleet(devices, creds, "127.0.0.1", self.port, tls_files(self.settings).trust, config=config,
-                           seed=self.seed, workers=min(16, max(2, self.n // 4)))
+        config = AgentConfig(poll_rate=10, post_rate=20, interval_s=60, time_sync_s=60, pin=None, notify=self.notify)
+        tls = tls_files(self.settings)
+        receiver = NotificationReceiver(tls.cert, tls.key, tls.trust) if self.notify else None
+        self.fleet = Fleet(devices, creds, "127.0.0.1", self.port, tls.trust, config=config,
+                           seed=self.seed, workers=min(16, max(2, self.n // 4)), receiver=receiver)
         stored = self.fleet.backfill(HISTORY_DAYS, 900, progress=progress)
         _say(f"  {stored:,} history readings stored (15-minute averages, {HISTORY_DAYS} days per device)")
         self.fleet.start()
+        if receiver is not None:
+            _say(f"  notifications to {receiver.base_url}<LFDI> (one receiver for the fleet, TLS 1.2 CCM8, "
+                 "the server's certificate required); devices walk their programs only every 100 s")
         up = self.fleet.wait_registered(90, progress)
         if up < self.n:
             raise DemoError(f"derflex demo: only {up} of {self.n} devices registered and reported "
@@ -335,6 +387,13 @@ class Demo:
         lat = fleet["latency"]
         _say(f"  2030.5 traffic: {fleet['requests']:,} requests, {fleet['failed_requests']} failed, "
              f"p50 {lat.get('p50_ms', 0)} ms, p99 {lat.get('p99_ms', 0)} ms")
+        if "notifications" in fleet:
+            got, c = fleet["notifications"], fleet["counters"]
+            polling = fleet["polling_estimate"]
+            saved = f" ({100 * (1 - fleet['requests'] / polling):.0f} % fewer)" if polling else ""
+            _say(f"  driven by notifications: {got.get('received', 0):,} received over {got.get('connections', 0)} "
+                 f"connection(s), {c.get('subscriptions', 0):,} subscriptions, {c.get('polls', 0):,} program walks; "
+                 f"{fleet['requests']:,} requests vs ≈ {polling:,} polling every 10 s{saved}")
         _say(f"  picture: {self.plot}")
 
     # ------------------------------------------------------------------------------ shutdown
@@ -368,16 +427,22 @@ class Demo:
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=Path("demo-delivery.png"),
               show_default=True, help="Where to write the picture of requested vs delivered.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the simulated fleet.")
-def demo(n: int, window_minutes: int, lead_seconds: int, home: Path, plot: Path, seed: int) -> None:
+@click.option("--notify", is_flag=True, help="Drive the fleet by 2030.5 notifications instead of polling: the "
+                                             "devices subscribe and one receiver serves them all.")
+@click.option("--keep", is_flag=True, help="After the summary, leave the server, its dashboard and the devices "
+                                           "running until Ctrl-C, to click through the window that just ran.")
+def demo(n: int, window_minutes: int, lead_seconds: int, home: Path, plot: Path, seed: int, notify: bool,
+         keep: bool) -> None:
     """Run the whole product end to end on the embedded default (SQLite, dev PKI, one machine).
 
     Starts a fresh server, simulates --devices homes talking IEEE 2030.5 over mutual TLS, authors a
     "Peak Saver" program, enrolls every customer through the Beckn facade, lets the scheduler clear
     and publish a short peak window, measures and settles it, and prints what happened with a
-    picture. Takes about five minutes; Ctrl-C stops it cleanly.
+    picture. Takes about five minutes; Ctrl-C stops it cleanly. The dashboard's URL and a login are
+    printed when the server starts; --keep leaves everything running afterwards.
     """
     started = time.monotonic()
-    d = Demo(home.resolve(), n, window_minutes, plot.resolve(), seed, lead_s=lead_seconds)
+    d = Demo(home.resolve(), n, window_minutes, plot.resolve(), seed, lead_s=lead_seconds, notify=notify)
     stopped = False
 
     def interrupted(_sig: int, _frame: Any) -> None:
@@ -389,7 +454,8 @@ def demo(n: int, window_minutes: int, lead_seconds: int, home: Path, plot: Path,
         d.prepare()
         _step(2, "starting the server (derflex serve)")
         d.start_server()
-        _step(3, f"{n} simulated devices register over mutual TLS and post their history")
+        _step(3, f"{n} simulated devices register over mutual TLS and post their history"
+                 + (" (driven by notifications)" if notify else ""))
         d.start_fleet()
         _step(4, "the utility authors the \"Peak Saver\" program")
         d.author()
@@ -401,6 +467,8 @@ def demo(n: int, window_minutes: int, lead_seconds: int, home: Path, plot: Path,
         report = d.settle()
         _step(8, "done")
         d.summary(report)
+        if keep:
+            d.keep_running()
     except KeyboardInterrupt:
         stopped = True
         click.echo("\nderflex demo: interrupted; shutting down", err=True)
