@@ -6,6 +6,7 @@ Nothing is read at import time. Every setting has an environment variable `DERFL
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -15,6 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 class ConfigError(ValueError):
     """A setting has a value the server cannot run with; the message says which and why."""
 
+
+_NETWORK_ID = re.compile(r"[A-Za-z0-9.-]+/[A-Za-z0-9._-]+(@[A-Za-z0-9.-]+(:[0-9]+)?)?")
 
 @dataclass(frozen=True)
 class Settings:
@@ -69,6 +72,17 @@ class Settings:
     # A BAP's signature valid longer than this (expires - created) is refused: a long-lived one
     # is a replayable credential.
     beckn_signature_max_lifetime_seconds: int = 300
+    # Beckn v2.0.0 (/beckn/v2): the networkIds served ({namespace}/{registry}[@{host}], comma
+    # separated; empty: a request may name any network or none), and how many meters one
+    # on_status performance page carries (more go as further pages, BecknPageInfo).
+    beckn_v2_networks: tuple[str, ...] = ()
+    beckn_v2_page_size: int = 1000
+    # How beckn_registry_url is asked for a BAP's key: "lookup" (v1: POST {url}/lookup) or "dedi"
+    # (GET {url}/dedi/lookup?subscriberId&keyId, the v2 DeDi directory). No URL: the file registry.
+    beckn_registry_kind: str = "lookup"
+    # A v2 catalog service (CDS): the BPP sends it catalog/publish whenever its programs change
+    # ("": none; `derflex beckn catalog` shows what was last published and when).
+    beckn_catalog_url: str = ""
     # 2030.5 notifications: where they may go. By default only https:// to a public address;
     # "http", "loopback" and "private" (RFC 1918 / unique-local) each lift one rule (tests and
     # closed networks: DERFLEX_NOTIFICATION_ALLOW=http,loopback,private).
@@ -115,6 +129,16 @@ class Settings:
             raise ConfigError("max_body_bytes must be at least 1024")
         if not 1 <= self.beckn_signature_max_lifetime_seconds <= 86_400:
             raise ConfigError("beckn_signature_max_lifetime_seconds must be between 1 and 86400")
+        for network in self.beckn_v2_networks:
+            if not _NETWORK_ID.fullmatch(network):
+                raise ConfigError(f"beckn_v2_networks: {network!r} is not a networkId ({{namespace}}/{{registry}}"
+                                  "[@{host}], e.g. nfh.global/testnet-deg)")
+        if not 1 <= self.beckn_v2_page_size <= 100_000:
+            raise ConfigError("beckn_v2_page_size must be between 1 and 100000")
+        if self.beckn_registry_kind not in ("lookup", "dedi"):
+            raise ConfigError(f"beckn_registry_kind must be lookup or dedi, not {self.beckn_registry_kind!r}")
+        if self.beckn_catalog_url and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", self.beckn_catalog_url):
+            raise ConfigError(f"beckn_catalog_url must be an http(s) URL, not {self.beckn_catalog_url!r}")
 
     @property
     def db_url(self) -> str:

@@ -95,6 +95,7 @@ class Context:
     try_: bool | None = None
     sender_id: str | None = None
     receiver_id: str | None = None
+    page_cursor: str | None = None  # a status pull's `tags` pagination/pageCursor (read, never sent)
 
     @property
     def shape(self) -> str:
@@ -192,6 +193,7 @@ def context_from_json(obj: Any, *, action: str | None = None, path: str = "conte
     location = obj.get("location")
     if location is not None and not isinstance(location, dict):
         raise V2Error("must be an object", f"{path}.location")
+    cursor = _page_cursor(obj.get("tags"), f"{path}.tags")
     return Context(
         action=got_action, version=version,
         bap_id=_ident(obj, "bapId", path), bap_uri=_uri(obj, "bapUri", path, callback=True),
@@ -201,8 +203,25 @@ def context_from_json(obj: Any, *, action: str | None = None, path: str = "conte
         schema_context=tuple(schema_context or ()), request_digest=digest["digest"] if digest else None,
         domain=_text(obj, "domain", path, required=False), location=location, try_=try_,
         sender_id=_ident(obj, "senderId", path, required=False),
-        receiver_id=_ident(obj, "receiverId", path, required=False),
+        receiver_id=_ident(obj, "receiverId", path, required=False), page_cursor=cursor,
     )
+
+
+def _page_cursor(tags: Any, path: str) -> str | None:
+    """The devkit's pull pagination: context.tags [{descriptor {code "pagination"}, list
+    [{descriptor {code "pageCursor"}, value}]}] (BecknPageInfo); other tags are ignored."""
+    if not isinstance(tags, list):
+        return None
+    for i, group in enumerate(tags[:20]):
+        if not isinstance(group, dict) or (group.get("descriptor") or {}).get("code") != "pagination":
+            continue
+        for j, item in enumerate(group.get("list") or []):
+            if isinstance(item, dict) and (item.get("descriptor") or {}).get("code") == "pageCursor":
+                value = item.get("value")
+                if not isinstance(value, str) or not 0 < len(value) <= 100 or _CONTROL.search(value):
+                    raise V2Error("must be 1 to 100 printable characters", f"{path}[{i}].list[{j}].value")
+                return value
+    return None
 
 
 def parse_context(obj: Any, *, action: str, bpp_id: str, now: datetime, skew: timedelta = timedelta(seconds=5),
@@ -305,7 +324,7 @@ def callback_context(request: Context, *, now: datetime, bpp_id: str, bpp_uri: s
         raise ValueError(f"{request.action!r} has no callback")
     return dataclasses.replace(request, action=action, bpp_id=bpp_id, bpp_uri=bpp_uri, timestamp=_aware(now),
                                key=None, schema_context=schema_context, request_digest=request_digest,
-                               try_=None, sender_id=None, receiver_id=None)
+                               try_=None, sender_id=None, receiver_id=None, page_cursor=None)
 
 
 def unsolicited_context(previous: Context, *, action: str, message_id: str, now: datetime, bpp_id: str,
@@ -317,7 +336,7 @@ def unsolicited_context(previous: Context, *, action: str, message_id: str, now:
         raise ValueError("an unsolicited callback needs a new messageId")
     return dataclasses.replace(previous, action=action, message_id=message_id, bpp_id=bpp_id, bpp_uri=bpp_uri,
                                timestamp=_aware(now), ttl=ttl, key=None, schema_context=schema_context,
-                               request_digest=None, try_=None, sender_id=None, receiver_id=None)
+                               request_digest=None, try_=None, sender_id=None, receiver_id=None, page_cursor=None)
 
 
 def _aware(now: datetime) -> datetime:

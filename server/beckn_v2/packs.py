@@ -41,6 +41,7 @@ CONTEXTS: Mapping[str, str] = {
     "DemandFlexPerformance": f"{SCHEMA_BASE}/DemandFlexPerformance/v2.0/context.jsonld",
     "RevenueFlow": f"{SCHEMA_BASE}/RevenueFlow/v2.0/context.jsonld",
     "SettlementTerm": f"{SCHEMA_BASE}/SettlementTerm/2.0/context.jsonld",
+    "PageInfo": f"{SCHEMA_BASE}/BecknPageInfo/v1.0/context.jsonld",  # DemandFlexPerformance.pageInfo
 }
 SLOTS: Mapping[str, frozenset[str]] = {
     "resourceAttributes": frozenset({"DemandFlexNeed"}),

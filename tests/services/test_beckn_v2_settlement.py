@@ -288,3 +288,57 @@ def test_an_interval_offer_is_checked_per_interval_and_names_the_point() -> None
         with pytest.raises(CommandError) as err:
             parse_offer(bad)
         assert err.value.field == field, (bad, err.value.field, err.value.message)
+
+
+def test_performance_comes_in_pages_pulled_by_cursor_and_pushed_in_sequence(world, database, v2_schema) -> None:  # noqa: ANN001
+    import dataclasses
+
+    from server.services.bpp import v2pipeline
+
+    cid, txn, _ = confirm(database, world, world["lfdis"], [([0.10], [6.0])] * 2)
+    for x in world["lfdis"]:
+        for back in range(1, 6):
+            mirror(database, x, START - back * DAY - 3600, [3000] * 12)
+    with database.transaction() as s:
+        windows.plan_windows(s, PUBLISH_AT - DAY, 7 * DAY)
+    publishing.run_window(database, world["program"], KEY, PUBLISH_AT)
+    for x in world["lfdis"]:
+        mirror(database, x, START, [1000] * 8, now=END)
+    settlement.settle_window(database, world["program"], KEY, END + 600)
+    paged = dataclasses.replace(PROVIDER, v2_page_size=2)
+    seen, cursor = [], None
+    while True:  # pull: status with context.tags pagination/pageCursor until nextCursor is null
+        tags = None if cursor is None else [{"descriptor": {"code": "pagination"},
+                                             "list": [{"descriptor": {"code": "pageCursor"}, "value": cursor}]}]
+        ctx = {"version": "2.0.0", "action": "status", "bapId": BAP, "bapUri": BAP_URI, "bppId": PROVIDER.bpp_id,
+               "transactionId": txn, "messageId": str(uuid.uuid4()), "timestamp": "2026-11-30T23:20:00Z",
+               **({"tags": tags} if tags else {})}
+        request = envelope.Request(context_from_json(ctx, action="status"), {"contract": {"id": cid}})
+        with database.transaction() as s:
+            contract = v2contracts.handle(s, request, paged, END + 700)["contract"]
+        [perf] = performance(contract)
+        info = perf["pageInfo"]
+        assert info["sequence"] == len(seen) // 2 and info["total"] == 3 and info["pageSize"] == 2
+        seen += [m["meterId"] for m in perf["meters"]]
+        cursor = info["nextCursor"]
+        assert info["isLast"] == (cursor is None)
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(world["lfdis"])
+    with pytest.raises(V2Error) as err:  # a cursor that is not ours
+        ctx["tags"] = [{"descriptor": {"code": "pagination"}, "list": [{"descriptor": {"code": "pageCursor"}, "value": "x9"}]}]
+        with database.transaction() as s:
+            v2contracts.handle(s, envelope.Request(context_from_json(ctx, action="status"), {"contract": {"id": cid}}),
+                               paged, END + 700)
+    assert err.value.path == "context.tags"
+    # push: one on_status per page, in sequence, isLast on the last
+    with database.transaction() as s:
+        before = s.scalar(select(beckn_store.BecknOutbox.id).order_by(beckn_store.BecknOutbox.id.desc()).limit(1)) or 0
+        first = v2pipeline.push_contract_status(s, s.get(beckn_store.BecknOrder, cid), paged, END + 800)
+        bodies = [json.loads(b) for b in s.scalars(select(beckn_store.BecknOutbox.body).where(
+            beckn_store.BecknOutbox.id > before).order_by(beckn_store.BecknOutbox.id))]
+    assert [b["message"]["contract"]["performance"][0]["performanceAttributes"]["pageInfo"]["sequence"]
+            for b in bodies] == [0, 1]
+    assert bodies[0]["context"]["messageId"] == first != bodies[1]["context"]["messageId"]
+    for b in bodies:
+        assert v2_schema.errors("on_status", b) == [], b

@@ -21,6 +21,7 @@ class Provider:
     key_id: str = "k1"  # our unique_key_id
     key_path: str = ""  # our signing key's file: v2 Acks carry a counter-signature made with it
     networks: tuple[str, ...] = ()  # v2 networkIds served (empty: any, or none given)
+    v2_page_size: int = 1000  # meters per performance page in a v2 on_status (BecknPageInfo)
 
     @property
     def v2_uri(self) -> str:
@@ -34,4 +35,5 @@ class Provider:
                    track_url=f"{settings.beckn_uri}/track",
                    signature_max_lifetime_s=settings.beckn_signature_max_lifetime_seconds,
                    key_id=settings.beckn_unique_key_id, key_path=str(settings.beckn_key_path),
-                   networks=tuple(getattr(settings, "beckn_v2_networks", ()) or ()))
+                   networks=tuple(settings.beckn_v2_networks),
+                   v2_page_size=settings.beckn_v2_page_size)

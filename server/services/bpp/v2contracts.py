@@ -428,8 +428,9 @@ def _amount(minor: int, currency: str) -> float:
 
 
 def contract_view(session: Session, order: BecknOrder | None, asked_or_data: Asked | dict[str, Any],
-                  provider: Provider, now: int, *, state: str | None) -> dict[str, Any]:
-    """The Contract as the BAP sees it (every on_* answer)."""
+                  provider: Provider, now: int, *, state: str | None, page: int = 0) -> dict[str, Any]:
+    """The Contract as the BAP sees it (every on_* answer); `page`: which page of the settled
+    performance's meters (`performance_pages`)."""
     if isinstance(asked_or_data, Asked):
         a = asked_or_data
         data = {"program_id": a.row.id, "capacity_kw": a.capacity_kw, "seller": a.seller,
@@ -469,7 +470,7 @@ def contract_view(session: Session, order: BecknOrder | None, asked_or_data: Ask
     out["participants"] = [{"id": provider.bpp_id}, {"id": data["seller"]}]
     degc = v2catalog.contract_template(program, provider, data["seller"])
     if order is not None and state is not None and state != "draft":
-        _performance(session, order, out, degc, currency)
+        _performance(session, order, out, degc, currency, page, provider.v2_page_size)
     out["contractAttributes"] = degc
     return out
 
@@ -509,9 +510,29 @@ def _bid_series(resource: dict[str, Any], bid: list[Any], clearing: list[Any] | 
     return packs.attrs("TimeSeries", packs.series_body(period["start"], period["duration"], descriptors, columns))
 
 
-def _performance(session: Session, order: BecknOrder, out: dict[str, Any], degc: dict[str, Any], currency: str) -> None:
+def performance_pages(session: Session, order: BecknOrder, page_size: int) -> int:
+    """How many pages the settled performance's meters take (1 when nothing is settled)."""
+    got = beckn_settlement.latest(session, order)
+    n = sum(1 for r in got["rows"] if json.loads(r.detail)["intervals"]) if got else 0
+    return max(1, -(-n // max(1, page_size)))
+
+
+def page_of(cursor: str | None, path: str = "context.tags") -> int:
+    """The page a status pull asks for (pageCursor "p{n}", as our pageInfo.nextCursor says)."""
+    if cursor is None:
+        return 0
+    digits = cursor.removeprefix("p")
+    if not cursor.startswith("p") or not digits.isdigit() or len(digits) > 6:
+        raise V2Error(f"pageCursor {cursor[:40]!r} is not one of ours (p0, p1, …)", path)
+    return int(digits)
+
+
+def _performance(session: Session, order: BecknOrder, out: dict[str, Any], degc: dict[str, Any], currency: str,
+                 page: int = 0, page_size: int = 1000) -> None:
     """performance[] (per meter BASELINE/USAGE of the latest settled window), settlements[] and the
-    revenue flows of our settlement, when the contract has a settled window."""
+    revenue flows of our settlement, when the contract has a settled window. More meters than
+    `page_size`: page `page` of them, with its BecknPageInfo (sequence, total, isLast, cursor
+    "p{n}", nextCursor)."""
     got = beckn_settlement.latest(session, order)
     if got is None:
         return
@@ -533,10 +554,23 @@ def _performance(session: Session, order: BecknOrder, out: dict[str, Any], degc:
                                  ("REPORT_PAYLOAD_DESCRIPTOR", "USAGE", "KW", "buyer")],
                                 [{"BASELINE": [iv["baseline_kw"] or 0.0], "USAGE": [iv["actual_kw"] or 0.0]} for iv in ivs])}})
     event = f"{window.program_id}-{window.window_key}"
-    perf: dict[str, Any] = {"id": f"perf-{order.id}-{window.window_key}", "status": {"code": "SETTLED", "name": f"settled, version {run.version}"},
+    perf_id = f"perf-{order.id}-{window.window_key}"
+    body: dict[str, Any] = {"eventId": event, "methodology": "derflex-settlement", "meters": meters}
+    name = f"settled, version {run.version}"
+    size = max(1, page_size)
+    if len(meters) > size:
+        pages = -(-len(meters) // size)
+        if page >= pages:
+            raise V2Error(f"pageCursor p{page} is beyond the last page (p{pages - 1})", "context.tags")
+        last = page == pages - 1
+        body["meters"] = meters[page * size:(page + 1) * size]
+        body["pageInfo"] = {"@type": "PageInfo", "sequence": page, "pageSize": size, "total": len(meters),
+                            "isLast": last, "cursor": f"p{page}", "nextCursor": None if last else f"p{page + 1}",
+                            "collectionId": perf_id}
+        name += f", meters page {page + 1} of {pages}"
+    perf: dict[str, Any] = {"id": perf_id, "status": {"code": "SETTLED", "name": name},
                             "commitmentIds": [out["commitments"][0]["id"]],
-                            "performanceAttributes": packs.attrs("DemandFlexPerformance", {
-                                "eventId": event, "methodology": "derflex-settlement", "meters": meters})}
+                            "performanceAttributes": packs.attrs("DemandFlexPerformance", body)}
     out["performance"] = [perf]
     seller_minor = sum(by_role.values())
     flows = [{"role": role.lower(), "value": _amount(m, currency), "currency": run.currency,
@@ -682,11 +716,13 @@ def confirm(session: Session, request: Request, provider: Provider, now: int) ->
 def status(session: Session, request: Request, provider: Provider, now: int) -> dict[str, Any]:
     contract = _obj(request.message.get("contract"), C)
     order = _find(session, request.context.bap_id, contract.get("id"), f"{C}.id")
-    return status_message(session, order, provider, now)
+    return status_message(session, order, provider, now, page=page_of(request.context.page_cursor))
 
 
-def status_message(session: Session, order: BecknOrder, provider: Provider, now: int) -> dict[str, Any]:
-    return {"contract": contract_view(session, order, _data(order), provider, now, state=order.state)}
+def status_message(session: Session, order: BecknOrder, provider: Provider, now: int, *, page: int = 0) -> dict[str, Any]:
+    """The contract as on_status shows it: page `page` of its settled performance (a status pull
+    names the page by context.tags pagination/pageCursor; a push sends every page in turn)."""
+    return {"contract": contract_view(session, order, _data(order), provider, now, state=order.state, page=page)}
 
 
 def update(session: Session, request: Request, provider: Provider, now: int) -> dict[str, Any]:

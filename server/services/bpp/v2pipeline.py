@@ -188,13 +188,19 @@ def _enqueue(s: Session, ctx: Any, body: dict[str, Any], now: float, deadline: f
 
 def push_contract_status(s: Session, order: store.BecknOrder, provider: Provider, now: float, *,
                          message_id: str | None = None, deadline: float | None = None) -> str:
-    """Queue an unsolicited on_status for a v2 contract (a new messageId unless one is given)."""
+    """Queue an unsolicited on_status for a v2 contract (a new messageId unless one is given); a
+    settled performance with more meters than a page goes as one on_status per page, in order
+    (BecknPageInfo push mode: sequence 0…N-1, isLast on the last), page k > 0 with messageId
+    uuid5(the first's, k). The first page's messageId."""
     previous = context_from_json(json.loads(order.context))
-    message = v2contracts.status_message(s, order, provider, int(now))
-    ctx = unsolicited_context(previous, action="on_status", message_id=message_id or str(uuid.uuid4()),
-                              now=clock.utc(now), bpp_id=provider.bpp_id, bpp_uri=provider.v2_uri,
-                              ttl=parse_duration(PUSH_TTL), schema_context=v2contracts.used_packs(message))
-    _enqueue(s, ctx, envelope.callback_body(ctx, message), now, now + 3600 if deadline is None else deadline)
-    return ctx.message_id
+    first = message_id or str(uuid.uuid4())
+    for page in range(v2contracts.performance_pages(s, order, provider.v2_page_size)):
+        message = v2contracts.status_message(s, order, provider, int(now), page=page)
+        mid = first if page == 0 else str(uuid.uuid5(uuid.NAMESPACE_URL, f"urn:derflex:page:{first}:{page}"))
+        ctx = unsolicited_context(previous, action="on_status", message_id=mid, now=clock.utc(now),
+                                  bpp_id=provider.bpp_id, bpp_uri=provider.v2_uri, ttl=parse_duration(PUSH_TTL),
+                                  schema_context=v2contracts.used_packs(message))
+        _enqueue(s, ctx, envelope.callback_body(ctx, message), now, now + 3600 if deadline is None else deadline)
+    return first
 
 
