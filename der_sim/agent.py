@@ -150,6 +150,14 @@ class AgentCounters:
     sub_requests: int = 0  # SubscriptionList reads, subscription POSTs and DELETEs
 
 
+def _shape(items: list[Any]) -> tuple[Any, ...]:
+    """What of an FSA or DERProgram list decides the walk: each entry's identity, primacy and links."""
+    return tuple((getattr(i, "href", None), getattr(i, "mrid", None), getattr(i, "primacy", None),
+                  getattr(getattr(i, "der_program_list_link", None), "href", None),
+                  getattr(getattr(i, "der_control_list_link", None), "href", None),
+                  getattr(i, "default_der_control_link", None)) for i in items)
+
+
 class _Stop(Exception):
     """End this cycle without an error (refused or waiting for registration)."""
 
@@ -205,6 +213,7 @@ class DeviceAgent:
         self._dderc_of: dict[str, str] = {}  # DefaultDERControl href → program mRID
         self._docs: dict[str, tuple[int, list[DERControl], DefaultDERControl | None]] = {}  # as last seen
         self._unsubscribed = False  # a subscription was refused: poll at the pollRate
+        self._shapes: dict[str, tuple[Any, ...]] = {}  # FSA / DERProgram list href → what the walk saw
 
     @classmethod
     def over_tls(cls, credential: Any, host: str, port: int, trust_path: Any, *, model: Model, params: Any,
@@ -518,6 +527,7 @@ class DeviceAgent:
         found: dict[str, tuple[int, list[DERControl], DefaultDERControl | None]] = {}
         derc_of: dict[str, str] = {}
         dderc_of: dict[str, str] = {}
+        shapes: dict[str, tuple[Any, ...]] = {}
         notifying = self.notifying
         if notifying:
             self._load_subscriptions(edev)
@@ -526,6 +536,7 @@ class DeviceAgent:
             if notifying:
                 self._watch(edev, href, "fsa")
             fsa_list, assignments = self._pages(href, FunctionSetAssignmentsList, "function_set_assignments")
+            shapes[href] = _shape(assignments)
             rates.append(fsa_list.poll_rate)
             for fsa in assignments:
                 if fsa.der_program_list_link is None:
@@ -533,6 +544,7 @@ class DeviceAgent:
                 if notifying:
                     self._watch(edev, fsa.der_program_list_link.href, "derp")
                 plist, programs = self._pages(fsa.der_program_list_link.href, DERProgramList, "der_programs")
+                shapes[fsa.der_program_list_link.href] = _shape(programs)
                 rates.append(plist.poll_rate)
                 for program in programs:
                     if program.mrid in found:
@@ -557,7 +569,7 @@ class DeviceAgent:
         for mrid in set(self._programs) - set(found):
             self.engine.observe(mrid, self._programs[mrid], [], None, now)
         self._programs = {m: v[0] for m, v in found.items()}
-        self._docs, self._derc_of, self._dderc_of = found, derc_of, dderc_of
+        self._docs, self._derc_of, self._dderc_of, self._shapes = found, derc_of, dderc_of, shapes
         if notifying:
             self._unwatch_others(edev)
         self.counters.polls += 1
@@ -667,7 +679,12 @@ class DeviceAgent:
             self._docs[mrid] = (primacy, controls, resource)
             self.engine.observe(mrid, primacy, controls, resource, now)
         elif self._watch_kind.get(href) in ("fsa", "derp"):
-            self._next_poll = min(self._next_poll, t)  # programs came or went: walk now
+            items = getattr(resource, "function_set_assignments", None)
+            if items is None:
+                items = getattr(resource, "der_programs", None)
+            whole = items is not None and getattr(resource, "all", 0) <= len(items)
+            if not whole or _shape(items) != self._shapes.get(href):
+                self._next_poll = min(self._next_poll, t)  # programs came, went or changed: walk now
 
     def _flush(self, t: float) -> None:
         """POST the queued Responses in order; a refused one is dropped."""

@@ -158,3 +158,19 @@ def test_the_devices_answered_received_started_completed(run: Run) -> None:
         (_, received), (_, started), (_, completed) = got
         assert received <= run.created_at + 3 < run.start  # told within moments, well before the start
         assert run.start <= started <= run.start + 1 and run.end <= completed <= run.end + 1
+
+
+def test_the_fleet_command_runs_notified(run: Run, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "der_sim", "fleet", "--server", f"127.0.0.1:{run.server.port}", "--pki",
+         str(run.server.home / "certs"), "--devices", "2", "--mix", "battery=1", "--poll-rate", "2",
+         "--post-rate", "3", "--minutes", "0.15", "--prefix", "cli-ntf", "--notify", "--json"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr + run.server.log.read_text()[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["phases"] == {"running": 2} and summary["failed_requests"] == 0
+    c = summary["counters"]
+    assert c["subscriptions"] >= 4 and c["subscriptions_refused"] == 0  # FSA list and DERProgramList each
+    assert c["polls"] == 2  # one walk each: nothing changed, nothing polled again
+    assert "notifications to https://127.0.0.1:" in done.stderr
+    assert summary["polling_estimate"] > summary["requests"] - c["sub_requests"]

@@ -197,7 +197,8 @@ def test_polling_estimate_replaces_walks_and_cycles_by_their_polling_counts() ->
     counters = SimpleNamespace(polls=2, cycles=10, poll_requests=8, sub_requests=6, cycle_requests=20)
     agent = SimpleNamespace(counters=counters, running_since=1000.0, poll_rate=10.0, post_rate=20.0,
                             client=SimpleNamespace(requests=100))
-    # 200 s: 20 walks of 4 requests, 20 cycles of 2, and the 66 other requests as they were
-    assert polling_estimate(agent, 1200.0) == 66 + 20 * 4 + 20 * 2
+    # 200 s: 20 walks of 4 requests, the 10 cycles + 18 for the walks not made, of 2 requests each,
+    # and the 66 other requests as they were
+    assert polling_estimate(agent, 1200.0) == 66 + 20 * 4 + (10 + 18) * 2
     agent.running_since = None
     assert polling_estimate(agent, 1200.0) is None
