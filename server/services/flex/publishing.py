@@ -54,6 +54,7 @@ from server.sep2.identity import new_mrids
 from server.services import clock, outbox
 from server.services.sep2.derp import RESPONSE_REQUIRED
 from server.services.sep2.mappers.derp import control_base_xml
+from server.services.flex import envelopes
 from server.services.flex.cancelling import cancel_unsuperseded, previous_events
 from server.services.flex.gathering import Fleet, clear_fleet, gather
 from server.services.flex.stored import program_of
@@ -115,6 +116,8 @@ def _publish(s: Session, row: store.FlexProgram, program: Program, w: store.Flex
     window = Window(clock.utc(w.start), clock.utc(w.end), datetime.fromisoformat(w.window_key).date()) \
         if is_date_key(w.window_key) else None
     requests = program.requests(window) if window is not None else []
+    if program.envelope is not None:  # limits for every member, nothing to clear (services/flex/envelopes)
+        return _publish_envelope(s, row, program, w, action, digest, requests, now)
     fleet = gather(s, row, program, (w.start, w.end), now)
     book = fleet.book() if len(fleet) else None
     revision = w.revision + 1
@@ -159,6 +162,29 @@ def _publish(s: Session, row: store.FlexProgram, program: Program, w: store.Flex
         "devices": len(fleet), "skipped": [{"device_id": d, "reason": r} for d, r in fleet.skipped[:20]],
         "skipped_count": len(fleet.skipped), "intervals": intervals,
         "summary": f"program {row.name!r} window {w.window_key} rev {revision}: {len(fleet)} devices; {summary}",
+    }
+
+
+def _publish_envelope(s: Session, row: store.FlexProgram, program: Program, w: store.FlexWindow, action: Action,
+                      digest: str, requests: list[Any], now: int) -> dict[str, Any]:
+    """An envelope program's window (programs.envelopes): one DERControl per member device and
+    interval with the site's limits; the window's state, revision and facts as for a clearing."""
+    revision = w.revision + 1
+    previous = previous_events(s, w) if w.revision else {}
+    clearings, devices = envelopes.publish(s, row, program, w, requests, revision, previous,
+                                           _der_description(program), now)
+    w.state = transition(w.state, action).value
+    w.revision, w.input_digest, w.published_time, w.updated_time, w.note = revision, digest, now, now, None
+    s.flush()
+    outbox.record(s, outbox.WindowPublished(row.id, w.window_key, revision, action is Action.REPUBLISH), now)
+    env = program.envelope
+    limits = ", ".join(f"{name} ≤ {kw:g} kW" for name, kw in (("export", env.export_limit_kw), ("import", env.import_limit_kw))
+                       if kw is not None) if env is not None else ""
+    return {
+        "program_id": row.id, "window": w.window_key, "action": action.value, "revision": revision,
+        "devices": devices, "skipped": [], "skipped_count": 0, "intervals": [interval_view(c) for c in clearings],
+        "summary": f"program {row.name!r} window {w.window_key} rev {revision}: envelope {limits} per site "
+                   f"published to {devices} devices",
     }
 
 

@@ -12,7 +12,9 @@ For one window (`settle_window`), in one transaction:
    published window of the program (event days) and the program's excluded days (outages) are
    not baseline days; its holidays count as weekend days.
 3. Performance (programs.measurement.performance) and money (programs.settlement.settle): pay
-   as clear per interval at the device's price, up to its setpoint; an interval whose reduction
+   as clear per interval at the device's price, up to its setpoint (an envelope program: the
+   export / import curtailed against the baseline, up to what its envelope required, at its
+   fixed rate — programs.envelopes; the summary adds the kWh the sites spent outside it); an interval whose reduction
    cannot be measured is neither paid nor charged (and flagged); the program's revenue split.
 4. Stored as a new *version* (db.settlement) with the digest of every input; when the current
    version has the same digest nothing is written (re-running gives identical numbers). A
@@ -38,6 +40,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from programs.baselines import fleet_baselines, grid_average, needed_instants
+from programs.envelopes import curtailment, published_kw
 from programs.measurement import MAX_RESETTLE_DAYS, performance
 from programs.model import Program
 from programs.publishing import WindowState, is_published
@@ -178,6 +181,11 @@ def measure(session: Session, row: store.FlexProgram, program: Program, w: store
     fb = fleet_baselines(grid.astype(float), values, dt, w.start, w.end, tz, terms.baseline, excluded=excluded,
                          holidays=terms.holidays)
     reduction = np.round(fb.reduction, _KW_DIGITS)
+    excess = None
+    if program.envelope is not None:  # export/import curtailed against the baseline, up to the envelope
+        cut = curtailment(fb.adjusted, fb.actual, published_kw(program.envelope))
+        reduction, S = np.round(cut.curtailed_kw, _KW_DIGITS), np.round(cut.required_kw, _KW_DIGITS)
+        requested, excess = S.sum(axis=0), np.round(cut.excess_kw, _KW_DIGITS)
     perf = performance(reduction, S, requested)
 
     rule = SettlementRule.for_program(program, terms.split, terms.allow_net_negative)
@@ -199,6 +207,7 @@ def measure(session: Session, row: store.FlexProgram, program: Program, w: store
         device_ids=device_ids, enrollment=enrollment, customers=customers, clearings=clearings, dt=dt,
         starts=starts, S=S, P=P, requested=requested, fb=fb, reduction=reduction, perf=perf, result=result,
         readings=readings, values=rounded, grid=grid, excluded=excluded, digest=h.hexdigest(), terms=terms,
+        excess=excess,
     )
 
 
@@ -273,6 +282,16 @@ def _summary(row: store.FlexProgram, program: Program, w: store.FlexWindow, m: M
         "gross_minor": res.gross_minor, "tax_minor": res.tax_minor, "total_minor": res.total_minor,
         "flows": _flows(res.flows), "terms": m.terms.to_dict(), "inputs_digest": m.digest,
     }
+    if m.excess is not None and program.envelope is not None:  # how far the sites stayed inside it
+        env = published_kw(program.envelope)
+        for j, iv in enumerate(intervals):
+            iv["excess_kw"] = _kw(float(np.nansum(m.excess[:, j]))) if len(m.device_ids) else 0.0
+        out["envelope"] = env.to_dict() | {
+            "required_kwh": out["cleared_kwh"], "curtailed_kwh": out["credited_kwh"],
+            "excess_kwh": _kw(float(np.nansum(m.excess)) * m.dt / 3600),
+            "device_intervals_outside": int(np.sum(m.excess > 1e-3)),
+            "device_intervals_measured": int(np.sum(~np.isnan(m.excess))),
+        }
     if previous is not None:
         out["changes"] = {
             "previous_version": previous["version"],
