@@ -19,6 +19,12 @@ Rules (stated once, used everywhere):
   maximum output; opModTargetW a site-level power in W in the same sign convention; opModConnect
   False stops the device (a load sheds only its curtailable share). A model ignores modes outside
   its `supports` (the event engine rejects events that set them).
+- CSIP-AUS dynamic operating envelopes (every model supports them): opModExpLimW / opModImpLimW
+  cap the site's export / import in W, opModGenLimW / opModLoadLimW the device's generation
+  (discharge) / consumption (charge). Each simulated device is a site of its own, so a PV
+  inverter's output, a battery's discharge, an EV charger's rate and a battery's charge are cut to
+  the smallest limit that applies (`export_cap_w`, `import_cap_w`); a load cannot shed below its
+  uncurtailable share, so its import limit holds down to that floor.
 - Battery: state of charge moves by the AC energy times sqrt(round-trip efficiency) when charging
   and divided by it when discharging, so ΔSoC = ∫charge·η − ∫discharge/η with η = sqrt(RTE); it never
   goes below the reserve nor above the capacity (the power is cut to what fits in the step).
@@ -110,6 +116,10 @@ class Control:
     max_lim_w_pct: float | None = None
     target_w: float | None = None
     connect: bool | None = None
+    exp_lim_w: float | None = None  # csipaus:opModExpLimW, W the site may export at most
+    imp_lim_w: float | None = None  # csipaus:opModImpLimW, W the site may import at most
+    gen_lim_w: float | None = None  # csipaus:opModGenLimW, W the device may generate / discharge at most
+    load_lim_w: float | None = None  # csipaus:opModLoadLimW, W the device may consume / charge at most
 
     def __post_init__(self) -> None:
         if self.fixed_w_pct is not None:
@@ -118,6 +128,20 @@ class Control:
             _between("opModMaxLimW (max_lim_w_pct)", self.max_lim_w_pct, 0.0, 100.0)
         if self.target_w is not None:
             _finite("opModTargetW (target_w)", self.target_w)
+        for name in DOE_MODES:
+            value = getattr(self, name)
+            if value is not None:
+                _finite(name, value)
+                # a negative limit (ActivePower is signed) allows nothing that way, as 0 does
+                object.__setattr__(self, name, max(0.0, float(value)))
+
+    def export_cap_w(self) -> float:
+        """The most the device may put out (W, ≥ 0): the export and generation limits (inf: none)."""
+        return min((v for v in (self.exp_lim_w, self.gen_lim_w) if v is not None), default=math.inf)
+
+    def import_cap_w(self) -> float:
+        """The most the device may draw (W, ≥ 0): the import and load limits (inf: none)."""
+        return min((v for v in (self.imp_lim_w, self.load_lim_w) if v is not None), default=math.inf)
 
     @property
     def modes(self) -> frozenset[str]:
@@ -133,6 +157,7 @@ class Control:
 
 
 MODES = frozenset(f.name for f in fields(Control))
+DOE_MODES = ("exp_lim_w", "imp_lim_w", "gen_lim_w", "load_lim_w")
 
 
 def metered_import_w(state: Any) -> float:
@@ -225,7 +250,7 @@ class BatteryState:
 
 class Battery:
     kind = "battery"
-    supports = frozenset({"fixed_w_pct", "max_lim_w_pct", "connect"})
+    supports = frozenset({"fixed_w_pct", "max_lim_w_pct", "connect", *DOE_MODES})
 
     def initial(self, params: BatteryParams, now: float, rng: random.Random) -> BatteryState:
         return BatteryState(time=now, soc_wh=params.capacity_wh * params.initial_soc_pct / 100.0)
@@ -239,8 +264,8 @@ class Battery:
             w = pct / 100.0 * params.max_discharge_w
             if control.max_lim_w_pct is not None:
                 w = min(w, control.max_lim_w_pct / 100.0 * params.max_discharge_w)
-            return w
-        return pct / 100.0 * params.max_charge_w
+            return min(w, control.export_cap_w())
+        return max(pct / 100.0 * params.max_charge_w, -control.import_cap_w())
 
     def step(self, params: BatteryParams, state: BatteryState, control: Control | None, now: float, dt: float,
              rng: random.Random) -> BatteryState:
@@ -309,7 +334,7 @@ class PVState:
 
 class PVInverter:
     kind = "pv"
-    supports = frozenset({"fixed_w_pct", "max_lim_w_pct", "connect"})
+    supports = frozenset({"fixed_w_pct", "max_lim_w_pct", "connect", *DOE_MODES})
 
     def initial(self, params: PVParams, now: float, rng: random.Random) -> PVState:
         return PVState(time=now, cloud=rng.random() if params.cloudiness > 0 else 0.0)
@@ -324,7 +349,7 @@ class PVInverter:
             limit = min(limit, control.max_lim_w_pct / 100.0 * params.nameplate_w)
         if control.fixed_w_pct is not None:
             limit = min(limit, max(0.0, control.fixed_w_pct) / 100.0 * params.nameplate_w)
-        return limit
+        return min(limit, control.export_cap_w())
 
     def step(self, params: PVParams, state: PVState, control: Control | None, now: float, dt: float,
              rng: random.Random) -> PVState:
@@ -413,7 +438,7 @@ def session_results(params: EVParams, state: EVState) -> list[SessionResult]:
 
 class EVCharger:
     kind = "ev_charger"
-    supports = frozenset({"fixed_w_pct", "connect"})
+    supports = frozenset({"fixed_w_pct", "connect", *DOE_MODES})
 
     def initial(self, params: EVParams, now: float, rng: random.Random) -> EVState:
         return EVState(time=now, delivered_wh=(0.0,) * len(params.sessions))
@@ -424,6 +449,7 @@ class EVCharger:
             return rate
         if control.connect is False:
             return 0.0
+        rate = min(rate, control.import_cap_w())
         if control.fixed_w_pct is not None:
             return min(rate, max(0.0, -control.fixed_w_pct) / 100.0 * params.max_charge_w)
         return rate
@@ -506,7 +532,7 @@ class LoadState:
 
 class ControllableLoad:
     kind = "load"
-    supports = frozenset({"fixed_w_pct", "target_w", "connect"})
+    supports = frozenset({"fixed_w_pct", "target_w", "connect", *DOE_MODES})
 
     def initial(self, params: LoadParams, now: float, rng: random.Random) -> LoadState:
         return LoadState(time=now)
@@ -522,7 +548,7 @@ class ControllableLoad:
             use = min(use, max(0.0, -control.target_w))
         if control.fixed_w_pct is not None:
             use = min(use, max(0.0, -control.fixed_w_pct) / 100.0 * params.rated_w)
-        return max(floor, use)
+        return max(floor, min(use, control.import_cap_w()))
 
     def step(self, params: LoadParams, state: LoadState, control: Control | None, now: float, dt: float,
              rng: random.Random) -> LoadState:

@@ -50,6 +50,7 @@ from typing import NamedTuple
 
 from der_sim.devices import MODES, Control
 from server.sep2 import events
+from server.sep2.der import ActivePower
 from server.sep2.derp import DERControl, DERControlBase, DefaultDERControl
 
 __all__ = ["EventEngine", "EventResponse", "ResponseStatus", "Tick", "WIRE_MODES", "decode_control"]
@@ -81,7 +82,10 @@ FORGET_AFTER_S = 3_600
 
 # The DERControlBase elements this simulator understands, by wire name → Control field.
 WIRE_MODES = {"opModFixedW": "fixed_w_pct", "opModMaxLimW": "max_lim_w_pct",
-              "opModTargetW": "target_w", "opModConnect": "connect"}
+              "opModTargetW": "target_w", "opModConnect": "connect",
+              # CSIP-AUS dynamic operating envelopes (der_sim.devices: every model follows them)
+              "opModExpLimW": "exp_lim_w", "opModImpLimW": "imp_lim_w",
+              "opModGenLimW": "gen_lim_w", "opModLoadLimW": "load_lim_w"}
 _NOT_MODES = frozenset({"rampTms"})  # a modifier of the modes, not a mode
 
 
@@ -95,13 +99,20 @@ def wire_modes(base: DERControlBase) -> frozenset[str]:
 
 def decode_control(base: DERControlBase) -> Control:
     """The modes this simulator understands, as plain numbers: hundredths of a percent → percent,
-    ActivePower value × 10^multiplier → W. Other modes are left out."""
-    target = base.op_mod_target_w
+    ActivePower value × 10^multiplier → W (opModTargetW and the csipaus limits). Other modes are
+    left out."""
+    def watts(power: ActivePower | None) -> float | None:
+        return None if power is None else float(power.value * 10**power.multiplier)
+
     return Control(
         fixed_w_pct=None if base.op_mod_fixed_w is None else base.op_mod_fixed_w / 100.0,
         max_lim_w_pct=None if base.op_mod_max_lim_w is None else base.op_mod_max_lim_w / 100.0,
-        target_w=None if target is None else float(target.value * 10**target.multiplier),
+        target_w=watts(base.op_mod_target_w),
         connect=base.op_mod_connect,
+        exp_lim_w=watts(base.op_mod_exp_lim_w),
+        imp_lim_w=watts(base.op_mod_imp_lim_w),
+        gen_lim_w=watts(base.op_mod_gen_lim_w),
+        load_lim_w=watts(base.op_mod_load_lim_w),
     )
 
 
