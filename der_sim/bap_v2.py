@@ -162,7 +162,7 @@ class BapV2Client:
         self._opener = urllib.request.build_opener(*handlers)
 
     def context(self, action: str, *, transaction_id: str, message_id: str, now: datetime,
-                preview: bool = False) -> dict[str, Any]:
+                preview: bool = False, page_cursor: str | None = None) -> dict[str, Any]:
         ctx: dict[str, Any] = {"version": VERSION, "action": action, "bapId": self.identity.subscriber_id,
                                "bapUri": self.identity.bap_uri, "bppId": self.bpp_id, "bppUri": self.bpp_uri,
                                "transactionId": transaction_id, "messageId": message_id,
@@ -171,15 +171,19 @@ class BapV2Client:
             ctx["networkId"] = self.network_id
         if preview:
             ctx["try"] = True
+        if page_cursor is not None:  # the devkit's pull pagination (BecknPageInfo)
+            ctx["tags"] = [{"descriptor": {"code": "pagination"},
+                            "list": [{"descriptor": {"code": "pageCursor"}, "value": page_cursor}]}]
         return ctx
 
     def send(self, action: str, message: Mapping[str, Any], *, transaction_id: str | None = None,
-             message_id: str | None = None, preview: bool = False) -> ReplyV2:
+             message_id: str | None = None, preview: bool = False, page_cursor: str | None = None) -> ReplyV2:
         if action not in CALLBACK_ACTIONS:
             raise ValueError(f"{action!r} is not a v2 request action")
         now = self.clock()
         ctx = self.context(action, transaction_id=transaction_id or str(uuid.uuid4()),
-                           message_id=message_id or str(uuid.uuid4()), now=now, preview=preview)
+                           message_id=message_id or str(uuid.uuid4()), now=now, preview=preview,
+                           page_cursor=page_cursor)
         body = envelope.render({"context": ctx, "message": dict(message)})
         auth = signing.authorization_header(body, self.identity.signing_key, now=now, ttl_s=self.ttl_s)
         request = urllib.request.Request(f"{self.bpp_uri}/{action}", data=body, method="POST", headers={
@@ -222,7 +226,7 @@ class BapV2:
         self._lock = threading.Lock()
 
     def call(self, action: str, message: Mapping[str, Any], *, transaction_id: str | None = None,
-             preview: bool = False, timeout: float | None = None) -> dict[str, Any]:
+             preview: bool = False, timeout: float | None = None, page_cursor: str | None = None) -> dict[str, Any]:
         """Send `action` and wait for its callback: `{transaction_id, message_id, context, message}`."""
         transaction_id = transaction_id or str(uuid.uuid4())
         message_id = str(uuid.uuid4())
@@ -231,7 +235,7 @@ class BapV2:
                 self._sent.pop(next(iter(self._sent)))
             self._sent.setdefault(transaction_id, set()).add(message_id)
         reply = self.client.send(action, message, transaction_id=transaction_id, message_id=message_id,
-                                 preview=preview)
+                                 preview=preview, page_cursor=page_cursor)
         if not reply.ok:
             raise BapV2Nack(action, reply)
         try:
@@ -293,9 +297,22 @@ class BapV2:
                                period=period, currency=currency)
         return self.call("update", msg, transaction_id=transaction_id, preview=preview, **kw)["message"]["contract"]
 
-    def status(self, contract_id: str, transaction_id: str, **kw: Any) -> dict[str, Any]:
+    def status(self, contract_id: str, transaction_id: str, *, page_cursor: str | None = None,
+               **kw: Any) -> dict[str, Any]:
+        """The contract; `page_cursor` pulls that page of its performance (pageInfo.nextCursor)."""
         return self.call("status", {"contract": {"id": contract_id, "commitments": [{"id": "status"}]}},
-                         transaction_id=transaction_id, **kw)["message"]["contract"]
+                         transaction_id=transaction_id, page_cursor=page_cursor, **kw)["message"]["contract"]
+
+    def status_pages(self, contract_id: str, transaction_id: str, **kw: Any) -> list[dict[str, Any]]:
+        """Every page of the contract's performance, pulled in turn until nextCursor is null."""
+        pages, cursor = [], None
+        while True:
+            contract = self.status(contract_id, transaction_id, page_cursor=cursor, **kw)
+            pages.append(contract)
+            info = next((p.get("pageInfo") for p in performance(contract) if p.get("pageInfo")), None)
+            cursor = info.get("nextCursor") if info else None
+            if not cursor or len(pages) >= 10_000:
+                return pages
 
     def cancel(self, contract_id: str, transaction_id: str, *, preview: bool = False, **kw: Any) -> dict[str, Any]:
         return self.call("cancel", {"contract": {"id": contract_id, "commitments": [{"id": "cancel"}]}},
