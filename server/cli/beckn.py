@@ -2,7 +2,7 @@
 
 `keys` prints the registry entry to register for our signing key (made on first run);
 `trust` adds BAP entries to the embedded file registry (the default when no registry URL is set);
-`outbox` shows where callbacks stand.
+`outbox` shows where callbacks stand; `orders` the BAPs' v1 orders and v2 contracts.
 """
 
 from __future__ import annotations
@@ -77,3 +77,28 @@ def outbox(ctx: Context) -> None:
     if not counts:
         click.echo("(no callbacks yet)", err=True)
     sys.stdout.flush()
+
+
+@beckn_group.command("orders")
+@click.option("--limit", default=100, show_default=True, help="At most this many, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="As JSON (with each v2 contract's cleared bid).")
+@pass_ctx
+def orders(ctx: Context, limit: int, as_json: bool) -> None:
+    """The BAPs' orders (Beckn v1.1.0) and contracts (v2.0.0): version, BAP, program, state, meters."""
+    from server.services.bpp import v2contracts
+
+    db = prepare_quiet(ctx.settings())
+    try:
+        with db.transaction() as s:
+            rows = v2contracts.agreements(s, limit=max(1, min(limit, 10_000)))
+    finally:
+        db.dispose()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        cleared = "; ".join(f"{c['kw']:g} kW at {c['price']:g}" for c in r.get("cleared") or [])
+        click.echo(f"{r['id']}  v{r['version']:5}  {r['state']:9}  program {r['program']}  {r['meters']} meters  "
+                   f"{r['bap']}" + (f"  cleared {cleared}" if cleared else ""))
+    if not rows:
+        click.echo("(no orders or contracts yet)", err=True)

@@ -342,3 +342,24 @@ def test_performance_comes_in_pages_pulled_by_cursor_and_pushed_in_sequence(worl
     assert bodies[0]["context"]["messageId"] == first != bodies[1]["context"]["messageId"]
     for b in bodies:
         assert v2_schema.errors("on_status", b) == [], b
+
+
+def test_derflex_beckn_orders_shows_v2_contracts_beside_v1_orders(world, database, settings) -> None:  # noqa: ANN001
+    from click.testing import CliRunner
+
+    from server.cli import main
+
+    cid, _, _ = confirm(database, world, world["lfdis"][:2], BID_A)
+    with database.transaction() as s:  # a v1 order of the same BAP, as the v1 BPP stores one
+        s.add(beckn_store.BecknOrder(id="v1-order-1", bap_id=BAP, bap_uri=BAP_URI, transaction_id="t-1",
+                                     program_id=world["program"], state="active", order="{}", context="{}",
+                                     created_time=CONFIRM_AT, updated_time=CONFIRM_AT - 1))
+    env = {"DERFLEX_DATABASE_URL": database.url}
+    out = CliRunner().invoke(main, ["--home", str(settings.home), "beckn", "orders", "--json"], env=env)
+    assert out.exit_code == 0, out.output
+    rows = json.loads(out.output)
+    assert [(r["id"], r["version"], r["state"], r["meters"]) for r in rows] == [
+        (cid, "2.0.0", "active", 2), ("v1-order-1", "1.1.0", "active", 0)]
+    assert [(c["kw"], c["price"]) for c in rows[0]["cleared"]] == [(6.0, 0.26), (6.0, 0.30)]
+    text = CliRunner().invoke(main, ["--home", str(settings.home), "beckn", "orders"], env=env).output
+    assert f"{cid}  v2.0.0" in text and "cleared 6 kW at 0.26; 6 kW at 0.3" in text

@@ -6,8 +6,10 @@
 * `KeyRegistry` is the `key_lookup` of server.beckn.signing.verify. With no registry URL it reads
   the file registry `<home>/var/beckn-registry.json` (`{"subscribers": [...]}`, v1 Subscription
   objects), again whenever the file changes. With a URL it asks the v1 registry
-  (`POST {url}/lookup` with subscriber_id and unique_key_id) and keeps each answer until the key's
-  `valid_until` (at most a day; an unknown key is asked again after a minute).
+  (`POST {url}/lookup` with subscriber_id and unique_key_id), or with DERFLEX_BECKN_REGISTRY_KIND=dedi
+  the v2 DeDi directory (`GET {url}/dedi/lookup?subscriberId&keyId`, server.beckn_v2.registry), and
+  keeps each answer until the key's `valid_until` (at most a day; an unknown key is asked again
+  after a minute).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from server.beckn.registry import RegistryError, Subscriber, find_key, parse_subscribers
 from server.beckn.signing import SigningKey, public_key_b64
+from server.beckn_v2 import registry as dedi
 from server.config import Settings
 
 LOOKUP_TIMEOUT_S = 5.0
@@ -58,6 +61,7 @@ class KeyRegistry:
 
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time):
         self.url = settings.beckn_registry_url.rstrip("/")
+        self.kind = settings.beckn_registry_kind  # "lookup" (v1) or "dedi" (v2)
         self.path: Path = settings.beckn_registry_path
         self.clock = clock
         self._lock = threading.Lock()
@@ -105,6 +109,8 @@ class KeyRegistry:
             return self._file[1]
 
     def _ask(self, subscriber_id: str, unique_key_id: str) -> list[Subscriber]:
+        if self.kind == "dedi":
+            return self._ask_dedi(subscriber_id, unique_key_id)
         body = json.dumps({"subscriber_id": subscriber_id, "unique_key_id": unique_key_id}).encode()
         req = urllib.request.Request(f"{self.url}/lookup", data=body, method="POST",
                                      headers={"Content-Type": "application/json"})
@@ -112,6 +118,15 @@ class KeyRegistry:
             with urllib.request.urlopen(req, timeout=LOOKUP_TIMEOUT_S) as resp:  # noqa: S310 (operator's URL)
                 return parse_subscribers(json.loads(resp.read(1_000_000)))
         except (OSError, ValueError, RegistryError):
+            return []
+
+    def _ask_dedi(self, subscriber_id: str, unique_key_id: str) -> list[Subscriber]:
+        req = urllib.request.Request(self.url + dedi.lookup_path(subscriber_id, unique_key_id), method="GET",
+                                     headers={"Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=LOOKUP_TIMEOUT_S) as resp:  # noqa: S310 (operator's URL)
+                return [dedi.parse_record(json.loads(resp.read(1_000_000)), subscriber_id, unique_key_id)]
+        except (OSError, ValueError, RegistryError):  # 404 (no such key) is an HTTPError: nobody
             return []
 
 

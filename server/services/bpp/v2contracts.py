@@ -829,6 +829,23 @@ def discover(session: Session, request: Request, provider: Provider, now: int) -
     return {"catalogs": [v2catalog.catalog(session, provider, now, text_search=needle)]}
 
 
+def agreements(session: Session, *, limit: int = 100) -> list[dict[str, Any]]:
+    """Every BAP's orders (v1.1.0) and contracts (v2.0.0), newest first, as `derflex beckn orders`
+    shows them: id, version, BAP, transaction, program, state, meters and (v2) the cleared bid."""
+    e = store.Enrollment
+    out = []
+    for order in session.scalars(select(BecknOrder).order_by(BecknOrder.updated_time.desc(), BecknOrder.id).limit(limit)):
+        live = session.scalars(select(e.state).where(e.program_id == order.program_id, e.external_ref == order.id)).all()
+        row: dict[str, Any] = {"id": order.id, "version": "2.0.0" if is_v2(order) else "1.1.0", "bap": order.bap_id,
+                               "transaction": order.transaction_id, "program": order.program_id, "state": order.state,
+                               "meters": sum(1 for s in live if not lifecycle.is_closed(s)), "updated": order.updated_time}
+        if is_v2(order):
+            data = _data(order)
+            row["cleared"] = [{"kw": kw, "price": price} for kw, price in (data.get("clearing") or [])]
+        out.append(row)
+    return out
+
+
 HANDLERS = {"discover": discover, "select": select_, "init": init, "confirm": confirm, "status": status,
             "update": update, "cancel": cancel, "track": track, "support": support, "rate": rate}
 
