@@ -251,13 +251,19 @@ class CurveBook:
         P = self.pt.T[rows]
         if shift is not None:
             P = P - np.asarray(shift, dtype=np.float64)[rows][:, None]
-        where = np.full(self.n, -1, dtype=np.intp)
-        where[rows] = np.arange(rows.size)
-        keep = where[self.jd] >= 0 if self.jd.size else np.zeros(0, dtype=bool)
-        ju = self.ju[keep]
+        # Every step of a source row goes to EVERY position that row takes (rows may repeat: a
+        # fleet shares one curve among many devices), so each position keeps its own steps.
+        order = np.argsort(rows, kind="stable")
+        by_source = rows[order]
+        first = np.searchsorted(by_source, self.jd, side="left")
+        times = np.searchsorted(by_source, self.jd, side="right") - first  # positions per step
+        step = np.repeat(np.arange(self.jd.size), times)
+        offset = np.arange(step.size) - np.repeat(np.cumsum(times) - times, times)
+        position = order[np.repeat(first, times) + offset]
+        ju = self.ju[step]
         if shift is not None and ju.size:
-            ju = ju - np.asarray(shift, dtype=np.float64)[self.jd[keep]]
-        jumps = (ju, self.jq[keep], where[self.jd[keep]])
+            ju = ju - np.asarray(shift, dtype=np.float64)[self.jd[step]]
+        jumps = (ju, self.jq[step], position)
         return CurveBook(P, self.qt.T[rows], self.counts[rows], validate=False, jumps=jumps)
 
     # --- evaluation -------------------------------------------------------------------------

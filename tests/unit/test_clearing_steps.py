@@ -165,3 +165,21 @@ def test_random_step_fleets_match_reference(seed):
     for q in requests:
         for cap in (top + 0.5, float(rng.integers(0, 16) / 16.0)):
             _check(curves, float(q), cap)
+
+
+def test_a_book_taken_with_repeated_rows_keeps_every_rows_steps():
+    """A fleet shares one step curve among many devices (CurveBook.take with repeated rows): each
+    device keeps its own steps, so the book equals one built curve by curve."""
+    step = [(0.10, 0.0), (0.20, 0.0), (0.20, 2.0), (0.40, 2.0)]
+    smooth = [(0.10, 0.0), (0.30, 3.0)]
+    rows = np.array([0, 1, 0, 0, 1])
+    taken = CurveBook.from_curves([step, smooth]).take(rows)
+    built = CurveBook.from_curves([step, smooth, step, step, smooth])
+    for price in (0.05, 0.15, 0.2, 0.25, 0.35, 0.5):
+        assert np.allclose(taken.responses(price), built.responses(price)), price
+    q = 5.0
+    a, b = clear(taken, q, 0.5), clear(built, q, 0.5)
+    assert (a.price, a.feasible) == (b.price, b.feasible)
+    assert np.allclose(dispatch_at(taken, a.price, q), dispatch_at(built, b.price, q))
+    shifted = CurveBook.from_curves([step, smooth]).take(rows, np.array([0.05, 0.0]))
+    assert np.allclose(shifted.responses(0.17), [2.0, 1.05, 2.0, 2.0, 1.05])  # the step moved to 0.15

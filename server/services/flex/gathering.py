@@ -174,12 +174,7 @@ class Fleet:
         distinct curve validated once, then one row per device."""
         distinct = self._distinct_at(interval)
         ids = np.asarray(self.curve_ids, dtype=np.intp)
-        book = CurveBook.from_curves(distinct)
-        if book.ju.size and np.unique(ids).size < ids.size:
-            # CurveBook.take keeps a shared step curve's steps (jumps) on ONE of the rows that share
-            # it: such a fleet gets a row per device, each with its own steps
-            return CurveBook.from_curves([distinct[c] for c in self.curve_ids])
-        return book.take(ids)
+        return CurveBook.from_curves(distinct).take(ids)
 
 
 def gather(session: Session, row: store.FlexProgram, program: Program, window: tuple[int, int], now: int) -> Fleet:
