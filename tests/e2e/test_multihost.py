@@ -39,6 +39,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,8 @@ from sqlalchemy.engine import make_url
 
 from der_sim.agent import AgentConfig
 from der_sim.fleet import Fleet, certificates, make_devices
-from server.bootstrap import prepare
+from der_sim.notifications import NotificationReceiver
+from server.bootstrap import prepare, tls_files
 from server.config import from_env
 from server.db import flex as store
 from server.db.leader import _lock_key
@@ -66,7 +68,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 PG_ENV = "DERFLEX_TEST_DATABASE_URL"
 HOSTS = 3
-DEVICES = 18
+POLLING = 12  # devices that poll every 3 s
+NOTIFIED = 6  # devices that subscribe and take their controls from notifications (walk every 30 s)
+DEVICES = POLLING + NOTIFIED
 CONFIG = AgentConfig(poll_rate=3, post_rate=10, interval_s=60, time_sync_s=30, pin=None)
 OFFER = {"power": [[0.10, 0.0], [0.50, 3.0]]}  # every battery: up to 3 kW of discharge
 KILL_AFTER_START_S = 8  # into A's window
@@ -130,7 +134,7 @@ class Cluster:
         self.net = mc.Network(HOSTS).up()
         stack.callback(self.net.down)
         # the one home the operator prepares: schema, dev PKI (its server certificate also names the
-        # bridge address, where the fleet's notification receiver would listen), admin token
+        # bridge address, where the notified devices' receiver listens), admin token
         self.home = tmp / "home"
         self.settings = from_env({"DERFLEX_DATABASE_URL": self.direct, "DERFLEX_BECKN_BIND": "off",
                                   "DERFLEX_UI_BIND": "off"}, home=self.home)
@@ -257,13 +261,25 @@ def test_a_host_killed_mid_window_devices_carry_on_leadership_moves_nothing_lost
         _wait(lambda: all(c.host_up(i) for i in range(1, HOSTS + 1)), 60, "the hosts to listen (haproxy: UP)")
         first_leader = _wait(c.leader, 30, "a scheduler leader to be elected")
 
-        devices = make_devices(DEVICES, seed=17, mix={"battery": 1.0}, prefix="mh")
-        creds = certificates(c.pki, devices)
-        fleet = Fleet(devices, creds, "127.0.0.1", c.front, c.pki.trust_path, config=CONFIG, workers=4, seed=17)
-        fleet.start()
-        stack.callback(fleet.stop)
-        up = fleet.wait_registered(90)
-        assert up == DEVICES, (fleet.phases(), [a.last_error for a in fleet.agents if a.phase != "running"][:3])
+        polling = make_devices(POLLING, seed=17, mix={"battery": 1.0}, prefix="mh-poll")
+        notified = make_devices(NOTIFIED, seed=18, mix={"battery": 1.0}, prefix="mh-notify")
+        # the notified devices' receiver listens on the bridge address, where the hosts reach it
+        # (DERFLEX_NOTIFICATION_ALLOW=private); it takes notifications from the server's certificate only
+        tls = tls_files(c.settings)
+        receiver = NotificationReceiver(tls.cert, tls.key, tls.trust, host=c.net.gateway)
+        fleets = [
+            Fleet(polling, certificates(c.pki, polling), "127.0.0.1", c.front, c.pki.trust_path, config=CONFIG,
+                  workers=3, seed=17),
+            Fleet(notified, certificates(c.pki, notified), "127.0.0.1", c.front, c.pki.trust_path,
+                  config=replace(CONFIG, notify=True), workers=2, seed=18, receiver=receiver),
+        ]
+        for fleet in fleets:
+            fleet.start()
+            stack.callback(fleet.stop)
+        agents = [a for fleet in fleets for a in fleet.agents]
+        for fleet in fleets:
+            up = fleet.wait_registered(90)
+            assert up == len(fleet.devices), (fleet.phases(), [a.last_error for a in fleet.agents if a.phase != "running"][:3])
         spread = {name: int(row["stot"]) for name, row in c.haproxy.servers().items()}
         assert all(n > 0 for n in spread.values()), spread  # the devices' connections reach every host
 
@@ -281,26 +297,26 @@ def test_a_host_killed_mid_window_devices_carry_on_leadership_moves_nothing_lost
         with c.db.transaction() as s:
             prog_a = flex.create_program(s, _program("A", a_start, a_end, zone, lead_a), t)
             prog_b = flex.create_program(s, _program("B", b_start, b_end, zone, lead_b), t)
-            for n, agent in enumerate(fleet.agents):
+            for n, agent in enumerate(agents):
                 for prog in (prog_a, prog_b):
                     enrollments.enroll(s, prog["id"], {"lfdi": agent.lfdi, "customer": f"customer-{n}",
                                                        "kind": "battery", "offer": OFFER}, t)
         with c.db.engine.connect() as conn:
             device_of = dict(conn.execute(text("SELECT lfdi, id FROM devices")).all())
-        ids = {a.lfdi: device_of[a.lfdi] for a in fleet.agents}
+        ids = {a.lfdi: device_of[a.lfdi] for a in agents}
 
         _wait(lambda: (_window(c.db, prog_a["id"], key) or ("",))[0] == "published", 40, "window A to be published")
         a_mrids = {e.device_id: e.mrid for e in _events(c.db, prog_a["der_program_id"])}
         # every device has seen A (answered "received") before the kill
         _wait(lambda: all(1 in _responses(c.db).get((ids[a.lfdi], a_mrids.get(ids[a.lfdi], "")), [])
-                          for a in fleet.agents), 30, "every device to answer A received")
+                          for a in agents), 30, "every device to answer A received")
 
         _wait(lambda: time.time() >= a_start.timestamp() + KILL_AFTER_START_S, 90, "A's window to run")
         leader = c.leader()
         assert leader is not None and leader.startswith("derflex-host-"), leader
         victim = int(leader.rsplit("-", 1)[1])
-        failed_before = fleet.stats.failed
-        resent_before = sum(a.client.transport.resent for a in fleet.agents)
+        failed_before = sum(f.stats.failed for f in fleets)
+        resent_before = sum(a.client.transport.resent for a in agents)
         killed = c.kill_host(victim)
         killed_at = time.time()
         assert killed, "nothing ran in the leader's namespace"
@@ -324,33 +340,43 @@ def test_a_host_killed_mid_window_devices_carry_on_leadership_moves_nothing_lost
                        for d in ids.values())
 
         _wait(answered, b_start.timestamp() - time.time() + 30, "every device to complete A and start B", poll=0.5)
-        during_b = {a.lfdi: a.engine.applied() for a in fleet.agents}
+        during_b = {a.lfdi: a.engine.applied() for a in agents}
         time.sleep(2)  # a last poll round through the survivors
-        failed_after = fleet.stats.failed
-        summary = fleet.summary()
-        resent = sum(a.client.transport.resent for a in fleet.agents) - resent_before
+        failed_after = sum(f.stats.failed for f in fleets)
+        summaries = [f.summary() for f in fleets]
+        resent = sum(a.client.transport.resent for a in agents) - resent_before
 
         def drained() -> dict[str, int] | None:
             with c.db.engine.connect() as conn:
                 states = dict(conn.execute(text("SELECT state, count(*) FROM outbox_deliveries GROUP BY state")).all())
             return states if set(states) <= {"delivered"} else None
 
+        def sent() -> dict[str, int] | None:
+            with c.db.engine.connect() as conn:
+                states = dict(conn.execute(text("SELECT state, count(*) FROM notifications GROUP BY state")).all())
+            return states if set(states) <= {"delivered"} else None
+
         deliveries = _wait(drained, 30, "the outbox to hand every fact over (surviving hosts' drainers)")
+        notifications = _wait(sent, 30, "every queued notification to be sent")
+        time.sleep(1)  # the receiver dispatches what it answered
+        received = receiver.stats()
         with c.db.engine.connect() as conn:
             retried = conn.execute(text("SELECT count(*) FROM outbox_deliveries WHERE attempts > 1")).scalar()
-            notif_dupes = conn.execute(text(
-                "SELECT count(*) FROM (SELECT subscription_id, key FROM notifications GROUP BY 1, 2 "
-                "HAVING count(*) > 1) d")).scalar()
+            resent_notifications = conn.execute(text("SELECT count(*) FROM notifications WHERE attempts > 1")).scalar()
         served = {name: (row["status"], int(row["stot"])) for name, row in c.haproxy.servers().items()}
-        fleet.stop()
+        applied = {a.lfdi: a.counters.notifications for a in fleets[1].agents}
+        for fleet in fleets:
+            fleet.stop()
         for i in range(1, HOSTS + 1):
             assert i == victim or c.procs[i].poll() is None, c.logs[i].read_text()[-3000:]
 
         report = {"first_leader": first_leader, "killed": leader, "killed_pids": killed, "new_leader": new_leader,
                   "took_over_s": round(took_over_s, 2), "b_published_after_kill_s": round(b_published_at - killed_at, 1),
                   "failed_before": failed_before, "failed_after": failed_after, "resent_after_kill": resent,
-                  "deliveries": deliveries, "deliveries_retried": retried, "haproxy": served,
-                  "requests": summary["requests"], "by_status": summary["by_status"]}
+                  "deliveries": deliveries, "deliveries_retried": retried, "notifications": notifications,
+                  "notifications_resent": resent_notifications, "receiver": received, "applied": applied,
+                  "haproxy": served, "requests": [s["requests"] for s in summaries],
+                  "by_status": [s["by_status"] for s in summaries]}
         print(mc.dump(report))  # noqa: T201 - shown with -s
 
         # leadership moved to a host that is still alive
@@ -361,8 +387,8 @@ def test_a_host_killed_mid_window_devices_carry_on_leadership_moves_nothing_lost
         # running, its last cycle a success
         assert failed_before == 0, report
         assert failed_after - failed_before <= spread_in_flight(DEVICES, HOSTS), report
-        assert all(a.phase == "running" and a.counters.consecutive_failures == 0 for a in fleet.agents), \
-            [(a.name, a.phase, a.last_error) for a in fleet.agents if a.counters.consecutive_failures]
+        assert all(a.phase == "running" and a.counters.consecutive_failures == 0 for a in agents), \
+            [(a.name, a.phase, a.last_error) for a in agents if a.counters.consecutive_failures]
         assert served[f"host-{victim}"][0] == "DOWN" and all(
             status == "UP" for name, (status, _n) in served.items() if name != f"host-{victim}"), served
         # each window published once (revision 1), one control per device per window, none cancelled
@@ -381,10 +407,13 @@ def test_a_host_killed_mid_window_devices_carry_on_leadership_moves_nothing_lost
             assert got[(d, a_mrids[d])] == [1, 2, 3], (lfdi, got[(d, a_mrids[d])])
             assert got[(d, b_mrids[d])] == [1, 2], (lfdi, got[(d, b_mrids[d])])
             assert during_b[lfdi] == (b_mrids[d],), (lfdi, during_b[lfdi])
-        # nothing lost or doubled in the outbox: every fact handed to every consumer, no notification
-        # queued twice
+        # nothing lost or doubled: every outbox fact handed to every consumer; every notification
+        # queued was sent, and the receiver took exactly as many as were sent; each notified device
+        # applied some (its controls came that way: it walks only every 30 s)
         assert deliveries.get("delivered", 0) > 0 and set(deliveries) == {"delivered"}, report
-        assert notif_dupes == 0, report
+        assert notifications.get("delivered", 0) > 0 and set(notifications) == {"delivered"}, report
+        assert received.get("received") == notifications["delivered"] == received.get("answered_204"), report
+        assert all(n > 0 for n in applied.values()), report
 
 
 
