@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 WORKERS ?= 3
 PYTEST  := $(BIN)/pytest -n $(WORKERS)
 
-.PHONY: setup demo serve test test-slow test-postgres lint bench conformance clean browser
+.PHONY: setup demo serve test test-slow test-postgres lint bench conformance clean browser haproxy
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ serve: $(STAMP)  ## serve 2030.5 (and the Beckn BPP) with two pre-registered dem
 
 browser:  ## Debian's chromium + chromedriver for the dashboard's browser tests (tests/ui; skipped without them)
 	bash .ci/install-browser
+
+haproxy:  ## Debian's haproxy for the multi-host failover test (tests/e2e/test_multihost.py, make test-slow; skipped without it)
+	bash .ci/install-haproxy
 
 test: $(STAMP)  ## the test suite on SQLite (e2e included), plus the layer contracts; the sweeps' long tails: make test-slow
 	$(PYTEST) --dist loadscope --no-loadscope-reorder -m "not slow"
