@@ -30,6 +30,13 @@ one HTTPS notification receiver (der_sim.notifications, the dev PKI's server cer
 to their program documents and walk them only every 10 × pollRate; the controls reach them as
 notifications. The summary adds the notifications received and the requests made against what the
 same fleet polling every 10 s would have made (der_sim.fleet.polling_estimate).
+
+`--envelopes` shows a feeder's export envelope (`EnvelopeDemo`, programs.envelopes): rooftop PV
+homes whose simulated local time is noon, enrolled behind feeder-7 in "Solar soak" (export at most
+1.5 kW per site, paid per kWh curtailed against the baseline); the scheduler publishes one
+DERControl per home with csipaus:opModExpLimW, the inverters cut their output, and the picture
+(default demo-envelope.png) shows each site's mirrored export held under the limit; the summary
+fails the demo if any reading in the window exported more.
 """
 
 from __future__ import annotations
@@ -413,6 +420,189 @@ class Demo:
             self.db.dispose()
 
 
+ENVELOPE_LIMIT_KW = 1.5  # per site, the issue's example ("export ≤ 1.5 kW per site on feeder-7")
+
+
+class EnvelopeDemo(Demo):
+    """`derflex demo --envelopes`: a feeder's export envelope (programs.envelopes). Rooftop PV
+    homes whose local time is noon (the simulated sun is up whatever the clock says) behind
+    feeder-7; the utility's "Solar soak" program asks every site to export at most 1.5 kW during
+    the window and pays per kWh of export curtailed against the baseline; the scheduler publishes
+    one DERControl per device with csipaus:opModExpLimW; the inverters cut their output; the
+    picture shows each site's mirrored export held under the limit, and settlement pays."""
+
+    def start_fleet(self) -> None:
+        from der_sim.agent import AgentConfig
+        from der_sim.fleet import Fleet, certificates, make_devices, progress_printer
+        from server.bootstrap import tls_files
+        from server.pki import DevPKI
+
+        progress = progress_printer()
+        # the window opens a minute or two from now: make that local noon for every home
+        noon = int(12 * 3600 - (time.time() + 120) % 86_400)
+        devices = make_devices(self.n, seed=self.seed, mix={"pv": 1.0}, prefix="home", tz_offset_s=noon)
+        creds = certificates(DevPKI(self.settings.certs_dir), devices, progress)
+        config = AgentConfig(poll_rate=10, post_rate=20, interval_s=10, time_sync_s=60, pin=None)
+        tls = tls_files(self.settings)
+        self.fleet = Fleet(devices, creds, "127.0.0.1", self.port, tls.trust, config=config,
+                           seed=self.seed, workers=min(16, max(2, self.n // 4)))
+        stored = self.fleet.backfill(HISTORY_DAYS, 900, progress=progress)
+        _say(f"  {stored:,} history readings stored (15-minute averages, {HISTORY_DAYS} days per home)")
+        self.fleet.start()
+        up = self.fleet.wait_registered(90, progress)
+        if up < self.n:
+            raise DemoError(f"derflex demo: only {up} of {self.n} devices registered and reported "
+                            f"(phases {self.fleet.phases()}); server log: {self.log}")
+        sizes = Counter(int(d.params.nameplate_w) for d in devices)
+        _say("  rooftop PV, local noon: " + ", ".join(f"{v} × {k / 1000:g} kW" for k, v in sorted(sizes.items())))
+
+    def author(self) -> None:
+        from server.services.flex import grid_nodes, programs as flex
+
+        now = datetime.now(timezone.utc)
+        start = (now + timedelta(seconds=self.lead + 15)).replace(second=0, microsecond=0) + timedelta(minutes=1)
+        end = start + timedelta(minutes=self.minutes)
+        program = {
+            "name": "Solar soak", "currency": "AUD", "description": "Solar soak feeder-7",
+            "window": {"weekdays": list(range(7)), "start": start.strftime("%H:%M"), "end": end.strftime("%H:%M"),
+                       "tz": "UTC"},
+            "price_cap": 0.5, "incentive": {"kind": "fixed", "rate_per_kwh": 0.08}, "eligible_kinds": ["pv"],
+            "lead_time_s": self.lead, "grid_node_ids": ["feeder-7"],
+            "envelope": {"export_limit_kw": ENVELOPE_LIMIT_KW},
+            "measurement": {"interval_s": 60, "delay_s": 25, "resettle_days": 1,
+                            "baseline": {"x": 5, "y": 5, "min_days": 3, "lookback_days": 10, "day_types": "any"}},
+        }
+        t = int(time.time())
+        with self.db.transaction() as s:
+            grid_nodes.put_grid_node(s, {"name": "substation-1", "adder_per_percent": 0.0}, t)
+            grid_nodes.put_grid_node(s, {"name": "feeder-7", "parent": "substation-1", "adder_per_percent": 0.0}, t)
+            made = flex.create_program(s, program, t)
+        self.program_id, self.start, self.end = made["id"], int(start.timestamp()), int(end.timestamp())
+        self.key = start.date().isoformat()
+        local = lambda d: d.astimezone().strftime("%H:%M")  # noqa: E731
+        _say(f"  program {made['id']} \"Solar soak\": export ≤ {ENVELOPE_LIMIT_KW:g} kW per site on feeder-7 from "
+             f"{local(start)} to {local(end)} (local time), A$0.08 per kWh curtailed against the baseline, "
+             f"published {self.lead} s ahead")
+
+    def enroll(self) -> None:
+        from server.services.flex import enrollments
+
+        t = int(time.time())
+        with self.db.transaction() as s:
+            for i, d in enumerate(self.fleet.devices):
+                enrollments.enroll(s, self.program_id, {"lfdi": d.agent.lfdi, "customer": f"Home {i + 1}",
+                                                         "kind": "pv", "grid_node": "feeder-7"}, t)
+        _say(f"  {self.n} homes enrolled behind feeder-7")
+
+    def run_window(self) -> None:
+        from server.db import flex as store
+
+        def state() -> str | None:
+            with self.db.transaction() as s:
+                w = store.window(s, self.program_id, self.key)
+                return w.state if w is not None and w.state in ("published", "republished", "missed") else None
+
+        wait = self.start - self.lead - time.time()
+        _say(f"  the scheduler publishes in {max(0, wait):.0f} s …")
+        got = _wait(state, max(0, wait) + 60, "the window to be published", self.log, poll=1.0)
+        if got == "missed":
+            raise DemoError(f"derflex demo: the window was missed (not published before it ended); log {self.log}")
+        _say(f"  published: one DERControl per home with csipaus:opModExpLimW = {ENVELOPE_LIMIT_KW * 1000:g} W")
+        self._countdown(self.start - time.time(), "window opens in")
+        _say(f"  window runs for {self.minutes} min: inverters hold their export under the envelope …")
+        self._countdown(self.end - time.time(), "window ends in")
+
+    def settle(self) -> dict[str, Any]:
+        from server.db import flex as store
+        from server.db import settlement as records
+        from server.services.flex import envelopes, reports as settlement_reports
+
+        def settled() -> Any:
+            with self.db.transaction() as s:
+                w = store.window(s, self.program_id, self.key)
+                run = records.current_run(s, w.id) if w is not None else None
+                return None if run is None else run.version
+
+        _say("  waiting for the last readings and the settlement (25 s delay for late readings) …")
+        _wait(settled, 25 + 120, "the settlement", self.log, poll=1.0)
+        with self.db.transaction() as s:
+            report = settlement_reports.window_report(s, self.program_id, self.key, limit=1000)
+            self.export = envelopes.window_export(s, self.program_id, self.key, margin_s=240)
+            png = envelopes.window_export_png(s, self.program_id, self.key, tz=datetime.now().astimezone().tzinfo,
+                                              margin_s=240)
+        self.plot.parent.mkdir(parents=True, exist_ok=True)
+        self.plot.write_bytes(png)
+        return report
+
+    def summary(self, report: dict[str, Any]) -> None:
+        s_ = report.get("summary", report)
+        e = self.export
+        click.secho("\nSummary", bold=True)
+        inside = [k for k, t in enumerate(e["times"]) if e["start"] <= t < e["end"]]
+        before = [k for k, t in enumerate(e["times"]) if t + 10 <= e["start"]]
+        held = [x for row in e["export_kw"] for k, x in enumerate(row) if k in inside and x is not None]
+        prior = [x for row in e["export_kw"] for k, x in enumerate(row) if k in before and x is not None]
+        over = sum(1 for x in held if x > e["limit_kw"] + 1e-3)
+        _say(f"  export per site before the window: up to {max(prior, default=0):.2f} kW "
+             f"(mean {sum(prior) / max(1, len(prior)):.2f} kW)")
+        _say(f"  during the window: up to {max(held, default=0):.2f} kW; {len(held) - over} of {len(held)} "
+             f"10-second readings at or under {e['limit_kw']:g} kW")
+        env = s_.get("envelope") or {}
+        paid = sum(f["amount_minor"] for f in s_["flows"]) / 100
+        _say(f"  settlement: {env.get('curtailed_kwh', 0):.2f} kWh of export curtailed against the baseline "
+             f"(of {env.get('required_kwh', 0):.2f} kWh the envelope required), {env.get('excess_kwh', 0):.3f} kWh "
+             f"outside it; A${paid:.2f} paid to {s_['devices']} homes")
+        fleet = self.fleet.summary()
+        _say(f"  2030.5 traffic: {fleet['requests']:,} requests, {fleet['failed_requests']} failed")
+        _say(f"  picture: {self.plot}")
+        if over:
+            raise DemoError(f"derflex demo: {over} readings in the window exported more than the envelope")
+
+
+def _envelope_demo(n: int, window_minutes: int, lead_seconds: int, home: Path, plot: Path, seed: int,
+                   keep: bool) -> None:
+    """`derflex demo --envelopes` (EnvelopeDemo), stopped cleanly whatever happens."""
+    started = time.monotonic()
+    if plot == Path("demo-delivery.png"):
+        plot = Path("demo-envelope.png")
+    d = EnvelopeDemo(home.resolve(), n, window_minutes, plot.resolve(), seed, lead_s=lead_seconds)
+    stopped = False
+
+    def interrupted(_sig: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
+    try:
+        _step(1, f"preparing a fresh home in {d.home}")
+        d.prepare()
+        _step(2, "starting the server (derflex serve)")
+        d.start_server()
+        _step(3, f"{n} rooftop PV homes register over mutual TLS and post their history")
+        d.start_fleet()
+        _step(4, "the utility authors \"Solar soak\": an export envelope on feeder-7")
+        d.author()
+        _step(5, f"{n} homes are enrolled")
+        d.enroll()
+        _step(6, "the scheduler publishes the envelope; the inverters follow it")
+        d.run_window()
+        _step(7, "measurement, verification and settlement")
+        report = d.settle()
+        _step(8, "done")
+        d.summary(report)
+        if keep:
+            d.keep_running()
+    except KeyboardInterrupt:
+        stopped = True
+        click.echo("\nderflex demo: interrupted; shutting down", err=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        d.close()
+    if stopped:
+        raise SystemExit(130)
+    click.echo(f"derflex demo: finished in {math.ceil(time.monotonic() - started)} s; the server is stopped "
+               f"(its data stays in {d.home})")
+
+
 @click.command("demo")
 @click.option("--devices", "n", type=click.IntRange(1, 2000), default=50, show_default=True,
               help="How many simulated customers, each with one device.")
@@ -429,10 +619,13 @@ class Demo:
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the simulated fleet.")
 @click.option("--notify", is_flag=True, help="Drive the fleet by 2030.5 notifications instead of polling: the "
                                              "devices subscribe and one receiver serves them all.")
+@click.option("--envelopes", is_flag=True, help="A feeder's export envelope instead: rooftop PV homes at local noon, "
+                                                "a 1.5 kW per site export limit (CSIP-AUS opModExpLimW) published by "
+                                                "the scheduler, and a picture of export held under it.")
 @click.option("--keep", is_flag=True, help="After the summary, leave the server, its dashboard and the devices "
                                            "running until Ctrl-C, to click through the window that just ran.")
 def demo(n: int, window_minutes: int, lead_seconds: int, home: Path, plot: Path, seed: int, notify: bool,
-         keep: bool) -> None:
+         envelopes: bool, keep: bool) -> None:
     """Run the whole product end to end on the embedded default (SQLite, dev PKI, one machine).
 
     Starts a fresh server, simulates --devices homes talking IEEE 2030.5 over mutual TLS, authors a
@@ -441,6 +634,8 @@ def demo(n: int, window_minutes: int, lead_seconds: int, home: Path, plot: Path,
     picture. Takes about five minutes; Ctrl-C stops it cleanly. The dashboard's URL and a login are
     printed when the server starts; --keep leaves everything running afterwards.
     """
+    if envelopes:
+        return _envelope_demo(n, window_minutes, lead_seconds, home, plot, seed, keep)
     started = time.monotonic()
     d = Demo(home.resolve(), n, window_minutes, plot.resolve(), seed, lead_s=lead_seconds, notify=notify)
     stopped = False

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from server.db import derp as der_store
 from server.db import flex as store
 from server.db import settlement as records
-from server.services.flex import enrollments, programs as flex, publishing, settlement, windows
+from server.services.flex import enrollments, envelopes, programs as flex, publishing, settlement, windows
 from server.services.sep2 import connection_points
 from tests.builders import DAY, END, KEY, PUBLISH_AT, START, lfdi, mirror, rated_battery
 
@@ -151,3 +151,11 @@ def test_settled_as_export_curtailed_against_the_baseline(world, database) -> No
         assert json.loads(c.detail)["flags"] == ["actual_missing"]
     # the same inputs settle to the same numbers: nothing written again
     assert settlement.settle_window(database, world["program"], KEY, END + 700) is None
+    # what the sites exported around the window (the demo's picture)
+    with database.transaction() as s:
+        got = envelopes.window_export(s, world["program"], KEY, margin_s=0)
+        png = envelopes.window_export_png(s, world["program"], KEY, margin_s=0)
+    assert (got["limit_kw"], got["device_ids"], got["start"], got["end"]) == (1.5, world["devices"], START, END)
+    assert got["times"] == list(range(START, END, 900))
+    assert got["export_kw"] == [[1.5] * 8, [2.0] * 8, [None] * 8]
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000

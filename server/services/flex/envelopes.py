@@ -21,7 +21,10 @@ clearing:
 from __future__ import annotations
 
 import json
+from datetime import tzinfo
 from typing import Any
+
+import numpy as np
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -31,11 +34,13 @@ from programs.envelopes import limit_controls, published_kw
 from programs.model import Program
 from server.db import derp as der_store
 from server.db import flex as store
+from server.db import metering
 from server.db.models import Device
 from server.sep2.der import ActivePower
 from server.sep2.derp import DERControlBase
 from server.sep2.identity import new_mrids
-from server.services import outbox
+from server.services import clock, outbox
+from server.services.errors import Conflict, NotFound
 from server.services.flex.cancelling import cancel_unsuperseded
 from server.services.sep2.derp import RESPONSE_REQUIRED
 from server.services.sep2.mappers.derp import control_modes, der_control_base_xml
@@ -104,3 +109,45 @@ def publish(s: Session, row: store.FlexProgram, program: Program, w: store.FlexW
                                     .where(store.Setpoint.clearing_id == clearing.id), now)
     cancel_unsuperseded(s, previous, new_keys, now, program_id=row.id)
     return clearings, len(people)
+
+
+def window_export(session: Session, program_id: int, window_key: str, *, margin_s: int = 300) -> dict[str, Any]:
+    """What the sites of an envelope window exported, from their mirrored readings, from
+    `margin_s` before it to `margin_s` after: {"start", "end", "limit_kw", "device_ids", "times"
+    (reading starts, UTC seconds), "export_kw" (devices × times, None = no reading)}."""
+    row = session.get(store.FlexProgram, program_id)
+    w = store.window(session, program_id, window_key)
+    if row is None or w is None:
+        raise NotFound(f"program {program_id} has no window {window_key!r}")
+    program = Program.from_dict(json.loads(row.spec))
+    if program.envelope is None or program.envelope.export_limit_kw is None:
+        raise Conflict(f"program {program_id} has no export envelope")
+    if not w.revision:
+        raise Conflict(f"window {window_key} was not published")
+    clearings = store.clearings(session, w.id, w.revision)
+    devices = sorted(set(session.scalars(select(store.Setpoint.device_id)
+                                         .where(store.Setpoint.clearing_id.in_([c.id for c in clearings])))))
+    series = [metering.load_series(session, d, w.start - margin_s, w.end + margin_s) for d in devices]
+    times = sorted({int(t) for starts, _ in series for t in starts.tolist()})
+    at = {t: k for k, t in enumerate(times)}
+    export = np.full((len(devices), len(times)), np.nan)
+    for i, (starts, watts) in enumerate(series):
+        for t, v in zip(starts.tolist(), watts.tolist()):
+            export[i, at[int(t)]] = -v / 1000.0  # the meter's import-positive W → export kW
+    return {"start": w.start, "end": w.end, "limit_kw": published_kw(program.envelope).export_limit_kw,
+            "device_ids": devices, "times": times,
+            "export_kw": [[None if np.isnan(x) else round(float(x), 6) for x in r] for r in export]}
+
+
+def window_export_png(session: Session, program_id: int, window_key: str, *, tz: tzinfo | None = None,
+                      margin_s: int = 300) -> bytes:
+    """`window_export` drawn (services.flex.plots.envelope_png): each site's export, the highest,
+    and the envelope's limit over the window."""
+    from server.services.flex.plots import envelope_png
+
+    got = window_export(session, program_id, window_key, margin_s=margin_s)
+    row = session.get(store.FlexProgram, program_id)
+    data = np.array([[np.nan if x is None else x for x in r] for r in got["export_kw"]], dtype=np.float64)
+    return envelope_png([clock.utc(t) for t in got["times"]], data.reshape(len(got["device_ids"]), len(got["times"])),
+                        limit_kw=got["limit_kw"], start=clock.utc(got["start"]), end=clock.utc(got["end"]),
+                        title=f"{row.name}: export envelope, window {window_key}", tz=tz)

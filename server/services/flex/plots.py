@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["delivery_figure", "delivery_png", "requested_vs_delivered_png", "supply_curve_figure", "supply_curve_png"]
+__all__ = ["delivery_figure", "delivery_png", "envelope_png", "requested_vs_delivered_png", "supply_curve_figure",
+           "supply_curve_png"]
 
 DPI = 100
 DEFAULT_SIZE_PX = (960, 600)
@@ -453,3 +454,52 @@ def delivery_figure(
     ax.set_title(_wrap(headline, size_px[0], 13 * k, "bold"), fontsize=13 * k, fontweight="bold", color=colour)
     fig.legend(loc="outside lower center", ncols=2 if size_px[0] >= 700 else 1, fontsize=10.5 * k, frameon=False)
     return fig
+
+
+def envelope_png(
+    times: Sequence[datetime],
+    export_kw: Any,
+    *,
+    limit_kw: float,
+    start: datetime,
+    end: datetime,
+    title: str,
+    tz: tzinfo | None = None,
+    size_px: tuple[int, int] = DEFAULT_SIZE_PX,
+) -> bytes:
+    """An export envelope and what the sites did under it: each site's export at its connection
+    point from its mirrored readings (thin lines; `export_kw` is sites × times, NaN = no reading),
+    the highest site's (bold), the envelope's limit over the window (red dashed) and the window
+    shaded, x in local time (`tz`). `times` are the reading starts (aware). Fixed pixel size."""
+    limit = _finite("limit_kw", limit_kw)
+    data = np.atleast_2d(np.asarray(export_kw, dtype=np.float64))
+    if data.shape[1] != len(times):
+        raise ValueError(f"export_kw has {data.shape[1]} columns for {len(times)} times")
+    fig, ax = _figure(size_px)
+    x = [t.astimezone(tz) for t in times]
+    ax.axvspan(start.astimezone(tz), end.astimezone(tz), color="#fff4cc", zorder=0, label="envelope window")
+    for row in data:
+        ax.plot(x, row, color=_COLORS["curve"], alpha=0.25, linewidth=0.8, drawstyle="steps-post")
+    with np.errstate(all="ignore"):
+        highest = np.where(np.isnan(data).all(axis=0), np.nan, np.nanmax(np.where(np.isnan(data), -np.inf, data), axis=0))
+    ax.plot(x, highest, color=_COLORS["curve"], linewidth=2.2, drawstyle="steps-post",
+            label=f"highest of {data.shape[0]} sites")
+    ax.plot([start.astimezone(tz), end.astimezone(tz)], [limit, limit], color=_COLORS["request"], linestyle="--",
+            linewidth=2.0, label=f"export limit {_kw(limit)} per site")
+    inside = [(t >= start) and (t < end) for t in times]
+    held = data[:, inside] if any(inside) else np.empty((data.shape[0], 0))
+    over = int(np.sum(held > limit + 1e-3))
+    measured = int(np.sum(~np.isnan(held)))
+    fig.suptitle(_wrap(title, size_px[0], 13, "bold"), fontsize=13, fontweight="bold", x=0.01, ha="left")
+    ax.set_title(f"{measured - over} of {measured} site readings in the window held under the envelope",
+                 fontsize=10, loc="left", color=_COLORS["ok"] if not over else _COLORS["bad"])
+    ax.set_xlabel("time (local)")
+    ax.set_ylabel("export at the connection point (kW)")
+    ax.set_ylim(bottom=min(0.0, float(np.nanmin(data)) if np.isfinite(data).any() else 0.0))
+    from matplotlib.dates import DateFormatter
+
+    span = (max(times) - min(times)).total_seconds() if times else 0
+    ax.xaxis.set_major_formatter(DateFormatter("%H:%M:%S" if span < 3600 else "%H:%M", tz=tz))
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper center", fontsize=9)
+    return _png(fig)
