@@ -126,7 +126,11 @@ class Cluster:
         self.admin = create_engine(admin.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
         stack.callback(self.admin.dispose)
         with self.admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)'))
+            # this run's, and any left by a run whose process is gone (killed before its cleanup)
+            for (name,) in conn.execute(text("SELECT datname FROM pg_database WHERE datname LIKE 'dfx_multihost_%'")):
+                owner = name.rsplit("_", 1)[1]
+                if name == self.dbname or (owner.isdigit() and not Path(f"/proc/{owner}").exists()):
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             conn.execute(text(f'CREATE DATABASE "{self.dbname}"'))
         stack.callback(self._drop_database)
         self.direct = admin.set(database=self.dbname).render_as_string(hide_password=False)
