@@ -646,7 +646,8 @@ class Bench:
             self.pg.create()
             self.result["machine"]["postgresql"] = self.pg.version()
         self.beckn_port = _free_port()
-        self.env = {"DERFLEX_BECKN_BIND": f"{HOST}:{self.beckn_port}", "DERFLEX_SCHEDULER": "false"}
+        self.env = {"DERFLEX_BECKN_BIND": f"{HOST}:{self.beckn_port}", "DERFLEX_SCHEDULER": "false",
+                    "DERFLEX_UI_BIND": "off"}  # no dashboard: its CPU and port stay out of the figures
         if self.pg is not None:
             self.env["DERFLEX_DATABASE_URL"] = self.pg.url
         self.settings = from_env(self.env, home=self.home)

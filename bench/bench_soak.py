@@ -533,6 +533,7 @@ class Soak:
         self.env = {
             "DERFLEX_POLL_RATE": str(a.poll_rate),
             "DERFLEX_BECKN_BIND": f"{HOST}:{self.beckn_port}",
+            "DERFLEX_UI_BIND": "off",  # no dashboard: its CPU and port stay out of the figures
             "DERFLEX_SCHEDULER": "true" if a.scheduler else "false",
         }
         if self.pg is not None:

@@ -249,7 +249,7 @@ def start_server(
     # the webhook service listens on 127.0.0.1 (and on plain http with --plain-notifications):
     # derflex refuses such notificationURIs unless the operator allows them
     allow = "http,loopback" if plain_notifications else "loopback"
-    env = {"DERFLEX_NOTIFICATION_ALLOW": allow, **os.environ, "DERFLEX_BECKN_BIND": "off"}
+    env = {"DERFLEX_NOTIFICATION_ALLOW": allow, **os.environ, "DERFLEX_BECKN_BIND": "off", "DERFLEX_UI_BIND": "off"}
     cmd = [*derflex, "--home", str(home), "serve", "--bind", f"127.0.0.1:{port}"]
     if allow_gcm:
         cmd.append("--allow-gcm")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Any
 
 from flask import Blueprint, render_template, request
@@ -11,7 +12,7 @@ from flask import Blueprint, render_template, request
 from programs.kinds import DeviceKind
 from server.db import dashboard
 from server.services.sep2 import devices as device_service
-from server.services.flex import grid_nodes
+from server.services.flex import grid_nodes, reports
 from server.ui.context import now, ui
 from server.ui.pages_programs import RESPONSES
 from server.ui.paging import page
@@ -68,13 +69,46 @@ def devices() -> str:
                            seen_after=now() - 2 * ui().settings.poll_rate)
 
 
+LOAD_WINDOWS = 10  # settled windows offered on a device's page
+
+
+def _wall(iso: str, zone: Any) -> str:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _load_chart(s: Any, rows: Any, chosen: str) -> dict[str, Any] | None:
+    """The chosen settled window (`program:key`, else the newest) as a chart of the device's metered
+    load against its baseline per M&V interval, with the load it was asked to go down to (adjusted
+    baseline − setpoint), on the program's local time. From the stored settlement row: exactly the
+    figures it was paid on."""
+    if not rows:
+        return None
+    sd, _start, end, key, program_id, name = next((r for r in rows if f"{r[4]}:{r[3]}" == chosen), rows[0])
+    zone = reports.program_zone(s, program_id)
+    detail = json.loads(sd.detail)
+    ivs = detail.get("intervals", [])
+    target = [None if iv.get("adjusted_kw") is None else round(iv["adjusted_kw"] - (iv.get("setpoint_kw") or 0.0), 6)
+              for iv in ivs]
+    return {"key": f"{program_id}:{key}", "program": name, "window": key, "program_id": program_id,
+            "tz": str(zone), "times": [_wall(iv["start"], zone) for iv in ivs],
+            "edges": [_wall(iv["start"], zone) for iv in ivs] + [_wall(datetime.fromtimestamp(end, timezone.utc).isoformat(), zone)],
+            "baseline": [iv.get("baseline_kw") for iv in ivs], "adjusted": [iv.get("adjusted_kw") for iv in ivs],
+            "actual": [iv.get("actual_kw") for iv in ivs], "target": target,
+            "method": detail.get("method"), "days_used": detail.get("days_used", []),
+            "energy_kwh": sd.energy_kwh, "performance": sd.performance}
+
+
 @bp.get("/devices/<int(max=2147483647):device_id>")
 def device(device_id: int) -> str:
     p = page(size=25)
+    chosen = (request.args.get("window") or "")[:48]
     with ui().db.transaction() as s:
         view = device_service.get_device(s, device_id)
         docs = dashboard.device_documents(s, device_id)
         enrollments = dashboard.device_enrollments(s, device_id)
         total, events = dashboard.device_events(s, device_id, p.start, p.size)
+        settled = dashboard.device_settlements(s, device_id, LOAD_WINDOWS)
+        load = _load_chart(s, settled, chosen)
+    choices = [{"key": f"{r[4]}:{r[3]}", "label": f"{r[5]} {r[3]}"} for r in settled]
     return render_template("device.html", d=view, docs=docs, enrollments=enrollments, events=events,
-                           page=p.of(total), responses=RESPONSES)
+                           page=p.of(total), responses=RESPONSES, load=load, choices=choices)

@@ -9,8 +9,8 @@ from flask import Blueprint, render_template
 
 from server.db import dashboard
 from server.services import accounts
-from server.services.flex import programs as flex
 from server.ui.context import now, require, ui
+from server.ui.pages_programs import briefs
 from server.ui.paging import page
 
 bp = Blueprint("overview", __name__)
@@ -30,7 +30,7 @@ def overview() -> str:
     p = page(size=20)
     with ui().db.transaction() as s:
         total, rows = dashboard.programs_page(s, p.start, p.size)
-        items = [flex.program_result(s, row, now()).view(brief=True) for row in rows]
+        items = briefs(s, rows, now())
         status = _status(s)
     return render_template("overview.html", programs=items, page=p.of(total), **status)
 

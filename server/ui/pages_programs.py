@@ -16,11 +16,12 @@ from server.db import dashboard
 from server.db import flex as flex_store
 from server.services import accounts
 from server.services.errors import NotFound, ServiceError
-from server.services.flex import commands, dry_run as dry_runs, handlers, programs as flex, reports
+from server.services.flex import commands, dry_run as dry_runs, handlers, reports
 from server.services.flex.command_errors import CommandError
 from server.services.flex.stored import program_of, program_row
-from server.ui import forms
-from server.ui.context import now, require, ui
+from server.services.flex.windows import window_result
+from server.ui import forms, live
+from server.ui.context import local_time, now, require, ui
 from server.ui.paging import page
 
 bp = Blueprint("programs", __name__)
@@ -32,12 +33,22 @@ RESPONSES = {1: "received", 2: "started", 3: "completed", 4: "opted out", 5: "op
              254: "rejected (unsupported)", 255: "rejected (malformed)"}
 
 
+def briefs(s: Any, rows: Any, t: int) -> list[dict[str, Any]]:
+    """Programs as their brief view (as flex.programs' ProgramResult.view(brief=True)): enrollments
+    per state counted in SQL for the whole page at once, the next three windows of each."""
+    counts = dashboard.enrollment_counts(s, [row.id for row in rows])
+    return [{"id": row.id, "name": row.name, "state": row.state, "version": row.version,
+             "der_program_id": row.der_program_id, "enrollments": counts.get(row.id, {}),
+             "next_windows": [window_result(w).view() for w in flex_store.windows(s, row.id, since_end=t, limit=3)]}
+            for row in rows]
+
+
 @bp.get("/programs")
 def list_programs() -> str:
     p = page()
     with ui().db.transaction() as s:
         total, rows = dashboard.programs_page(s, p.start, p.size)
-        items = [flex.program_result(s, row, now()).view(brief=True) for row in rows]
+        items = briefs(s, rows, now())
     return render_template("programs.html", programs=items, page=p.of(total))
 
 
@@ -139,7 +150,7 @@ def show_program(program_id: int) -> str:
     with ui().db.transaction() as s:
         row = program_row(s, program_id)
         program = program_of(row)
-        view = flex.program_result(s, row, now()).view()
+        view = {**briefs(s, [row], now())[0], "program": json.loads(row.spec)}
         total, windows = dashboard.windows_page(s, program_id, wp.start, wp.size, since_end=None if past else now())
         clearings = {w.id: flex_store.clearings(s, w.id, w.revision) for w in windows if w.revision}
         etotal, enrollments = dashboard.enrollments_page(s, program_id, ep.start, ep.size)
@@ -156,16 +167,19 @@ def _window_data(s: Any, program_id: int, key: str) -> dict[str, Any]:
     if w is None:
         raise NotFound(f"program {program_id} has no window {key!r}")
     clearings = list(flex_store.clearings(s, w.id, w.revision)) if w.revision else []
-    delivered = None
+    delivered, settled, t = None, False, now()
     try:
         args = reports.window_plot_args(s, program_id, key)
         delivered = {"times": [t.isoformat() for t in args["times"]], "requested": args["requested_kw"],
                      "cleared": args["cleared_kw"], "delivered": args["delivered_kw"],
                      "headline": f"Delivered {args['delivered_kwh']:.1f} of {args['requested_kwh']:.1f} kWh asked; "
-                                 f"paid {args['currency']} {args['paid']} for {args['credited_kwh']:.1f} kWh"}
-    except ServiceError:
-        pass
-    return {"row": row, "program": program, "w": w, "clearings": clearings, "delivered": delivered}
+                                 f"paid {args['currency']} {args['paid']} for {args['credited_kwh']:.1f} kWh",
+                     "live": False}
+        settled = True
+    except ServiceError:  # not settled yet: what the readings show so far, while it runs and until it settles
+        delivered = live.delivered_so_far(s, row, program, w, t)
+    return {"row": row, "program": program, "w": w, "clearings": clearings, "delivered": delivered,
+            "settled": settled, "phase": live.phase(w, t, settled)}
 
 
 def _wall(seconds: float, zone: Any) -> str:
@@ -188,6 +202,19 @@ def _chart(d: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _headline(d: dict[str, Any]) -> str:
+    w = d["w"]
+    if d["delivered"]:
+        return str(d["delivered"]["headline"])
+    if not d["clearings"]:
+        return f"Not cleared yet: the window publishes at {local_time(w.publish_at, d['program'].window.tz, '%H:%M %Z')}."
+    if d["phase"] == "scheduled":
+        return "Cleared and published; delivered appears here while the window runs, from the devices' mirrored readings."
+    if d["phase"] == "active":
+        return "Running: delivered appears as the first interval's readings arrive."
+    return "Delivered appears once readings of the window arrive; the window is paid on its settlement."
+
+
 @bp.get(_WINDOW)
 def show_window(program_id: int, key: str) -> str:
     sp = page("s", 25)
@@ -198,7 +225,7 @@ def show_window(program_id: int, key: str) -> str:
             d["clearings"][0] if d["clearings"] else None)
         total, setpoints = dashboard.setpoints_page(s, chosen.id, sp.start, sp.size) if chosen else (0, [])
     nodes = json.loads(chosen.nodes) if chosen is not None and chosen.nodes else None
-    return render_template("window.html", now=now(), d=d, w=d["w"], program=d["program"], program_id=program_id, chosen=chosen,
+    return render_template("window.html", now=now(), d=d, headline=_headline(d), w=d["w"], program=d["program"], program_id=program_id, chosen=chosen,
                            setpoints=setpoints, spage=sp.of(total), nodes=nodes, responses=RESPONSES,
                            chart=_chart(d), tz=d["program"].window.tz)
 
@@ -209,8 +236,9 @@ def live_window(program_id: int, key: str) -> Any:
     with ui().db.transaction() as s:
         d = _window_data(s, program_id, key)
     w = d["w"]
-    return jsonify({"state": w.state, "revision": w.revision, "note": w.note, "chart": _chart(d), "now": now(),
-                    "running": w.start <= now() < w.end})
+    return jsonify({"state": w.state, "phase": d["phase"], "revision": w.revision, "note": w.note, "chart": _chart(d),
+                    "now": now(), "running": w.start <= now() < w.end, "settled": d["settled"],
+                    "headline": _headline(d)})
 
 
 @bp.post(f"{_WINDOW}/cancel")

@@ -9,7 +9,9 @@
     var iv = c.intervals, traces = [];
     if (c.delivered) {  // bars first, so the steps are drawn over them
       var t = c.delivered.times, step = t.length > 1 ? Date.parse(t[1]) - Date.parse(t[0]) : 900000;
-      traces.push({type: "bar", name: "delivered kW (metered, against baseline)", marker: {color: "#2e7d32"},
+      traces.push({type: "bar", marker: {color: c.delivered.live ? "#66bb6a" : "#2e7d32"},
+                   name: c.delivered.live ? "delivered kW so far (live, metered against baseline)"
+                                          : "delivered kW (settled: metered against baseline)",
                    opacity: 0.65, offset: 0, width: t.map(function () { return step * 0.92; }),
                    x: t, y: c.delivered.delivered});
     }
@@ -27,6 +29,7 @@
   function drawDelivery(el, c) {
     var traces = deliveryTraces(c);
     if (!traces.length) { el.textContent = "Nothing cleared yet."; el.style.minHeight = "0"; return; }
+    if (!el.classList.contains("js-plotly-plot")) { el.textContent = ""; el.style.minHeight = ""; }
     Plotly.react(el, traces, Object.assign({}, layoutBase, {yaxis: {title: {text: "kW"}, rangemode: "tozero"},
                                                              xaxis: {title: {text: "local time (" + c.tz + ")"}}, bargap: 0.08}), config);
   }
@@ -35,18 +38,39 @@
   if (delivery) {
     drawDelivery(delivery, JSON.parse(document.getElementById("chart-data").textContent));
     var live = delivery.getAttribute("data-live");
+    var shownRevision = document.getElementById("window-revision").textContent;
     var poll = function () {
       fetch(live, {credentials: "same-origin"}).then(function (r) { return r.ok ? r.json() : null; }).then(function (d) {
         if (!d) { return; }
         var state = document.getElementById("window-state");
-        state.textContent = d.running && (d.state === "published" || d.state === "republished") ? "running" : d.state;
-        state.className = "pill " + d.state;
-        document.getElementById("window-revision").textContent = d.revision;
-        if (d.chart.delivered) { document.getElementById("headline").textContent = d.chart.delivered.headline; }
+        state.textContent = d.phase;
+        state.className = "pill " + d.phase;
+        state.setAttribute("title", "stored state: " + d.state);
+        document.getElementById("headline").textContent = d.headline;
         drawDelivery(delivery, d.chart);
+        // the page's tables follow a new clearing revision or the settlement: reloaded once when either comes
+        if (String(d.revision) !== shownRevision || (d.settled && !document.getElementById("open-settlement"))) {
+          window.location.reload(); return;
+        }
       }).catch(function () {}).finally(function () { setTimeout(poll, 5000); });
     };
     setTimeout(poll, 5000);
+  }
+
+  var load = document.getElementById("load-chart");
+  if (load) {  // a device's metered load against its baseline in a settled window (steps per M&V interval)
+    var l = JSON.parse(document.getElementById("load-data").textContent);
+    var width = l.times.length > 1 ? Date.parse(l.times[1]) - Date.parse(l.times[0]) : 900000;
+    var tail = function (a) { return a.concat([a[a.length - 1]]); };
+    Plotly.react(load, [
+      {type: "bar", name: "metered load kW", x: l.times, y: l.actual, offset: 0,
+       width: l.times.map(function () { return width * 0.9; }), marker: {color: "#1f6fb2"}, opacity: 0.7},
+      {type: "scatter", mode: "lines", name: "baseline kW (what it would have drawn)", x: l.edges, y: tail(l.adjusted),
+       line: {shape: "hv", color: "#111", width: 3}},
+      {type: "scatter", mode: "lines", name: "asked to draw at most (baseline − setpoint)", x: l.edges, y: tail(l.target),
+       line: {shape: "hv", color: "#b3261e", dash: "dot", width: 2}}
+    ], Object.assign({}, layoutBase, {yaxis: {title: {text: "kW"}}, bargap: 0.1,
+                                      xaxis: {title: {text: "local time (" + l.tz + ")"}}}), config);
   }
 
   var supply = document.getElementById("supply-chart");
