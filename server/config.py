@@ -54,8 +54,12 @@ class Settings:
     max_body_bytes: int = 256 * 1024
     # Rendered device-scoped GET bodies are reused for at most this long (0: never cache). Any
     # write through derflex, in any process, invalidates them within a quarter second; this
-    # bound is only for changes that bypass derflex (hand-made SQL).
-    response_cache_seconds: int = 300
+    # bound is only for changes that bypass derflex (hand-made SQL). Longer than the longest
+    # pollRate (900 s by default), so a device polling at its rate finds its documents still
+    # there. At most response_cache_entries documents per family and process: beyond that the
+    # least recently used one goes (about 1 kB each).
+    response_cache_seconds: int = 1800
+    response_cache_entries: int = 200_000
     demo_devices: int = 0  # pre-registered demo devices created by `derflex serve --demo`
     # Run the flexibility scheduler in the server's workers (exactly one of them leads).
     scheduler: bool = True
@@ -114,8 +118,10 @@ class Settings:
         for name in ("tls_handshake_timeout_seconds", "request_head_timeout_seconds"):
             if not 1 <= getattr(self, name) <= 300:
                 raise ConfigError(f"{name} must be between 1 and 300")
-        if not 0 <= self.response_cache_seconds <= 3600:
-            raise ConfigError("response_cache_seconds must be between 0 and 3600")
+        if not 0 <= self.response_cache_seconds <= 86_400:
+            raise ConfigError("response_cache_seconds must be between 0 and 86400")
+        if not 1 <= self.response_cache_entries <= 10_000_000:
+            raise ConfigError("response_cache_entries must be between 1 and 10000000")
         if not 1 <= self.scheduler_reconcile_seconds <= 3600:
             raise ConfigError("scheduler_reconcile_seconds must be between 1 and 3600")
         unknown = sorted(set(self.notification_allow) - {"http", "loopback", "private"})

@@ -5,7 +5,8 @@ documents devices poll over and over — kept per *family* of documents. A famil
 dropped when its change counter in the database moves (server.db.changes): at once after a write
 through this process, within CHECK_EVERY seconds after one through any other process or the CLI.
 So reading ingest (family "metering") never empties the program documents ("sep2"). Lifetimes
-only bound what bypasses derflex (hand-made SQL).
+only bound what bypasses derflex (hand-made SQL); the response caches outlive the pollRate
+(DERFLEX_RESPONSE_CACHE_SECONDS, 1800 s) and are bounded LRUs (DERFLEX_RESPONSE_CACHE_ENTRIES).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class Runtime:
         cache = self._responses.get(family)
         if cache is None:
             cache = self._responses.setdefault(
-                family, TTLCache(self.settings.response_cache_seconds, clock=self._ticks)
+                family, TTLCache(self.settings.response_cache_seconds,
+                                 max_entries=self.settings.response_cache_entries, clock=self._ticks)
             )
         return cache
 

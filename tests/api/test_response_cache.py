@@ -171,3 +171,63 @@ def test_a_der_status_report_keeps_the_other_cached_documents(app, cast, client_
         assert s.scalar(select(ChangeCounter.value).where(ChangeCounter.family == "der")) == 1
     time.sleep(CHECK_EVERY + 0.05)
     assert _category(c, f"/edev/{dev}") is None  # still cached: only the der family moved
+
+
+def test_the_cache_is_a_bounded_lru_that_never_empties_wholesale() -> None:
+    from server.services.cache import TTLCache
+
+    clock = [0.0]
+    cache: TTLCache[str] = TTLCache(60, max_entries=3, clock=lambda: clock[0])
+    loads: list[str] = []
+
+    def load(key: str):  # noqa: ANN202
+        return lambda: loads.append(key) or f"v-{key}"
+
+    for key in ("a", "b", "c"):
+        cache.get(key, load(key))
+    assert cache.get("a", load("a")) == "v-a"  # a hit: "a" is now the most recently used
+    cache.get("d", load("d"))  # full: the least recently used ("b") goes, nothing else
+    assert len(cache) == 3 and cache.evictions == 1
+    for key in ("a", "c", "d"):
+        cache.get(key, load(key))
+    assert loads == ["a", "b", "c", "d"]  # a, c and d were all still there
+    cache.get("b", load("b"))
+    assert loads[-1] == "b" and len(cache) == 3  # b came back by evicting a (least recent), not all
+    clock[0] += 60.1
+    cache.get("c", load("c"))
+    assert loads[-1] == "c"  # expired: loaded again
+
+
+def test_cached_documents_outlive_the_poll_rate_and_expiring_ones_keep_their_exact_lifetime() -> None:
+    from server.config import Settings
+    from server.services.cache import TTLCache
+
+    settings = Settings()
+    assert settings.response_cache_seconds >= settings.poll_rate + 300
+    clock = [0.0]
+    cache: TTLCache[str] = TTLCache(settings.response_cache_seconds, clock=lambda: clock[0])
+    cache.get_until("doc", lambda: ("plain", None))
+    cache.get_until("status", lambda: ("active", 12.5))  # true for 12.5 s (an event's next transition)
+    clock[0] = settings.poll_rate + 60.0  # a device's next poll, late by a minute
+    assert cache.get_until("doc", lambda: ("reloaded", None)) == "plain"
+    clock[0] = 12.4
+    assert cache.get_until("status", lambda: ("next", None)) == "active"
+    clock[0] = 12.6
+    assert cache.get_until("status", lambda: ("next", None)) == "next"
+
+
+def test_the_response_cache_takes_its_bound_from_the_settings(app, cast, client_for, database) -> None:  # noqa: ANN001
+    """With room for one document per family, polling a second one evicts the first (the least
+    recently used); the other family's caches and the bound hold."""
+    rt = app.extensions["derflex"]
+    rt.settings = rt.settings.with_(response_cache_entries=1)
+    rt._responses.clear()
+    dev = _registered(database, cast)
+    c = client_for(cast["owner"])
+    assert _category(c, f"/edev/{dev}") is None
+    _write_by_hand(database, dev, "0F")
+    assert _category(c, f"/edev/{dev}") is None  # cached
+    assert c.get(f"/edev/{dev}/fsa").status_code == 200  # a second document takes the only place
+    cache = rt.responses("sep2")
+    assert len(cache) == 1 and cache.evictions == 1
+    assert _category(c, f"/edev/{dev}") == "0F"  # it was evicted: read again
