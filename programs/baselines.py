@@ -51,6 +51,8 @@ Baselines (`baseline` for one device, `fleet_baselines` for devices × intervals
   when no interval has one: no baseline, or no actual at all).
 * Fleets: the gather, day selection, means and adjustments are numpy on (devices × days ×
   intervals) arrays (`x_of_y_days` is the core); only the result labels are built per device.
+  Every figure is per device, so a large fleet is computed a chunk of devices at a time and the
+  chunks joined (`FleetBaseline.concat`): memory is bounded by the chunk, not the fleet.
 
 `BaselineRule` is a program's configuration; its JSON form (`to_dict`/`from_dict`) writes every key,
 from_dict rejects unknown keys, and BaselineError names every wrong field.
@@ -61,7 +63,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -457,6 +459,21 @@ class FleetBaseline:
     method: tuple[str, ...]
     fallback_reason: tuple[str | None, ...]
     flags: tuple[tuple[str, ...], ...]
+
+    @classmethod
+    def concat(cls, parts: "Sequence[FleetBaseline]") -> "FleetBaseline":
+        """Fleets computed a chunk of devices at a time (same grid, rule and event), joined in
+        order: the same as one `fleet_baselines` over all their devices (every figure is per
+        device)."""
+        if not parts:
+            raise BaselineError(["parts: need at least one fleet"])
+        if len(parts) == 1:
+            return parts[0]
+        arrays = {name: np.concatenate([getattr(p, name) for p in parts]) for name in (
+            "baseline", "adjusted", "actual", "reduction", "energy_kwh", "alpha", "delta_kw", "n_eligible")}
+        labels = {name: tuple(x for p in parts for x in getattr(p, name)) for name in (
+            "days_used", "method", "fallback_reason", "flags")}
+        return cls(interval_starts=parts[0].interval_starts, **arrays, **labels)
 
     def device(self, i: int) -> BaselineResult:
         return BaselineResult(

@@ -24,7 +24,7 @@ visible when its device is. `load_series` is the unscoped domain query for M&V.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -550,34 +550,54 @@ def load_series(
 
 # ----------------------------------------------------------------------------- fleets (M&V)
 MAX_READING_S = 3600  # a reading longer than this that starts before a span is not looked for
-_FLEET_CHUNK = 900
+FLEET_CHUNK = 10_000  # devices loaded (and measured) at a time: what bounds the memory
 
-_FLEET_POWER_READINGS = (
-    select(_MR.c.id, _UP.c.device_id, _MR.c.usage_point_id, _MR.c.flow_direction, _UP.c.role_flags)
-    .join(_UP, _UP.c.id == _MR.c.usage_point_id)
-    .where(
-        _UP.c.device_id.in_(bindparam("device_ids", expanding=True)),
-        _MR.c.uom == UOM_W,
-        or_(_MR.c.phase.is_(None), _MR.c.phase == 0),
-        or_(_MR.c.data_qualifier.is_(None), _MR.c.data_qualifier.in_(_POWER_QUALIFIERS)),
-    )
-    .order_by(_UP.c.device_id, _UP.c.id, _MR.c.id)
-)
-_FLEET_SERIES = (
-    select(_R.c.meter_reading_id, _R.c.start, _R.c.duration, _R.c.value, _R.c.multiplier)
-    .where(
-        _R.c.meter_reading_id.in_(bindparam("ids", expanding=True)),
-        _R.c.start >= bindparam("t1"),
-        _R.c.start < bindparam("t2"),
-    )
-)
+# The power meter readings of a chunk of devices, in the order the choice below reads them. The
+# ids go as one parameter: a JSON array on SQLite (json_each), an int array on PostgreSQL.
+_METERS_WHERE = (f"m.uom = {UOM_W} AND (m.phase IS NULL OR m.phase = 0) AND (m.data_qualifier IS NULL OR "
+                 f"m.data_qualifier IN ({', '.join(map(str, _POWER_QUALIFIERS))}))")
+_METERS_SQL = {
+    "sqlite": "SELECT m.id, u.device_id, m.usage_point_id, m.flow_direction, u.role_flags FROM meter_readings m "
+              "JOIN usage_points u ON u.id = m.usage_point_id WHERE u.device_id IN (SELECT value FROM json_each(?)) "
+              f"AND {_METERS_WHERE} ORDER BY u.device_id, u.id, m.id",
+    "postgresql": "SELECT m.id, u.device_id, m.usage_point_id, m.flow_direction, u.role_flags FROM meter_readings m "
+                  "JOIN usage_points u ON u.id = m.usage_point_id WHERE u.device_id = ANY(%s) "
+                  f"AND {_METERS_WHERE} ORDER BY u.device_id, u.id, m.id",
+}
+# The readings of a chunk of meter readings in one time range as ONE value, parsed by numpy: no
+# Python object per reading. SQLite: the five columns of every row comma-joined (one text);
+# PostgreSQL: each row as 30 big-endian bytes (one bytea), read with _PG_RECORD.
+_READINGS_SQL = {
+    "sqlite": "SELECT group_concat(meter_reading_id || ',' || start || ',' || duration || ',' || value || ',' || "
+              "multiplier, ',') FROM readings WHERE meter_reading_id IN (SELECT value FROM json_each(?)) "
+              "AND start >= ? AND start < ?",
+    "postgresql": "SELECT string_agg(int8send(meter_reading_id::int8) || int8send(start) || int4send(duration) || "
+                  "int8send(value) || int2send(multiplier), ''::bytea) FROM readings "
+                  "WHERE meter_reading_id = ANY(%s) AND start >= %s AND start < %s",
+}
+_PG_RECORD = np.dtype([("m", ">i8"), ("s", ">i8"), ("d", ">i4"), ("v", ">i8"), ("x", ">i2")])
+# What the readings of a chunk of meter readings in one range add up to: their count and integer
+# sums (no overflow: every term is below 2^31 and weighted by < 2^10) over value, duration and
+# multiplier, each weighted by the reading's minute of a 1021-minute cycle — so an added, removed
+# or re-posted reading with another value almost surely moves it (`readings_fingerprint`).
+_W = "(1 + (start / 60) % 1021)"
+_SUMS = (f"count(*), sum((value % 1048576) * {_W}), sum(((value / 1048576) % 1048576) * {_W}), "
+         f"sum((value / 1099511627776) * {_W}), sum((duration % 1048576) * {_W}), sum((duration / 1048576) * {_W}), "
+         f"sum((multiplier + 256) * {_W})")
+_SUMS_SQL = {
+    "sqlite": f"SELECT {_SUMS} FROM readings WHERE meter_reading_id IN (SELECT value FROM json_each(?)) "
+              "AND start >= ? AND start < ?",
+    "postgresql": f"SELECT {_SUMS.replace(' % ', ' %% ')} FROM readings WHERE meter_reading_id = ANY(%s) "
+                  "AND start >= %s AND start < %s",
+}
 
 
 @dataclass(frozen=True)
 class FleetReadings:
-    """Power readings of many devices (one entry per reading, W, positive = drawn from the grid):
-    `device_index` into the device list given, and per device the usage point and meter readings
-    they came from (`sources`: device_id -> (usage_point_id, meter reading ids))."""
+    """Power readings of many devices (one entry per reading, W, positive = drawn from the grid),
+    ordered by (device, start, duration): `device_index` into the device list given, and per
+    device the usage point and meter readings they came from (`sources`: device_id ->
+    (usage_point_id, meter reading ids))."""
 
     device_index: np.ndarray
     starts: np.ndarray
@@ -586,47 +606,176 @@ class FleetReadings:
     sources: dict[int, tuple[int, tuple[int, ...]]]
 
 
+@dataclass(frozen=True)
+class FleetMeters:
+    """The meter readings chosen for a list of devices (sorted by id, with the device index and
+    the sign of each) and `sources` as in FleetReadings."""
+
+    ids: np.ndarray
+    device_index: np.ndarray
+    sign: np.ndarray
+    sources: dict[int, tuple[int, tuple[int, ...]]]
+
+
+def _driver(db: Reader) -> tuple[Any, str]:
+    """The DB-API connection under `db` (its transaction) and the dialect's name."""
+    conn = db.connection() if isinstance(db, Session) else db
+    return conn.connection.driver_connection, conn.dialect.name
+
+
+def _ids_param(dialect: str, ids: Sequence[int]) -> Any:
+    return [int(i) for i in ids] if dialect == "postgresql" else "[" + ",".join(str(int(i)) for i in ids) + "]"
+
+
+def merged_ranges(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The query ranges [t1 − MAX_READING_S, t2) of `spans`, overlapping ones merged: each reading
+    is fetched once."""
+    out: list[list[int]] = []
+    for t1, t2 in sorted((int(a), int(b)) for a, b in spans):
+        lo = t1 - MAX_READING_S
+        if out and lo <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], t2)
+        else:
+            out.append([lo, t2])
+    return [(a, b) for a, b in out]
+
+
+def fleet_meters(db: Reader, device_ids: Sequence[int]) -> FleetMeters:
+    """Which meter readings `load_series` would read for each device (one usage point per device:
+    its premises aggregation point, else its first; W, whole device, the power itself), with the
+    sign of each (reverse flow negative). Unscoped (M&V)."""
+    raw, dialect = _driver(db)
+    index = {int(d): i for i, d in enumerate(device_ids)}
+    sources: dict[int, tuple[int, tuple[int, ...]]] = {}
+    meters: list[tuple[int, int, int]] = []
+    cur = raw.cursor()
+    try:
+        cur.execute(_METERS_SQL[dialect], (_ids_param(dialect, list(index)),))
+        rows = cur.fetchall()
+    finally:
+        cur.close()
+    k, n = 0, len(rows)
+    while k < n:  # rows come by device, usage point, meter reading
+        dev = rows[k][1]
+        j = k
+        while j < n and rows[j][1] == dev:
+            j += 1
+        cands = rows[k:j]
+        up = next((c[2] for c in cands if c[4] & ROLE_PREMISES_AGGREGATION_POINT), cands[0][2])
+        mine = [c for c in cands if c[2] == up]
+        sources[dev] = (up, tuple(c[0] for c in mine))
+        meters.extend((c[0], index[dev], -1 if c[3] == FLOW_REVERSE else 1) for c in mine)
+        k = j
+    m = np.array(sorted(meters), dtype=np.int64).reshape(-1, 3)
+    return FleetMeters(m[:, 0].copy(), m[:, 1].copy(), m[:, 2].copy(), sources)
+
+
+def _fetch(cur: Any, dialect: str, ids: np.ndarray, lo: int, hi: int) -> np.ndarray | None:
+    """(meter, start, duration, value, multiplier) × readings of meter readings `ids` with
+    lo <= start < hi, as an int64 (5, n) array; None when there are none."""
+    cur.execute(_READINGS_SQL[dialect], (_ids_param(dialect, ids.tolist()), lo, hi))
+    got = cur.fetchone()[0]
+    if not got:
+        return None
+    if dialect == "postgresql":
+        rec = np.frombuffer(bytes(got), dtype=_PG_RECORD)
+        return np.stack([rec[f].astype(np.int64) for f in ("m", "s", "d", "v", "x")])
+    return np.fromstring(got, dtype=np.int64, sep=",").reshape(-1, 5).T
+
+
+def _to_fleet(parts: list[np.ndarray], meters: FleetMeters, sources: dict[int, tuple[int, tuple[int, ...]]]
+              ) -> FleetReadings:
+    """Raw reading columns -> FleetReadings (W, signed, by (device, start, duration); readings
+    of several meter readings of a device with the same start and duration added up)."""
+    empty_i, empty_f = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+    if not parts:
+        return FleetReadings(empty_i, empty_i, empty_i, empty_f, sources)
+    meter, start, dur, value, mult = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+    pos = np.searchsorted(meters.ids, meter)
+    dev = meters.device_index[pos]
+    # 10^-m is not exact in binary: divide by 10^m instead (1234 × 10^-1 → exactly 123.4).
+    scale = np.power(10.0, np.abs(mult).astype(np.float64))
+    v = value.astype(np.float64)
+    watts = np.where(mult >= 0, v * scale, v / scale) * meters.sign[pos].astype(np.float64)
+    base = int(start.min())
+    key = (dev << 32) | (start - base)  # (device, start): starts span far less than 2^32 s
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    if key.size < 2 or (np.diff(key) != 0).all():  # one reading per (device, start): nothing to add up
+        return FleetReadings(dev[order], start[order], dur[order], watts[order], sources)
+    # Several meter readings at one start: by (device, start, duration), each group's readings
+    # added up in meter reading order (as np.bincount adds them).
+    order = np.lexsort((meter, dur, start, dev))
+    dev, start, dur, watts = dev[order], start[order], dur[order], watts[order]
+    new = np.ones(dev.size, dtype=bool)
+    new[1:] = (dev[1:] != dev[:-1]) | (start[1:] != start[:-1]) | (dur[1:] != dur[:-1])
+    group = np.cumsum(new) - 1
+    summed = np.bincount(group, weights=watts, minlength=int(group[-1]) + 1)
+    return FleetReadings(dev[new], start[new], dur[new], summed, sources)
+
+
+def fleet_reading_chunks(db: Reader, device_ids: Sequence[int], spans: Iterable[tuple[int, int]], *,
+                         chunk: int = FLEET_CHUNK) -> Iterator[tuple[int, FleetReadings]]:
+    """`load_fleet_readings` a chunk of devices at a time: yields (offset, the readings of
+    device_ids[offset:offset + chunk], device_index relative to the chunk), so a caller holds one
+    chunk's readings at a time. Driver-level statements, one per chunk and merged range, each
+    returning its readings as one value parsed by numpy (no Python object per reading)."""
+    ranges = merged_ranges(spans)
+    ids = list(device_ids)
+    raw, dialect = _driver(db)
+    for k in range(0, len(ids), chunk):
+        part = ids[k:k + chunk]
+        meters = fleet_meters(db, part)
+        cols: list[np.ndarray] = []
+        if meters.ids.size:
+            cur = raw.cursor()
+            try:
+                for lo, hi in ranges:
+                    got = _fetch(cur, dialect, meters.ids, lo, hi)
+                    if got is not None:
+                        cols.append(got)
+            finally:
+                cur.close()
+        yield k, _to_fleet(cols, meters, meters.sources)
+        del cols
+
+
 def load_fleet_readings(db: Reader, device_ids: Sequence[int], spans: Iterable[tuple[int, int]]) -> FleetReadings:
     """Readings of `device_ids` that may overlap any of `spans` ([t1, t2) UTC seconds), chosen as
     `load_series` chooses them (one usage point per device: its premises aggregation point, else
     its first; W, whole device, the power itself; reverse flow negative); readings of several meter
-    readings with the same start and duration are added up. Unscoped (M&V)."""
-    index = {d: i for i, d in enumerate(device_ids)}
-    chosen: dict[int, tuple[int, int]] = {}  # meter reading id -> (device index, sign)
+    readings with the same start and duration are added up. Unscoped (M&V). All at once: for a
+    large fleet, `fleet_reading_chunks`."""
+    parts = list(fleet_reading_chunks(db, device_ids, list(spans)))
     sources: dict[int, tuple[int, tuple[int, ...]]] = {}
-    ids = list(device_ids)
-    for k in range(0, len(ids), _FLEET_CHUNK):
-        rows = db.execute(_FLEET_POWER_READINGS, {"device_ids": ids[k:k + _FLEET_CHUNK]}).all()
-        by_device: dict[int, list[Any]] = {}
-        for r in rows:
-            by_device.setdefault(r.device_id, []).append(r)
-        for dev, cands in by_device.items():
-            premises = [c for c in cands if c.role_flags & ROLE_PREMISES_AGGREGATION_POINT]
-            up = (premises or cands)[0].usage_point_id
-            mine = [c for c in cands if c.usage_point_id == up]
-            sources[dev] = (up, tuple(c.id for c in mine))
-            for c in mine:
-                chosen[c.id] = (index[dev], -1 if c.flow_direction == FLOW_REVERSE else 1)
-    parts: list[tuple[Any, ...]] = []
-    mr_ids = sorted(chosen)
-    for t1, t2 in spans:
-        for k in range(0, len(mr_ids), _FLEET_CHUNK):
-            parts.extend(db.execute(_FLEET_SERIES, {"ids": mr_ids[k:k + _FLEET_CHUNK],
-                                                    "t1": t1 - MAX_READING_S, "t2": t2}).all())
-    n = len(parts)
-    if not n:
+    for _, fr in parts:
+        sources.update(fr.sources)
+    if not parts:
         empty_i, empty_f = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
         return FleetReadings(empty_i, empty_i, empty_i, empty_f, sources)
-    arr = np.array([(chosen[p[0]][0], p[1], p[2], p[3], p[4], chosen[p[0]][1]) for p in parts], dtype=np.float64)
-    dev, start, dur = arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2].astype(np.int64)
-    mult = arr[:, 4]
-    scale = np.power(10.0, np.abs(mult))
-    watts = np.where(mult >= 0, arr[:, 3] * scale, arr[:, 3] / scale) * arr[:, 5]
-    # one entry per (device, start, duration); spans that overlap fetch a reading twice: keep it once
-    meter = np.array([p[0] for p in parts], dtype=np.int64)
-    _, first = np.unique(np.stack([meter, start]), axis=1, return_index=True)
-    dev, start, dur, watts = dev[first], start[first], dur[first], watts[first]
-    key = np.stack([dev, start, dur])
-    uniq, inverse = np.unique(key, axis=1, return_inverse=True)
-    summed = np.bincount(inverse.ravel(), weights=watts, minlength=uniq.shape[1])
-    return FleetReadings(uniq[0], uniq[1], uniq[2], summed, sources)
+    return FleetReadings(np.concatenate([fr.device_index + k for k, fr in parts]),
+                         np.concatenate([fr.starts for _, fr in parts]),
+                         np.concatenate([fr.durations for _, fr in parts]),
+                         np.concatenate([fr.watts for _, fr in parts]), sources)
+
+
+def readings_fingerprint(db: Reader, meter_ids: np.ndarray, spans: Iterable[tuple[int, int]], *,
+                         chunk: int = FLEET_CHUNK) -> list[list[int]]:
+    """What the readings `fleet_reading_chunks` would load for these meter readings add up to,
+    computed by the database (one statement per chunk of meter readings and merged range, no
+    reading leaves it): per statement [count, weighted sums of value, duration, multiplier]
+    (_SUMS). Equal answers: the same readings, almost surely (a change that moves none of the
+    sums is not seen; a settlement's digest still guards what is stored)."""
+    raw, dialect = _driver(db)
+    ids = np.sort(np.asarray(meter_ids, dtype=np.int64))
+    out: list[list[int]] = []
+    cur = raw.cursor()
+    try:
+        for k in range(0, ids.size, chunk):
+            param = _ids_param(dialect, ids[k:k + chunk].tolist())
+            for lo, hi in merged_ranges(spans):
+                cur.execute(_SUMS_SQL[dialect], (param, lo, hi))
+                out.append([int(x or 0) for x in cur.fetchone()])
+    finally:
+        cur.close()
+    return out

@@ -2,7 +2,7 @@
 one per device in it, in domain terms.
 
 Nothing here is ever updated in place except the run's `checked_time` (when late readings were
-last looked for): a re-settlement is a new version with its reason, the old one is kept with
+last looked for) and `readings_fingerprint` (what that look found, so the next one can be cheap): a re-settlement is a new version with its reason, the old one is kept with
 `superseded_time` set, so every figure ever reported can be found again. The per-device `detail`
 (JSON) holds each interval's baseline, actual, reduction, setpoint, price and money lines, and the
 meter readings behind them (usage point, meter reading ids, a digest of the values used).
@@ -37,6 +37,9 @@ class SettlementRun(Base):
     interval_s: Mapped[int] = mapped_column(Integer)  # the M&V interval
     currency: Mapped[str] = mapped_column(String(3))
     inputs_digest: Mapped[str] = mapped_column(String(64))  # readings, setpoints, prices and terms used
+    # what the measurement read, as cheap to recompute as possible (services.flex.settlement
+    # .fingerprint): a re-check that finds it unchanged measures nothing; None before 0016
+    readings_fingerprint: Mapped[str | None] = mapped_column(String(64))
     summary: Mapped[str] = mapped_column(Text)  # JSON: curve per interval, totals, flows, terms, changes
     created_time: Mapped[int] = mapped_column(BigInteger)
     checked_time: Mapped[int] = mapped_column(BigInteger)  # last look for late readings

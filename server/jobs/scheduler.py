@@ -11,15 +11,20 @@ APScheduler with:
   whose inputs changed cleared again (programs.publishing decides; the services execute);
 * `publish:<program>:<window>` date jobs, so a window is published on time and not up to a
   reconcile period late;
-* after each reconcile, the settlement pass (server.services.flex.settlement.run_due): windows that
-  ended at least their program's delay ago are measured and settled, recent settlements are
-  re-checked for late readings (a changed input makes a recorded new version).
+* `settle`, every `settle_seconds` (default: the reconcile period), a job of its own on an
+  executor of its own and outside the lock the publishing jobs take: the settlement pass
+  (server.services.flex.settlement.run_due) — windows that ended at least their program's delay
+  ago are measured and settled, recent settlements are re-checked for late readings (a changed
+  input makes a recorded new version). A pass may take a while at fleet size (measuring 10,000
+  devices); the windows due to publish meanwhile are published on time. Exactly once per window
+  and version, across processes, is the settlement service's own guarantee (its short write
+  re-checks the window's revision and current version), not this scheduler's.
 
 Whoever must hear of a publish or a settlement (the Beckn BAPs, …) hears through the outbox: the
 services record the facts in their own transactions, and the outbox drainer (server.jobs.outbox)
 hands them on. The scheduler tells nobody itself.
 
-Both kinds of job only call `server.services.flex.publishing`, whose every step is idempotent and one
+The publishing jobs only call `server.services.flex.publishing`, whose every step is idempotent and one
 transaction, so a job run twice, or a leader that died mid-publish, publishes nothing twice. When
 leadership is lost the scheduler stops at once; the new leader's first reconcile picks up.
 """
@@ -49,7 +54,13 @@ _RUNNING: dict[str, "FlexScheduler"] = {}
 def reconcile_job(url: str) -> None:
     sched = _RUNNING.get(url)
     if sched is not None:
-        sched.reconcile()
+        sched.reconcile(settle=False)  # the settle job settles, on its own executor
+
+
+def settle_job(url: str) -> None:
+    sched = _RUNNING.get(url)
+    if sched is not None:
+        sched.settle()
 
 
 def publish_job(url: str, program_id: int, window_key: str) -> None:
@@ -59,15 +70,18 @@ def publish_job(url: str, program_id: int, window_key: str) -> None:
 
 
 class FlexScheduler:
-    """One process's candidate scheduler. `start()` / `stop()`; `reconcile()` may also be called
-    directly (the CLI does, for one pass without a thread)."""
+    """One process's candidate scheduler. `start()` / `stop()`; `reconcile()` (publish, then
+    settle) and `settle()` may also be called directly (the CLI does, for one pass without a
+    thread)."""
 
     def __init__(self, db: Database, *, holder: str | None = None, clock: Callable[[], float] = time.time,
                  reconcile_seconds: float = 30.0, horizon_days: int = 7,
-                 lease_seconds: float = LEASE_SECONDS, name: str = "scheduler"):
+                 lease_seconds: float = LEASE_SECONDS, name: str = "scheduler",
+                 settle_seconds: float | None = None):
         self.db = db
         self.clock = clock
         self.reconcile_seconds = reconcile_seconds
+        self.settle_seconds = settle_seconds if settle_seconds is not None else reconcile_seconds
         self.horizon_s = horizon_days * 86_400
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.leadership = Leadership(db.engine, name, self.holder, lease_seconds=lease_seconds, clock=clock)
@@ -75,7 +89,8 @@ class FlexScheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._aps: Any = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # publishing: one window at a time
+        self._settle_lock = threading.Lock()  # settling: one pass at a time, beside publishing
         self.outcomes: list[dict[str, Any]] = []  # what this process published (most recent last)
 
     # ------------------------------------------------------------------------- lifecycle
@@ -125,7 +140,8 @@ class FlexScheduler:
         self._store_engine = make_engine(self.db.url)
         aps = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=self._store_engine, tablename="apscheduler_jobs")},
-            executors={"default": ThreadPoolExecutor(1)},  # one publish at a time, in order
+            # one publish at a time, in order; settlement beside it on its own thread
+            executors={"default": ThreadPoolExecutor(1), "settlement": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=timezone.utc,
         )
@@ -133,6 +149,11 @@ class FlexScheduler:
         aps.add_job(
             "server.jobs.scheduler:reconcile_job", "interval", args=[self.db.url], id="reconcile",
             seconds=self.reconcile_seconds, next_run_time=datetime.now(timezone.utc), replace_existing=True,
+        )
+        aps.add_job(
+            "server.jobs.scheduler:settle_job", "interval", args=[self.db.url], id="settle",
+            executor="settlement", seconds=self.settle_seconds, next_run_time=datetime.now(timezone.utc),
+            replace_existing=True,
         )
         self._aps = aps
         log.info("scheduler: leading as %s", self.holder)
@@ -148,8 +169,9 @@ class FlexScheduler:
                 log.debug("scheduler: shutdown", exc_info=True)
 
     # ------------------------------------------------------------------------------ jobs
-    def reconcile(self) -> list[dict[str, Any]]:
-        """Plan windows, schedule their publishing, and run what is due. Returns the outcomes."""
+    def reconcile(self, *, settle: bool = True) -> list[dict[str, Any]]:
+        """Plan windows, schedule their publishing, and run what is due; then (`settle`) the
+        settlement pass. Returns the outcomes."""
         with self._lock:
             now = int(self.clock())
             with self.db.transaction() as s:
@@ -166,15 +188,17 @@ class FlexScheduler:
             with self.db.transaction() as s:
                 due = windows.due_windows(s, now)
             outcomes = [o for pid, key in due if (o := self._run(pid, key)) is not None]
-            return outcomes + self._settle(now)
+        return outcomes + self.settle() if settle else outcomes
 
-    def _settle(self, now: int) -> list[dict[str, Any]]:
-        """Measure and settle the windows that ended (after their delay), re-check recent ones."""
-        try:
-            settled = settlement.run_due(self.db, now)
-        except Exception:
-            log.exception("scheduler: settlement pass failed; it will be retried")
-            return []
+    def settle(self) -> list[dict[str, Any]]:
+        """Measure and settle the windows that ended (after their delay), re-check recent ones.
+        Takes the settlement lock only: publishing goes on meanwhile."""
+        with self._settle_lock:
+            try:
+                settled = settlement.run_due(self.db, int(self.clock()))
+            except Exception:
+                log.exception("scheduler: settlement pass failed; it will be retried")
+                return []
         for outcome in settled:
             log.info("scheduler: %s", outcome["summary"])
             self.outcomes.append(outcome)
