@@ -5,6 +5,8 @@ server.services.sep2.sub; what is sent, in server.services.sep2.notify and serve
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, Response, request
 
 from server.api.client import client_identity, client_scope, now, runtime
@@ -32,8 +34,18 @@ def post_sub(edev_id: int) -> Response:
     posted = _body(Subscription)
     with rt.db.transaction() as s:
         sub_id, created = sub.subscribe(s, client_scope(s, ident), edev_id, posted, now(),
-                                        rt.settings.notification_allow)
+                                        rt.settings.notification_allow, base_uri=_base_uri())
     return no_content(201 if created else 200, uris.href(uris.SUB, edev_id=edev_id, sub_id=sub_id))
+
+
+def _base_uri() -> str:
+    """This server as the client addressed it: 2030.5 is https whatever the listener (a proxy
+    terminates TLS in proxy mode); a Host header that is not a plain host[:port] is not used."""
+    host = request.host or ""
+    return f"https://{host}" if _HOST.fullmatch(host) else ""
+
+
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})(:[0-9]{1,5})?")
 
 
 @bp.get(rule(uris.SUB))

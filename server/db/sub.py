@@ -66,6 +66,9 @@ class Subscription(Base):
     fsa_id: Mapped[int | None] = mapped_column(Integer)  # derp_list
     der_doc: Mapped[str | None] = mapped_column(String(8))  # der_doc: dercap, derg, ders, dera
     notification_uri: Mapped[str] = mapped_column(String(255))
+    # https://host[:port] of this server as the client addressed it: Notifications name their
+    # subscription by absolute URI (the standard's SHALL), and that is the one the client can reach.
+    base_uri: Mapped[str] = mapped_column(String(255), default="", server_default="")
     receiver: Mapped[str] = mapped_column(String(255))  # scheme://host:port of notification_uri
     limit: Mapped[int] = mapped_column(Integer)
     level: Mapped[str] = mapped_column(String(16))

@@ -167,3 +167,32 @@ def test_condition_and_exi_and_unknown_resources_are_refused(app, cast, client_f
         codec.parse(resp.data, Error)
     body = codec.render(Subscription(subscribed_resource=f"/edev/{o}", encoding=1, limit=1, notification_uri=URI))
     assert owner.post(f"/edev/{o}/sub", data=body).status_code == 400
+
+
+def test_a_programs_first_default_reaches_its_der_program_list_subscribers(database, world) -> None:  # noqa: ANN001
+    """A DERProgram links its DefaultDERControl only once it has one: a device subscribed to its
+    DERProgramList hears of the new link (the simulator relies on it)."""
+    from server.sep2.derp import DERProgramList
+
+    m, p = world["managed"], world["program"]
+    with database.transaction() as s:
+        subscribe(s, m, f"/edev/{m}/fsa/1/derp", limit=5)
+        derp.set_default_control(s, p, {"opModMaxLimW": 9000})
+    drain(database, T0 + 1)
+    with database.transaction() as s:
+        [row] = s.scalars(select(store.Notification)).all()
+    note, programs = parse_notification(row.body.encode(), (DERProgramList,))
+    assert programs.der_programs[0].default_der_control_link == f"/edev/{m}/derp/{p}/dderc"
+    assert note.subscription_uri.endswith(f"/edev/{m}/sub/{note.subscription_uri.rsplit('/', 1)[1]}")
+
+
+def test_notifications_name_their_subscription_by_absolute_uri(app, cast, client_for, world, database) -> None:  # noqa: ANN001
+    app.extensions["derflex"].settings = app.extensions["derflex"].settings.with_(notification_allow=ALLOW)
+    agg, m = client_for(cast["aggregator"]), world["managed"]
+    resp = post_sub(agg, m, f"/edev/{m}/derp/{world['program']}/dderc")
+    assert resp.status_code == 201
+    with database.transaction() as s:
+        derp.set_default_control(s, world["program"], {"opModMaxLimW": 4000})
+    drain(database, T0 + 1)
+    [(_, _, (note, _))] = queued(database)
+    assert note.subscription_uri == "https://localhost" + resp.headers["Location"]

@@ -17,7 +17,7 @@ from server.sep2.sub import STATUS_DELETED, Notification, render_notification
 def document(sub: Any, status: int, resource: Any | None) -> str:
     """The Notification for subscription `sub` (a row) with `status` and the resource (or None)."""
     note = Notification(subscribed_resource=sub.resource, status=status,
-                        subscription_uri=uris.href(uris.SUB, edev_id=sub.device_id, sub_id=sub.id))
+                        subscription_uri=(sub.base_uri or "") + uris.href(uris.SUB, edev_id=sub.device_id, sub_id=sub.id))
     return render_notification(note, resource).decode("utf-8")
 
 

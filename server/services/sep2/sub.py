@@ -186,8 +186,10 @@ def receiver_of(uri: str, allow: Collection[str], *, resolve: bool = True) -> st
 
 
 def subscribe(session: Session, scope: Scope, edev_id: int, posted: Subscription, now: int,
-              allow: Collection[str]) -> tuple[int, bool]:
-    """Store (or update) a subscription: (its id, whether it is new)."""
+              allow: Collection[str], *, base_uri: str = "") -> tuple[int, bool]:
+    """Store (or update) a subscription: (its id, whether it is new). `base_uri`: this server as
+    the client addressed it (https://host[:port]), for the absolute subscriptionURI of its
+    Notifications."""
     visible_device(session, scope, edev_id)
     # An aggregator may keep its subscriptions to any device in its scope under one EndDevice
     # (CSIP-AUS: its own); the resource must be readable by it all the same.
@@ -206,6 +208,7 @@ def subscribe(session: Session, scope: Scope, edev_id: int, posted: Subscription
         "program_id": target.program_id, "fsa_id": target.fsa_id, "der_doc": target.der_doc,
         "notification_uri": posted.notification_uri, "receiver": receiver,
         "limit": min(posted.limit, MAX_LIMIT), "level": posted.level, "encoding": posted.encoding,
+        "base_uri": base_uri[:255],
     }
     assert scope.lfdi is not None  # clients only
     row = store.find(session, edev_id, scope.lfdi, resource)
