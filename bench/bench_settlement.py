@@ -124,7 +124,6 @@ SPLIT = {"tax_rate": "1/9", "tax_mode": "inclusive", "grid_fee_rate": "0.2", "ag
 RT_W = dict(accumulation_behaviour=12, commodity=1, data_qualifier=2, flow_direction=1, interval_length=MV_S,
             kind=37, power_of_ten_multiplier=0, uom=38)
 UP_MRID = "0123456789ABCDEF0123456789ABCDEF"
-MR_MRID = "A0000000000000000000000000000001"
 SERVICE_METERS = 3
 # imperfect histories (fleet index >= SERVICE_METERS): class -> share
 CLASSES = (("gap", 0.03), ("short", 0.01), ("new", 0.01), ("silent", 0.005), ("nometer", 0.005))
@@ -132,8 +131,9 @@ EXPECTED_METHOD = {"clean": "x_of_y", "gap": "x_of_y", "short": "x_of_y_short", 
                    "silent": "x_of_y", "nometer": "none"}
 PERF_CLASSES = ((1.0, 0.6), (0.5, 0.2), (0.0, 0.1), (1.5, 0.1))
 PROFILE_LOAD_DEVICES = 20_000  # --profile: load_fleet_readings of at most this many devices under cProfile
-SETTLEMENT_PHASES = ("measure", "_event_days", "clearings", "needed_instants", "load_fleet_readings", "grid_average",
-                     "fleet_baselines", "performance", "settle", "_summary", "_device_rows", "add_devices", "commit")
+SETTLEMENT_PHASES = ("fingerprint", "fingerprint/readings_fingerprint", "measure", "_event_days", "clearings", "needed_instants",
+                     "fleet_meters", "_fetch", "_to_fleet", "grid_average", "fleet_baselines", "performance",
+                     "_deliveries", "settle", "_summary", "_device_rows", "_store", "add_devices", "commit")
 
 
 def _say(msg: str) -> None:
@@ -242,101 +242,61 @@ def _pg_copy_binary(cur: Any, table: str, columns: list[tuple[str, str, np.ndarr
         copy.write((-1).to_bytes(2, "big", signed=True))
 
 
-# ------------------------------------------------------------------------------ the proposed loader
-
-_COLS = ("meter_reading_id", "start", "duration", "value", "multiplier")
+# ------------------------------------------------------------------------------ the loader before (#17)
 
 
-def _series_sql(pg: bool, ids: list[int], lo: int, hi: int, *, joined: bool = False) -> tuple[str, Any]:
-    """The readings statement of load_fleet_readings for the driver; `joined`: one row whose five
-    columns are the comma-joined values (group_concat / string_agg, all fed the same rows in the
-    same order, so the columns line up)."""
-    if joined:
-        cols = ", ".join((f"string_agg({c}::text, ',')" if pg else f"group_concat({c})") for c in _COLS)
-    else:
-        cols = ", ".join(_COLS)
-    if pg:
-        return f"SELECT {cols} FROM readings WHERE meter_reading_id = ANY(%s) AND start >= %s AND start < %s", \
-            (ids, lo, hi)
-    marks = ",".join("?" * len(ids))
-    return f"SELECT {cols} FROM readings WHERE meter_reading_id IN ({marks}) AND start >= ? AND start < ?", \
-        (*ids, lo, hi)
+def legacy_load_fleet_readings(session: Any, device_ids: list[int], spans: list[tuple[int, int]]) -> Any:
+    """server.db.metering.load_fleet_readings as it was before issue #17 (bench only, for the
+    before/after comparison in one run): SQLAlchemy statements with expanding IN lists of 900,
+    every reading a Row, one float64 (readings × 6) array, two np.unique(axis=1)."""
+    from sqlalchemy import bindparam, or_, select
 
-
-def prototype_load_fleet_readings(session: Any, device_ids: list[int], spans: list[tuple[int, int]]) -> Any:
-    """A PROTOTYPE of the fix proposed in docs/benchmarks.md (bench only, not product code): the
-    same FleetReadings as server.db.metering.load_fleet_readings without a Python object per
-    reading. The meter readings are chosen exactly as there (same statement); then
-      * the query ranges [t1 − MAX_READING_S, t2) are merged first, so no reading is fetched twice
-        and no (meter, start) de-duplication is needed;
-      * per chunk of meter readings and range ONE row comes back: each column's values joined by
-        the database (group_concat / string_agg), parsed by numpy (np.fromstring, sep=",");
-      * device, sign and scale by numpy lookups; one stable argsort on a 1-D (device, start) key
-        gives load_fleet_readings' order; values are added up over several meter readings only
-        when a device has more than one (np.unique(axis=1) is slow: it sorts rows as bytes)."""
     from server.db import metering as mt
 
+    up, mr, r = mt.UsagePoint.__table__, mt.MeterReading.__table__, mt.Reading.__table__
+    power = (select(mr.c.id, up.c.device_id, mr.c.usage_point_id, mr.c.flow_direction, up.c.role_flags)
+             .join(up, up.c.id == mr.c.usage_point_id)
+             .where(up.c.device_id.in_(bindparam("device_ids", expanding=True)), mr.c.uom == mt.UOM_W,
+                    or_(mr.c.phase.is_(None), mr.c.phase == 0),
+                    or_(mr.c.data_qualifier.is_(None), mr.c.data_qualifier.in_(mt._POWER_QUALIFIERS)))
+             .order_by(up.c.device_id, up.c.id, mr.c.id))
+    series = (select(r.c.meter_reading_id, r.c.start, r.c.duration, r.c.value, r.c.multiplier)
+              .where(r.c.meter_reading_id.in_(bindparam("ids", expanding=True)), r.c.start >= bindparam("t1"),
+                     r.c.start < bindparam("t2")))
+    chunk = 900
     index = {d: i for i, d in enumerate(device_ids)}
-    ids = list(device_ids)
-    meters: list[tuple[int, int, int]] = []  # (meter reading id, device index, sign)
+    chosen: dict[int, tuple[int, int]] = {}
     sources: dict[int, tuple[int, tuple[int, ...]]] = {}
-    for k in range(0, len(ids), mt._FLEET_CHUNK):
+    ids = list(device_ids)
+    for k in range(0, len(ids), chunk):
         by_device: dict[int, list[Any]] = {}
-        for r in session.execute(mt._FLEET_POWER_READINGS, {"device_ids": ids[k:k + mt._FLEET_CHUNK]}).all():
-            by_device.setdefault(r.device_id, []).append(r)
+        for row in session.execute(power, {"device_ids": ids[k:k + chunk]}).all():
+            by_device.setdefault(row.device_id, []).append(row)
         for dev, cands in by_device.items():
             premises = [c for c in cands if c.role_flags & mt.ROLE_PREMISES_AGGREGATION_POINT]
-            up = (premises or cands)[0].usage_point_id
-            mine = [c for c in cands if c.usage_point_id == up]
-            sources[dev] = (up, tuple(c.id for c in mine))
-            meters.extend((c.id, index[dev], -1 if c.flow_direction == mt.FLOW_REVERSE else 1) for c in mine)
-    empty_i, empty_f = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
-    if not meters:
+            u = (premises or cands)[0].usage_point_id
+            mine = [c for c in cands if c.usage_point_id == u]
+            sources[dev] = (u, tuple(c.id for c in mine))
+            for c in mine:
+                chosen[c.id] = (index[dev], -1 if c.flow_direction == mt.FLOW_REVERSE else 1)
+    parts: list[tuple[Any, ...]] = []
+    mr_ids = sorted(chosen)
+    for t1, t2 in spans:
+        for k in range(0, len(mr_ids), chunk):
+            parts.extend(session.execute(series, {"ids": mr_ids[k:k + chunk], "t1": t1 - mt.MAX_READING_S,
+                                                  "t2": t2}).all())
+    if not parts:
+        empty_i, empty_f = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
         return mt.FleetReadings(empty_i, empty_i, empty_i, empty_f, sources)
-    m = np.array(sorted(meters), dtype=np.int64)
-    mr_ids, mr_dev, mr_sign = m[:, 0], m[:, 1], m[:, 2]
-    ranges: list[list[int]] = []
-    for t1, t2 in sorted(spans):
-        lo = t1 - mt.MAX_READING_S
-        if ranges and lo <= ranges[-1][1]:
-            ranges[-1][1] = max(ranges[-1][1], t2)
-        else:
-            ranges.append([lo, t2])
-    conn = session.connection()
-    raw = conn.connection.driver_connection
-    pg = conn.dialect.name == "postgresql"
-    cols: list[list[np.ndarray]] = [[], [], [], [], []]
-    cur = raw.cursor()
-    try:
-        for k in range(0, len(mr_ids), mt._FLEET_CHUNK):
-            part = mr_ids[k:k + mt._FLEET_CHUNK].tolist()
-            for lo, hi in ranges:
-                cur.execute(*_series_sql(pg, part, lo, hi, joined=True))
-                row = cur.fetchone()
-                if row is None or row[0] is None:
-                    continue
-                for j in range(5):
-                    cols[j].append(np.fromstring(row[j], dtype=np.int64, sep=","))
-    finally:
-        cur.close()
-    if not cols[0]:
-        return mt.FleetReadings(empty_i, empty_i, empty_i, empty_f, sources)
-    meter, start, dur, value, mult = (np.concatenate(c) for c in cols)
-    del cols
-    if not meter.size:
-        return mt.FleetReadings(empty_i, empty_i, empty_i, empty_f, sources)
-    pos = np.searchsorted(mr_ids, meter)
-    dev = mr_dev[pos]
-    scale = np.power(10.0, np.abs(mult).astype(np.float64))
-    v = value.astype(np.float64)
-    watts = np.where(mult >= 0, v * scale, v / scale) * mr_sign[pos]
-    base = int(start.min())
-    order = np.argsort((dev << 32) | (start - base), kind="stable")  # (device, start); start span < 2^32 s
-    dev, start, dur, watts = dev[order], start[order], dur[order], watts[order]
-    if len(mr_ids) == len(sources):  # one meter reading per device: nothing to add up
-        return mt.FleetReadings(dev, start, dur, watts, sources)
-    key = np.stack([dev, start, dur])
-    uniq, inverse = np.unique(key, axis=1, return_inverse=True)
+    arr = np.array([(chosen[p[0]][0], p[1], p[2], p[3], p[4], chosen[p[0]][1]) for p in parts], dtype=np.float64)
+    dev, start, dur = arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2].astype(np.int64)
+    mult = arr[:, 4]
+    scale = np.power(10.0, np.abs(mult))
+    watts = np.where(mult >= 0, arr[:, 3] * scale, arr[:, 3] / scale) * arr[:, 5]
+    meter = np.array([p[0] for p in parts], dtype=np.int64)
+    _, first = np.unique(np.stack([meter, start]), axis=1, return_index=True)
+    dev, start, dur, watts = dev[first], start[first], dur[first], watts[first]
+    uniq, inverse = np.unique(np.stack([dev, start, dur]), axis=1, return_inverse=True)
     summed = np.bincount(inverse.ravel(), weights=watts, minlength=uniq.shape[1])
     return mt.FleetReadings(uniq[0], uniq[1], uniq[2], summed, sources)
 
@@ -622,7 +582,8 @@ class World:
                 mrid=f"B{int(ts[0]):031X}", time_period=DateTimeInterval(start=int(ts[0]), duration=MV_S * len(ts)),
                 readings=[Reading(time_period=DateTimeInterval(start=int(a), duration=MV_S), value=int(b),
                                   quality_flags="01") for a, b in zip(ts, vs)]))
-        mmr = MirrorMeterReading(mrid=MR_MRID, reading_type=ReadingType(**RT_W), mirror_reading_sets=sets)
+        # a MirrorMeterReading mRID belongs to one device (services.sep2.mup): one per device
+        mmr = MirrorMeterReading(mrid=f"A{self.lfdis[i][:31]}", reading_type=ReadingType(**RT_W), mirror_reading_sets=sets)
         mup = MirrorUsagePoint(mrid=UP_MRID, device_lfdi=self.lfdis[i], role_flags="03", service_category_kind=0,
                                status=1, mirror_meter_readings=[mmr])
         with self.db.transaction() as s:
@@ -772,10 +733,12 @@ class World:
                 s.execute(text("DELETE FROM settlement_runs"))
             timers = Timers()
             timers.wrap(settlement, "measure", keep=True)
-            for name in ("_event_days", "needed_instants", "grid_average", "fleet_baselines", "performance", "settle",
-                         "_summary", "_device_rows"):
+            timers.wrap(settlement, "fingerprint", phase=True)  # its meter and sums queries: fingerprint/…
+            for name in ("_event_days", "needed_instants", "grid_average", "fleet_baselines",
+                         "performance", "_deliveries", "settle", "_summary", "_device_rows", "_store"):
                 timers.wrap(settlement, name)
-            timers.wrap(metering, "load_fleet_readings")
+            for name in ("fleet_meters", "_fetch", "_to_fleet", "readings_fingerprint"):
+                timers.wrap(metering, name)
             timers.wrap(records, "add_devices")
             timers.wrap(flex_store, "clearings")
             mem: dict[str, Any] = {}
@@ -806,11 +769,13 @@ class World:
                 raise RuntimeError("the re-check wrote a new version although nothing changed")
             summ = out["settlement"]
             phases = {k: round(timers.seconds[k], 3) for k in SETTLEMENT_PHASES if k in timers.seconds}
-            inner = ("_event_days", "clearings", "needed_instants", "load_fleet_readings", "grid_average",
-                     "fleet_baselines", "performance", "settle")
-            phases["measure_rest"] = round(timers.seconds["measure"] - sum(timers.seconds[k] for k in inner), 3)
+            phases["load_readings"] = round(sum(timers.seconds[k] for k in ("fleet_meters", "_fetch", "_to_fleet")), 3)
+            inner = ("_event_days", "needed_instants", "grid_average", "fleet_baselines", "performance", "settle",
+                     "_deliveries")
+            phases["measure_rest"] = round(timers.seconds["measure"] - phases["load_readings"]
+                                           - sum(timers.seconds[k] for k in inner), 3)
             phases["settle_window_rest"] = round(wall - sum(timers.seconds[k] for k in (
-                "measure", "_summary", "_device_rows", "add_devices", "commit")), 3)
+                "fingerprint", "measure", "_device_rows", "_store")), 3)
             run = {"wall_seconds": round(wall, 3), "recheck_seconds": round(recheck, 3), "phases": phases,
                    "memory": mem, "check": check, "concurrent_writes": probed,
                    "concurrent_writes_recheck": probed_recheck,
@@ -818,10 +783,10 @@ class World:
                                                    "gross_minor", "total_minor")}}
             runs.append(run)
             _say(f"  (a) settle_window run {r + 1}: {wall:.2f} s (re-check, nothing changed: {recheck:.2f} s); "
-                 f"load {phases.get('load_fleet_readings', 0):.2f}, baselines "
+                 f"load {phases.get('load_readings', 0):.2f}, baselines "
                  f"{phases.get('grid_average', 0) + phases.get('fleet_baselines', 0):.2f}, settle "
                  f"{phases.get('settle', 0):.2f}, rows+JSON {phases.get('_device_rows', 0):.2f}, write "
-                 f"{phases.get('add_devices', 0) + phases.get('commit', 0):.2f} s; peak +{mem['peak_mib']} MiB; "
+                 f"{phases.get('_store', 0):.2f} s; peak +{mem['peak_mib']} MiB; "
                  f"{summ['delivered_kwh']} kWh delivered, {summ['total_minor']} minor units; concurrent writes "
                  f"(one every 0.5 s): {probed['writes']} ok, max wait {probed['max_wait_s']} s, {probed['failed']} failed "
                  f"{probed['errors'][:1]}")
@@ -852,7 +817,10 @@ class World:
 
     # ---------------------------------------------------------------------------- (b) baselines
     def baseline_runs(self) -> None:
-        from programs.baselines import fleet_baselines, grid_average, needed_instants
+        """(b): what services.flex.settlement.fleet_baselines_of does, step by step and timed: a
+        chunk of devices' readings (metering.fleet_reading_chunks) → grid_average → fleet_baselines,
+        the chunks joined (FleetBaseline.concat)."""
+        from programs.baselines import FleetBaseline, fleet_baselines, grid_average, needed_instants
         from server.db import metering
         from server.services.flex.settlement import _spans
 
@@ -861,23 +829,42 @@ class World:
         runs = []
         for r in range(self.args.baseline_runs):
             mem: dict[str, Any] = {}
+            t_load = t_grid = t_base = 0.0
+            n_readings = 0
             with peak_memory(mem):
                 t0 = time.perf_counter()
                 grid = needed_instants(dtm, START, END, TZ, self.rule)
+                times = grid.astype(float)
+                parts = []
                 with self.db.transaction() as s:
                     t1 = time.perf_counter()
-                    fr = metering.load_fleet_readings(s, ids, _spans(grid, dtm))
-                    t2 = time.perf_counter()
-                values = grid_average(fr.device_index, fr.starts, fr.durations, fr.watts, len(ids), grid, dtm)
-                t3 = time.perf_counter()
-                fb = fleet_baselines(grid.astype(float), values, dtm, START, END, TZ, self.rule, excluded=())
+                    chunks = metering.fleet_reading_chunks(s, ids, _spans(grid, dtm))
+                    while True:
+                        ta = time.perf_counter()
+                        got = next(chunks, None)
+                        tb = time.perf_counter()
+                        t_load += tb - ta
+                        if got is None:
+                            break
+                        k, fr = got
+                        n_readings += int(fr.starts.size)
+                        values = grid_average(fr.device_index, fr.starts, fr.durations, fr.watts,
+                                              min(metering.FLEET_CHUNK, len(ids) - k), grid, dtm)
+                        del fr, got
+                        tc = time.perf_counter()
+                        parts.append(fleet_baselines(times, values, dtm, START, END, TZ, self.rule, excluded=()))
+                        del values
+                        t_grid += tc - tb
+                        t_base += time.perf_counter() - tc
+                fb = FleetBaseline.concat(parts)
+                del parts
                 t4 = time.perf_counter()
-            n_readings = int(fr.starts.size)
             check = self._check(np.arange(len(ids)), np.round(fb.reduction, 6), fb.method)
-            del fr, values, fb
-            run = {"wall_seconds": round(t4 - t0, 3), "load_fleet_readings": round(t2 - t1, 3),
-                   "grid_average": round(t3 - t2, 3), "fleet_baselines": round(t4 - t3, 3),
-                   "other": round((t1 - t0), 3), "readings_loaded": n_readings, "memory": mem, "check": check}
+            del fb
+            run = {"wall_seconds": round(t4 - t0, 3), "load_fleet_readings": round(t_load, 3),
+                   "grid_average": round(t_grid, 3), "fleet_baselines": round(t_base, 3),
+                   "other": round((t1 - t0), 3), "readings_loaded": n_readings, "memory": mem, "check": check,
+                   "chunk": metering.FLEET_CHUNK}
             runs.append(run)
             _say(f"  (b) baselines run {r + 1}: {run['wall_seconds']:.2f} s for {len(ids):,} devices — "
                  f"load_fleet_readings {run['load_fleet_readings']:.2f} s ({n_readings:,} readings), grid_average "
@@ -890,72 +877,31 @@ class World:
 
     # ---------------------------------------------------------------------------- diagnostics
     def diagnose(self) -> None:
-        """load_fleet_readings piece by piece (same statements, same chunks), and the prototype of
-        the proposed fix (prototype_load_fleet_readings) checked equal to it and timed."""
+        """Before and after in this run: the loader as it was before #17 (legacy_load_fleet_readings)
+        and load_fleet_readings, on the same --diagnose-devices devices, checked equal and timed."""
         from server.db import metering
         from programs.baselines import needed_instants
         from server.services.flex.settlement import _spans
 
-        ids = self.ids
+        ids = self.ids[: min(len(self.ids), self.args.diagnose_devices)]
         spans = _spans(needed_instants(MV_S, START, END, TZ, self.rule), MV_S)
-        ch = metering._FLEET_CHUNK
-        out: dict[str, Any] = {"devices": len(ids), "spans": len(spans), "chunk": ch}
-        with self.db.transaction() as s:
-            t0 = time.perf_counter()
-            chosen: list[int] = []
-            for k in range(0, len(ids), ch):
-                rows = s.execute(metering._FLEET_POWER_READINGS, {"device_ids": ids[k:k + ch]}).all()
-                chosen.extend(r.id for r in rows)
-            out["usage_point_queries_s"] = round(time.perf_counter() - t0, 3)
-            mr_ids = sorted(chosen)
-            t0 = time.perf_counter()
-            n_rows, n_q = 0, 0
-            for t1, t2 in spans:
-                for k in range(0, len(mr_ids), ch):
-                    n_rows += len(s.execute(metering._FLEET_SERIES, {"ids": mr_ids[k:k + ch],
-                                                                     "t1": t1 - metering.MAX_READING_S, "t2": t2}).all())
-                    n_q += 1
-            out.update(series_queries=n_q, series_rows=n_rows, series_session_s=round(time.perf_counter() - t0, 3))
-            conn = s.connection()
-            raw = conn.connection.driver_connection
-            pg = conn.dialect.name == "postgresql"
-            cur = raw.cursor()
-            t0 = time.perf_counter()
-            n_driver = 0
-            for t1, t2 in spans:
-                for k in range(0, len(mr_ids), ch):
-                    cur.execute(*_series_sql(pg, mr_ids[k:k + ch], t1 - metering.MAX_READING_S, t2))
-                    n_driver += len(cur.fetchall())
-            out["series_driver_fetchall_s"] = round(time.perf_counter() - t0, 3)
-            cur.close()
-            assert n_driver == n_rows
-        # the prototype: equal to load_fleet_readings on a sample, then timed on the whole fleet
-        sample = ids[: min(len(ids), 5000)]
-        with self.db.transaction() as s:
-            want = metering.load_fleet_readings(s, sample, spans)
-            got = prototype_load_fleet_readings(s, sample, spans)
-        same = (want.sources == got.sources and all(np.array_equal(getattr(want, f), getattr(got, f))
-                                                    for f in ("device_index", "starts", "durations", "watts")))
-        if not same:
-            raise RuntimeError("the prototype loader does not give what load_fleet_readings gives")
-        del want, got
-        times, mems = [], []
-        for _ in range(self.args.baseline_runs):
+        out: dict[str, Any] = {"devices": len(ids), "spans": len(spans)}
+        for name, fn in (("legacy", legacy_load_fleet_readings), ("new", metering.load_fleet_readings)):
             mem: dict[str, Any] = {}
             with peak_memory(mem), self.db.transaction() as s:
                 t0 = time.perf_counter()
-                fr = prototype_load_fleet_readings(s, ids, spans)
-                times.append(time.perf_counter() - t0)
-            mems.append(mem["peak_mib"])
-            n_proto = int(fr.starts.size)
-            del fr
-        out["prototype"] = {"equal_on_sample_devices": len(sample), "runs_s": [round(t, 3) for t in times],
-                            "median_s": _median(times), "peak_mib": mems, "readings": n_proto}
+                fr = fn(s, ids, spans)
+                seconds = time.perf_counter() - t0
+            out[name] = {"seconds": round(seconds, 3), "peak_mib": mem["peak_mib"], "readings": int(fr.starts.size)}
+            out.setdefault("results", []).append(fr)
+            _say(f"  diagnose: {name} loader, {len(ids):,} devices: {seconds:.2f} s, peak +{mem['peak_mib']} MiB")
+        want, got = out.pop("results")
+        same = (want.sources == got.sources and all(np.array_equal(getattr(want, f), getattr(got, f))
+                                                    for f in ("device_index", "starts", "durations", "watts")))
+        if not same:
+            raise RuntimeError("load_fleet_readings does not give what the loader before #17 gave")
+        out["equal"] = True
         self.result["diagnose"] = out
-        _say(f"  diagnose load_fleet_readings ({len(ids):,} devices): usage point queries {out['usage_point_queries_s']} s; "
-             f"{out['series_queries']:,} readings queries → {out['series_rows']:,} rows: through the session "
-             f"{out['series_session_s']} s, driver fetchall {out['series_driver_fetchall_s']} s; prototype loader "
-             f"(equal on {len(sample):,} devices) {out['prototype']['median_s']} s, peak +{_median(mems)} MiB")
 
     def profile(self) -> None:
         from sqlalchemy import text
@@ -1012,18 +958,22 @@ def report(res: dict[str, Any]) -> None:
             f"{w['database']}: settlement of {a['devices']:,} devices × one window (medians of {len(a['runs'])} runs)",
             f"  {'settle_window (end to end)':42} {a['median_wall_seconds']:8.3f} s   peak +{a['median_peak_mib']} MiB",
         ]
-        labels = [("measure", "· measure"), ("clearings", "  · clearings"), ("_event_days", "  · _event_days"),
-                  ("needed_instants", "  · needed_instants"), ("load_fleet_readings", "  · load_fleet_readings"),
-                  ("grid_average", "  · grid_average"), ("fleet_baselines", "  · fleet_baselines"),
-                  ("performance", "  · performance"), ("settle", "  · settle (exact money)"),
+        labels = [("fingerprint", "· fingerprint (re-check inputs, SQL sums)"),
+                  ("measure", "· measure (read-only snapshot)"), ("clearings", "  · clearings"),
+                  ("_event_days", "  · _event_days"), ("needed_instants", "  · needed_instants"),
+                  ("load_readings", "  · load readings (meters, SQL, parse, sort)"), ("_fetch", "    · _fetch (SQL + parse)"),
+                  ("_to_fleet", "    · _to_fleet (W, order)"), ("grid_average", "  · grid_average"),
+                  ("fleet_baselines", "  · fleet_baselines"), ("performance", "  · performance"),
+                  ("_deliveries", "  · _deliveries (exact inputs)"), ("settle", "  · settle (exact money)"),
                   ("measure_rest", "  · rest (setpoints, arrays, digest)"),
-                  ("_summary", "· _summary"), ("_device_rows", "· _device_rows (per-device JSON)"),
-                  ("add_devices", "· add_devices (bulk write)"), ("commit", "· commit"),
-                  ("settle_window_rest", "· rest (lock, current run, run row)")]
+                  ("_device_rows", "· _device_rows (per-device JSON, no transaction)"),
+                  ("_store", "· _store (the write transaction, commit included)"),
+                  ("_summary", "  · _summary"), ("add_devices", "  · add_devices (bulk write)"), ("commit", "  · commit"),
+                  ("settle_window_rest", "· rest (snapshot, checks)")]
         for k, label in labels:
             if k in ph:
-                lines.append(f"  {label:42} {ph[k]:8.3f} s")
-        lines.append(f"  {'re-check, nothing changed (no write)':42} {a['median_recheck_seconds']:8.3f} s")
+                lines.append(f"  {label:48} {ph[k]:8.3f} s")
+        lines.append(f"  {'re-check, nothing changed (fingerprint only)':48} {a['median_recheck_seconds']:8.3f} s")
         cw = [r["concurrent_writes"] for r in a["runs"]] + [r["concurrent_writes_recheck"] for r in a["runs"]]
         lines.append(f"  {'concurrent writes during (a) and re-checks':42} {sum(c['writes'] for c in cw)} ok, "
                      f"{sum(c['failed'] for c in cw)} failed, max wait "
@@ -1040,13 +990,11 @@ def report(res: dict[str, Any]) -> None:
         d = w.get("diagnose")
         if d:
             lines += [
-                f"{w['database']}: load_fleet_readings of {d['devices']:,} devices in pieces ({d['series_queries']:,} readings "
-                f"queries, {d['series_rows']:,} rows)",
-                f"  {'· usage point queries':42} {d['usage_point_queries_s']:8.3f} s",
-                f"  {'· readings queries through the session':42} {d['series_session_s']:8.3f} s",
-                f"  {'· the same SQL through the driver':42} {d['series_driver_fetchall_s']:8.3f} s",
-                f"  {'prototype loader (the proposed fix)':42} {d['prototype']['median_s']:8.3f} s   "
-                f"peak +{_median(d['prototype']['peak_mib'])} MiB",
+                f"{w['database']}: load_fleet_readings of {d['devices']:,} devices, before #17 and now (equal results)",
+                f"  {'· before (rows through the session)':42} {d['legacy']['seconds']:8.3f} s   "
+                f"peak +{d['legacy']['peak_mib']} MiB",
+                f"  {'· now (arrays from one value per query)':42} {d['new']['seconds']:8.3f} s   "
+                f"peak +{d['new']['peak_mib']} MiB",
             ]
         lines.append("  set-up: " + ", ".join(f"{k} {v} s" for k, v in w["setup_steps"].items()))
         _say("\n".join(lines))
@@ -1072,8 +1020,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the baseline's day-of adjustment (none: the look-back days hold only the window's readings)")
     p.add_argument("--seed", type=int, default=2030)
     p.add_argument("--skip-baselines", action="store_true", help="measure (a) only")
-    p.add_argument("--diagnose", action="store_true", help="time the pieces of load_fleet_readings for all M devices, "
-                   "and the prototype of the proposed loader (checked equal on a sample)")
+    p.add_argument("--diagnose", action="store_true", help="before/after in one run: the loader as it was before "
+                   "#17 and load_fleet_readings on the same --diagnose-devices devices, checked equal and timed")
+    p.add_argument("--diagnose-devices", type=int, default=20_000)
     p.add_argument("--profile", action="store_true", help="one more settle_window, and load_fleet_readings of up to "
                    f"{PROFILE_LOAD_DEVICES:,} devices, under cProfile (figures not comparable)")
     p.add_argument("--profile-top", type=int, default=30)
