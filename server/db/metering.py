@@ -576,10 +576,13 @@ _READINGS_SQL = {
                   "WHERE meter_reading_id = ANY(%s) AND start >= %s AND start < %s",
 }
 _PG_RECORD = np.dtype([("m", ">i8"), ("s", ">i8"), ("d", ">i4"), ("v", ">i8"), ("x", ">i2")])
-# What the readings of a chunk of meter readings in one range add up to: their count and integer
-# sums (no overflow: every term is below 2^31 and weighted by < 2^10) over value, duration and
-# multiplier, each weighted by the reading's minute of a 1021-minute cycle — so an added, removed
-# or re-posted reading with another value almost surely moves it (`readings_fingerprint`).
+# What readings add up to (`readings_fingerprint`, `reading_sums`): their count and integer sums
+# over value, duration and multiplier (split so that every term is below 2^21), each weighted by
+# the reading's minute in a 1021-minute cycle — so an added, removed or re-posted reading with
+# another value almost surely moves them. Integer sums: the same whatever the order or grouping
+# (no overflow: a statement sums terms below 2^31). SQL's integer division truncates toward zero
+# and its remainder takes the dividend's sign, on SQLite and PostgreSQL alike; reading_sums does
+# the same in numpy, so both give equal answers for equal readings.
 _W = "(1 + (start / 60) % 1021)"
 _SUMS = (f"count(*), sum((value % 1048576) * {_W}), sum(((value / 1048576) % 1048576) * {_W}), "
          f"sum((value / 1099511627776) * {_W}), sum((duration % 1048576) * {_W}), sum((duration / 1048576) * {_W}), "
@@ -597,13 +600,35 @@ class FleetReadings:
     """Power readings of many devices (one entry per reading, W, positive = drawn from the grid),
     ordered by (device, start, duration): `device_index` into the device list given, and per
     device the usage point and meter readings they came from (`sources`: device_id ->
-    (usage_point_id, meter reading ids))."""
+    (usage_point_id, meter reading ids)); `sums`: what the raw readings add up to
+    (`reading_sums`, as `readings_fingerprint` computes them in SQL)."""
 
     device_index: np.ndarray
     starts: np.ndarray
     durations: np.ndarray
     watts: np.ndarray
     sources: dict[int, tuple[int, tuple[int, ...]]]
+    sums: tuple[int, ...] = (0,) * 7
+
+
+def _tdiv(a: np.ndarray, b: int) -> np.ndarray:
+    return np.sign(a) * (np.abs(a) // b)  # SQL's integer division: toward zero
+
+
+def _tmod(a: np.ndarray, b: int) -> np.ndarray:
+    return a - b * _tdiv(a, b)  # SQL's remainder: the dividend's sign
+
+
+def reading_sums(start: np.ndarray, duration: np.ndarray, value: np.ndarray, multiplier: np.ndarray) -> tuple[int, ...]:
+    """_SUMS of raw readings (int64 columns), in numpy: equal to what the database gives."""
+    w = 1 + _tmod(_tdiv(start, 60), 1021)
+    terms = (_tmod(value, 1 << 20), _tmod(_tdiv(value, 1 << 20), 1 << 20), _tdiv(value, 1 << 40),
+             _tmod(duration, 1 << 20), _tdiv(duration, 1 << 20), multiplier + 256)
+    return (int(start.size), *(int((t * w).sum()) for t in terms))
+
+
+def add_sums(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
+    return tuple(int(x) + int(y) for x, y in zip(a, b))
 
 
 @dataclass(frozen=True)
@@ -691,6 +716,7 @@ def _to_fleet(parts: list[np.ndarray], meters: FleetMeters, sources: dict[int, t
     if not parts:
         return FleetReadings(empty_i, empty_i, empty_i, empty_f, sources)
     meter, start, dur, value, mult = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+    sums = reading_sums(start, dur, value, mult)
     pos = np.searchsorted(meters.ids, meter)
     dev = meters.device_index[pos]
     # 10^-m is not exact in binary: divide by 10^m instead (1234 × 10^-1 → exactly 123.4).
@@ -702,7 +728,7 @@ def _to_fleet(parts: list[np.ndarray], meters: FleetMeters, sources: dict[int, t
     order = np.argsort(key, kind="stable")
     key = key[order]
     if key.size < 2 or (np.diff(key) != 0).all():  # one reading per (device, start): nothing to add up
-        return FleetReadings(dev[order], start[order], dur[order], watts[order], sources)
+        return FleetReadings(dev[order], start[order], dur[order], watts[order], sources, sums)
     # Several meter readings at one start: by (device, start, duration), each group's readings
     # added up in meter reading order (as np.bincount adds them).
     order = np.lexsort((meter, dur, start, dev))
@@ -711,7 +737,7 @@ def _to_fleet(parts: list[np.ndarray], meters: FleetMeters, sources: dict[int, t
     new[1:] = (dev[1:] != dev[:-1]) | (start[1:] != start[:-1]) | (dur[1:] != dur[:-1])
     group = np.cumsum(new) - 1
     summed = np.bincount(group, weights=watts, minlength=int(group[-1]) + 1)
-    return FleetReadings(dev[new], start[new], dur[new], summed, sources)
+    return FleetReadings(dev[new], start[new], dur[new], summed, sources, sums)
 
 
 def fleet_reading_chunks(db: Reader, device_ids: Sequence[int], spans: Iterable[tuple[int, int]], *,
@@ -753,29 +779,32 @@ def load_fleet_readings(db: Reader, device_ids: Sequence[int], spans: Iterable[t
     if not parts:
         empty_i, empty_f = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
         return FleetReadings(empty_i, empty_i, empty_i, empty_f, sources)
+    sums: tuple[int, ...] = (0,) * 7
+    for _, fr in parts:
+        sums = add_sums(sums, fr.sums)
     return FleetReadings(np.concatenate([fr.device_index + k for k, fr in parts]),
                          np.concatenate([fr.starts for _, fr in parts]),
                          np.concatenate([fr.durations for _, fr in parts]),
-                         np.concatenate([fr.watts for _, fr in parts]), sources)
+                         np.concatenate([fr.watts for _, fr in parts]), sources, sums)
 
 
 def readings_fingerprint(db: Reader, meter_ids: np.ndarray, spans: Iterable[tuple[int, int]], *,
-                         chunk: int = FLEET_CHUNK) -> list[list[int]]:
-    """What the readings `fleet_reading_chunks` would load for these meter readings add up to,
-    computed by the database (one statement per chunk of meter readings and merged range, no
-    reading leaves it): per statement [count, weighted sums of value, duration, multiplier]
-    (_SUMS). Equal answers: the same readings, almost surely (a change that moves none of the
-    sums is not seen; a settlement's digest still guards what is stored)."""
+                         chunk: int = FLEET_CHUNK) -> tuple[int, ...]:
+    """What the readings `fleet_reading_chunks` would load for these meter readings add up to
+    (the `sums` of their FleetReadings, totalled), computed by the database: one statement per
+    chunk of meter readings and merged range, no reading leaves it. Equal answers: the same
+    readings, almost surely (a change that moves none of the sums is not seen; a settlement's
+    digest still guards what is stored)."""
     raw, dialect = _driver(db)
     ids = np.sort(np.asarray(meter_ids, dtype=np.int64))
-    out: list[list[int]] = []
+    out: tuple[int, ...] = (0,) * 7
     cur = raw.cursor()
     try:
         for k in range(0, ids.size, chunk):
             param = _ids_param(dialect, ids[k:k + chunk].tolist())
             for lo, hi in merged_ranges(spans):
                 cur.execute(_SUMS_SQL[dialect], (param, lo, hi))
-                out.append([int(x or 0) for x in cur.fetchone()])
+                out = add_sums(out, [int(x or 0) for x in cur.fetchone()])
     finally:
         cur.close()
     return out

@@ -50,7 +50,8 @@ def test_chunks_and_the_whole_fleet_load_what_load_series_reads(database) -> Non
         ids = [rated_battery(s, x, t0) for x in names]
     with database.transaction() as s:
         for i, x in enumerate(names[:4]):  # names[4] mirrors nothing
-            meters = [_meter(f"A{x[:31]}", 1, -1, t0, [10 * i + k * 1234 for k in range(8)])]
+            values = [10 * i + k * 1234 if i != 2 else -(k << 41) - 12345 for k in range(8)]  # large and negative too
+            meters = [_meter(f"A{x[:31]}", 1, -1, t0, values)]
             if i % 2:  # a reverse (export) meter reading beside it, at the same starts
                 meters.append(_meter(f"C{x[:31]}", 19, 0, t0 + 900, [300 + i] * 6))
             mup.post_mirror_usage_point(s, Scope.operator(), MirrorUsagePoint(
@@ -81,7 +82,8 @@ def test_chunks_and_the_whole_fleet_load_what_load_series_reads(database) -> Non
             return metering.readings_fingerprint(s, meter_ids, spans)
 
     before = sums()
-    assert sum(r[0] for r in before) == whole.starts.size + 12  # the reverse readings: counted before adding up
+    assert before[0] == whole.starts.size + 12  # the reverse readings: counted before they are added up
+    assert whole.sums == before  # numpy's sums of the loaded readings are the database's
     mirror(database, names[4], t0, [5])  # a meter reading not among these
     assert sums() == before
     with database.transaction() as s:
@@ -89,7 +91,7 @@ def test_chunks_and_the_whole_fleet_load_what_load_series_reads(database) -> Non
             mrid="0123456789ABCDEF0123456789ABCDEF", device_lfdi=names[0], role_flags="03", service_category_kind=0,
             status=1, mirror_meter_readings=[_meter(f"A{names[0][:31]}", 1, -1, t0 + 1800, [2469])]), END)
     after = sums()
-    assert after != before and [r[0] for r in after] == [r[0] for r in before]  # same count, other value
+    assert after != before and after[0] == before[0]  # the same count, another value
 
 
 # ------------------------------------------------------------------------------------ transactions

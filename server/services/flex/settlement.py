@@ -197,12 +197,12 @@ class _Asked:
 
 def fleet_baselines_of(session: Session, device_ids: list[int], grid: np.ndarray, dt: int, start: int, end: int,
                        tz: str, rule: Any, *, excluded: Iterable[date] = (), holidays: Iterable[date] = (),
-                       on_chunk: Callable[[np.ndarray, dict[int, Any]], None] | None = None,
+                       on_chunk: Callable[[np.ndarray, metering.FleetReadings], None] | None = None,
                        chunk: int = metering.FLEET_CHUNK) -> FleetBaseline:
     """The baselines of `device_ids` for the event [start, end) from their stored readings, a
     chunk of devices at a time (metering.fleet_reading_chunks → grid_average → fleet_baselines,
     joined by FleetBaseline.concat): only one chunk's readings are held at once. `on_chunk(values,
-    sources)` sees each chunk's grid values (average kW, NaN = missing) and readings sources."""
+    readings)` sees each chunk's grid values (average kW, NaN = missing) and its readings."""
     excluded, holidays = tuple(excluded), tuple(holidays)
     times = grid.astype(float)
     parts = []
@@ -210,7 +210,7 @@ def fleet_baselines_of(session: Session, device_ids: list[int], grid: np.ndarray
         n = min(chunk, len(device_ids) - k)
         values = grid_average(fr.device_index, fr.starts, fr.durations, fr.watts, n, grid, dt)
         if on_chunk is not None:
-            on_chunk(values, fr.sources)
+            on_chunk(values, fr)
         parts.append(fleet_baselines(times, values, dt, start, end, tz, rule, excluded=excluded, holidays=holidays))
     if not parts:  # no devices: the empty fleet, as fleet_baselines gives it
         parts.append(fleet_baselines(times, np.empty((0, grid.size)), dt, start, end, tz, rule,
@@ -241,13 +241,15 @@ def measure(session: Session, row: store.FlexProgram, program: Program, w: store
     row_digests: list[str] = []
     intervals_read: list[int] = []
     sources: dict[int, tuple[int, tuple[int, ...]]] = {}
+    sums: list[tuple[int, ...]] = [(0,) * 7]
 
-    def seen(values: np.ndarray, chunk_sources: dict[int, Any]) -> None:  # the digests, chunk by chunk
+    def seen(values: np.ndarray, fr: metering.FleetReadings) -> None:  # the digests, chunk by chunk
         rounded = np.round(values, _KW_DIGITS)
         h.update(rounded.tobytes())  # rows in device order: the bytes of the whole (D, T) array
         row_digests.extend(hashlib.sha256(r.tobytes()).hexdigest() for r in rounded)
         intervals_read.extend(np.isfinite(rounded).sum(axis=1).tolist())
-        sources.update(chunk_sources)
+        sources.update(fr.sources)
+        sums[0] = metering.add_sums(sums[0], fr.sums)
 
     fb = fleet_baselines_of(session, device_ids, grid, dt, w.start, w.end, tz, terms.baseline, excluded=excluded,
                             holidays=terms.holidays, on_chunk=seen)
@@ -270,7 +272,8 @@ def measure(session: Session, row: store.FlexProgram, program: Program, w: store
         device_ids=device_ids, enrollment=enrollment, customers=customers, clearings=clearings, dt=dt,
         starts=starts, S=S, P=P, requested=requested, fb=fb, reduction=reduction, perf=perf, result=result,
         sources=sources, row_digests=row_digests, intervals_read=intervals_read, grid=grid, excluded=excluded,
-        digest=h.hexdigest(), terms=terms, excess=excess, revision=w.revision, fingerprint=None,
+        digest=h.hexdigest(), terms=terms, excess=excess, revision=w.revision,
+        fingerprint=_fingerprint(row, w, asked, excluded, sources, sums[0]),
     )
 
 
@@ -315,22 +318,30 @@ def _deliveries(device_ids: list[int], enrollment: dict[int, int | None], custom
     return out
 
 
+def _fingerprint(row: store.FlexProgram, w: store.FlexWindow, asked: _Asked, excluded: set[date],
+                 sources: dict[int, tuple[int, tuple[int, ...]]], sums: tuple[int, ...]) -> str:
+    body = json.dumps({"revision": w.revision, "spec": json.loads(row.spec), "excluded": sorted(
+        d.isoformat() for d in excluded), "customers": sorted(asked.customers.items()),
+        "enrollment": sorted(asked.enrollment.items()), "meters": sorted(sources.items()), "readings": list(sums)},
+        sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
 def fingerprint(session: Session, row: store.FlexProgram, program: Program, w: store.FlexWindow) -> str:
-    """The readings fingerprint of a window (module docstring, "Re-checks"): everything a
-    measurement reads, the readings as the database adds them up. Cheap next to `measure`."""
+    """The readings fingerprint of a window (module docstring, "Re-checks") as the database adds
+    the readings up — the same `measure` computes from the readings it loaded. Cheap next to it."""
     asked = _Asked(session, w)
     terms = program.measurement
     excluded = _event_days(session, row, program, w) | set(terms.excluded_days)
     grid = needed_instants(program.mv_interval_s, w.start, w.end, program.window.tz, terms.baseline)
-    meters, sums = [], []
+    sources: dict[int, tuple[int, tuple[int, ...]]] = {}
+    sums: tuple[int, ...] = (0,) * 7
     for k in range(0, len(asked.device_ids), metering.FLEET_CHUNK):
         chosen = metering.fleet_meters(session, asked.device_ids[k:k + metering.FLEET_CHUNK])
-        meters.extend(sorted(chosen.sources.items()))
-        sums.extend(metering.readings_fingerprint(session, chosen.ids, _spans(grid, program.mv_interval_s)))
-    body = json.dumps({"revision": w.revision, "spec": json.loads(row.spec), "excluded": sorted(
-        d.isoformat() for d in excluded), "customers": sorted(asked.customers.items()),
-        "enrollment": sorted(asked.enrollment.items()), "meters": meters, "readings": sums}, sort_keys=True)
-    return hashlib.sha256(body.encode()).hexdigest()
+        sources.update(chosen.sources)
+        sums = metering.add_sums(sums, metering.readings_fingerprint(session, chosen.ids,
+                                                                      _spans(grid, program.mv_interval_s)))
+    return _fingerprint(row, w, asked, excluded, sources, sums)
 
 
 # ------------------------------------------------------------------------------------ settling
@@ -380,11 +391,10 @@ def settle_window(db: Database, program_id: int, window_key: str, now: int, *, r
                 raise Conflict(f"window {window_key} ends at {clock.iso(w.end)}: it can be settled after that")
             program = program_of(row)
             seen = _Seen(w, row, records.current_run(s, w.id))
-            fp = fingerprint(s, row, program, w)
-            m = None
-            if seen.current_id is None or seen.fingerprint != fp:  # new, or the readings moved: measure
-                m = measure(s, row, program, w)
-                m.fingerprint = fp
+            fp = None
+            if seen.fingerprint is not None:  # a re-check: measure only if what it read moved
+                fp = fingerprint(s, row, program, w)
+            m = measure(s, row, program, w) if fp is None or fp != seen.fingerprint else None
         if m is None:
             if _checked(db, program_id, window_key, seen, now, None, fp):
                 return None
@@ -414,7 +424,7 @@ def _locked(s: Session, program_id: int, window_key: str, seen: _Seen
 
 
 def _checked(db: Database, program_id: int, window_key: str, seen: _Seen, now: int, digest: str | None,
-             fp: str) -> bool:
+             fp: str | None) -> bool:
     """Nothing changed: move the current run's check time (and keep the fingerprint it was found
     with). False when the window moved meanwhile (measure again)."""
     with db.transaction() as s:
