@@ -9,7 +9,7 @@ from flask import Flask
 from server.api import admin, caching, der, errors, sep2
 from server.api import mup
 from server.api import curves, lel
-from server.api import admin_der_programs, admin_flex, admin_outbox
+from server.api import admin_beckn, admin_der_programs, admin_flex, admin_outbox
 from server.api import beckn as beckn_api
 from server.api import admin_notifications, sub
 from server.bootstrap import tls_files
@@ -39,6 +39,7 @@ def create_app(settings: Settings, db: Database | None = None) -> Flask:
     app.register_blueprint(admin_der_programs.bp)
     app.register_blueprint(admin_flex.bp)
     app.register_blueprint(admin_outbox.bp)
+    app.register_blueprint(admin_beckn.bp)
     app.register_blueprint(sub.bp)
     app.register_blueprint(admin_notifications.bp)
     for bp in (curves.bp, curves.admin_bp, lel.bp, lel.admin_bp):  # dc and lel, 2030.5 and admin

@@ -2,7 +2,8 @@
 
 `keys` prints the registry entry to register for our signing key (made on first run);
 `trust` adds BAP entries to the embedded file registry (the default when no registry URL is set);
-`outbox` shows where callbacks stand; `orders` the BAPs' v1 orders and v2 contracts.
+`outbox` shows where callbacks stand; `orders` the BAPs' v1 orders and v2 contracts; `catalog`
+what was last published to the v2 catalog service (and `--publish` publishes now).
 """
 
 from __future__ import annotations
@@ -102,3 +103,48 @@ def orders(ctx: Context, limit: int, as_json: bool) -> None:
                    f"{r['bap']}" + (f"  cleared {cleared}" if cleared else ""))
     if not rows:
         click.echo("(no orders or contracts yet)", err=True)
+
+
+@beckn_group.command("catalog")
+@click.option("--publish", is_flag=True, help="Queue a catalog/publish of the catalog as it stands now.")
+@click.option("--json", "as_json", is_flag=True, help="As JSON.")
+@pass_ctx
+def catalog(ctx: Context, publish: bool, as_json: bool) -> None:
+    """What was last published to the Beckn v2 catalog service (DERFLEX_BECKN_CATALOG_URL) and when:
+    the newest catalog/publish queued (pending, delivered, expired, unanswered or superseded) and the
+    newest the service took, with the programs each carried. Programs authored, changed or
+    cancelled are published by themselves (through the outbox); --publish sends one now."""
+    import os
+    import time
+
+    from server.jobs.outbox import schedule_from
+    from server.services.bpp import catalog_publish
+    from server.services.bpp.provider import Provider
+    from server.services.errors import ServiceError
+
+    settings = ctx.settings()
+    db = prepare_quiet(settings)
+    try:
+        with db.transaction() as s:
+            if publish:
+                try:
+                    catalog_publish.publish_now(s, Provider.of(settings), settings.beckn_catalog_url, time.time(),
+                                                retry_for_s=sum(schedule_from(os.environ)))
+                except ServiceError as exc:
+                    raise click.ClickException(str(exc)) from None
+            view = catalog_publish.published(s, settings.beckn_catalog_url)
+    finally:
+        db.dispose()
+    if as_json:
+        click.echo(json.dumps(view, indent=2))
+        return
+    click.echo(f"catalog service: {view['publish_url'] or '(none: DERFLEX_BECKN_CATALOG_URL is empty)'}")
+    for label, row in (("last queued", view["last"]), ("last delivered", view["last_delivered"])):
+        if row is None:
+            click.echo(f"{label:15} (none)")
+            continue
+        when = row["delivered"] if label == "last delivered" else row["queued"]
+        programs = ", ".join(row["resources"]) or "no programs"
+        extra = f"  ({row['last_error']})" if row["last_error"] and row["state"] != "delivered" else ""
+        click.echo(f"{label:15} {when}  {row['state']:10} {row['attempts']} attempt(s)  message {row['message_id']}  "
+                   f"{programs}{extra}")

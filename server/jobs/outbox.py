@@ -38,6 +38,7 @@ from server.config import ConfigError, Settings
 from server.db.session import Database
 from server.services import outbox
 from server.services.bpp.actions import Provider
+from server.services.bpp.catalog_publish import CatalogPublisher
 from server.services.bpp.pushes import BecknPushes
 from server.services.sep2.notify import Notifications
 
@@ -74,9 +75,14 @@ def crash_point_from(environ: Mapping[str, str]) -> str | None:
 def consumers_for(settings: Settings, schedule: Sequence[float]) -> list[outbox.Consumer]:
     """The consumers this deployment runs, by name: `beckn` always — with the BPP switched off it
     still takes its facts (there are no orders to tell, or their pushes wait in beckn_outbox for
-    the BPP's worker), so they never pile up undelivered — and `notifications` (2030.5
-    subscribers; server.jobs.notify sends what it queues)."""
-    return [BecknPushes(Provider.of(settings), retry_for_s=sum(schedule)), Notifications(settings.poll_rate)]
+    the BPP's worker), so they never pile up undelivered —, `notifications` (2030.5
+    subscribers; server.jobs.notify sends what it queues) and `catalog` (Beckn v2 catalog/publish
+    to DERFLEX_BECKN_CATALOG_URL when one is set and the BPP runs; else it takes its facts and
+    queues nothing)."""
+    provider = Provider.of(settings)
+    catalog_url = settings.beckn_catalog_url if settings.beckn_bind else ""
+    return [BecknPushes(provider, retry_for_s=sum(schedule)), Notifications(settings.poll_rate),
+            CatalogPublisher(provider, catalog_url=catalog_url, retry_for_s=sum(schedule))]
 
 
 def drainer_for(settings: Settings, db: Database, *, on_delivered: Callable[[], None] | None = None,

@@ -138,6 +138,21 @@ class EnrollmentChanged:
         return f"{self.program_id}/{self.enrollment_id}/{self.state}"
 
 
+@dataclass(frozen=True)
+class ProgramChanged:
+    """A flexibility program was authored, changed or cancelled ("authored", "updated",
+    "cancelled"): what the BPP's catalog shows changed."""
+
+    kind: ClassVar[str] = "program.changed"
+    program_id: int
+    version: int
+    change: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.program_id}/v{self.version}"
+
+
 # 2030.5 resources changed (server.services.sep2 records them; subscribers hear of them).
 
 
@@ -204,17 +219,18 @@ class PollRateChanged:
         return self.resource
 
 
-Fact = (WindowPublished | ControlCreated | ControlCancelled | SettlementStored | EnrollmentChanged
+Fact = (WindowPublished | ControlCreated | ControlCancelled | SettlementStored | EnrollmentChanged | ProgramChanged
         | DefaultControlChanged | AssignmentsChanged | DeviceChanged | DerDocumentChanged | PollRateChanged)
 FACTS: dict[str, type[Any]] = {cls.kind: cls for cls in
                                (WindowPublished, ControlCreated, ControlCancelled, SettlementStored, EnrollmentChanged,
-                                DefaultControlChanged, AssignmentsChanged, DeviceChanged, DerDocumentChanged,
+                                ProgramChanged, DefaultControlChanged, AssignmentsChanged, DeviceChanged, DerDocumentChanged,
                                 PollRateChanged)}
 
 # ---------------------------------------------------------------------------------- consumers
 
 BECKN = "beckn"  # unsolicited on_status to the BAPs (server.services.bpp.pushes)
 NOTIFICATIONS = "notifications"  # 2030.5 notifications to subscribers (server.services.sep2.notify)
+CATALOG = "catalog"  # Beckn v2 catalog/publish to a catalog service (server.services.bpp.catalog_publish)
 
 ROUTES: Mapping[str, tuple[str, ...]] = {
     WindowPublished.kind: (BECKN,),
@@ -222,6 +238,7 @@ ROUTES: Mapping[str, tuple[str, ...]] = {
     ControlCreated.kind: (NOTIFICATIONS,),
     ControlCancelled.kind: (NOTIFICATIONS,),
     EnrollmentChanged.kind: (),
+    ProgramChanged.kind: (CATALOG,),
     DefaultControlChanged.kind: (NOTIFICATIONS,),
     AssignmentsChanged.kind: (NOTIFICATIONS,),
     DeviceChanged.kind: (NOTIFICATIONS,),

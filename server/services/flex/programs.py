@@ -13,7 +13,9 @@ step:
   have not ended are cancelled and it leaves the program (server.services.flex.enrollments);
 * every change that a clearing sees (program, enrollment, curve, grid node) moves an
   `updated_time` or `version`, which is how the scheduler notices it must clear a published window
-  again before it starts (server.services.flex.windows.input_digest).
+  again before it starts (server.services.flex.windows.input_digest);
+* a program authored, changed or cancelled records the outbox fact ProgramChanged in its
+  transaction (the Beckn v2 catalog is published again: server.services.bpp.catalog_publish).
 
 A program is active or cancelled: there is no pausing a program (its enrollments pause).
 `create_program`, `update_program` and `cancel_program` take admin JSON, for scripts and tests.
@@ -30,6 +32,7 @@ from programs.model import Program
 from programs.publishing import is_open
 from server.db import derp as der_store
 from server.db import flex as store
+from server.services import outbox
 from server.services.sep2 import derp
 from server.services.flex.cancelling import cancel_window_row
 from server.services.flex.command_errors import CommandConflict, InvalidCommand
@@ -74,6 +77,7 @@ def author(session: Session, command: AuthorProgram, now: int) -> ProgramResult:
     session.add(row)
     session.flush()
     plan_program(session, row, program, now)
+    outbox.record(session, outbox.ProgramChanged(row.id, row.version, "authored"), now)
     return program_result(session, row, now)
 
 
@@ -99,6 +103,7 @@ def update(session: Session, command: UpdateProgram, now: int) -> ProgramResult:
         der.primacy, der.description = program.primacy, _der_description(program)
         der.version = (der.version + 1) % 65536
     plan_program(session, row, program, now, replan=True)
+    outbox.record(session, outbox.ProgramChanged(row.id, row.version, "updated"), now)
     return program_result(session, row, now)
 
 
@@ -113,6 +118,7 @@ def cancel(session: Session, command: CancelProgram, now: int) -> ProgramResult:
         row.state = "cancelled"
         row.version += 1
         row.updated_time = now
+        outbox.record(session, outbox.ProgramChanged(row.id, row.version, "cancelled"), now)
     return program_result(session, row, now)
 
 
