@@ -320,10 +320,18 @@ def run_procedure(
         pid, proc_info["description"], runs[-1] if runs else None, console, proc_info["steps"], seconds,
         timed_out=seconds >= timeout, capped=pid in LONG_PROCEDURES,
     )
-    if (folder / "admin.log").exists():
-        result.admin = (folder / "admin.log").read_text().splitlines()
+    with_admin_log(result, folder)
     (folder / "report.md").write_text(report.procedure_report(result))
     return result
+
+
+def with_admin_log(result: report.Result, folder: Path) -> None:
+    """The plugin's log beside the result; a failed admin setup is why nothing ran."""
+    if (folder / "admin.log").exists():
+        result.admin = (folder / "admin.log").read_text().splitlines()
+    failed_setup = [line for line in result.admin if "setup FAILED" in line]
+    if failed_setup and result.reason == "not executed":
+        result.reason = f"no step ran: the admin plugin's setup failed ({failed_setup[-1].split('FAILED: ', 1)[-1]})"
 
 
 def git_commit() -> str:
@@ -356,6 +364,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="serve the webhook over plain http instead of https")
     parser.add_argument("--rebuild", type=Path, metavar="RUN_FOLDER",
                         help="run nothing: read an earlier run folder again and rewrite its reports")
+    parser.add_argument("--note", action="append", help="a sentence to add to the docs section (repeatable)")
     parser.add_argument("--docs", action=argparse.BooleanOptionalAction, default=None,
                         help="rewrite docs/interop.md's section (default: only when every procedure ran)")
     return parser.parse_args(argv)
@@ -418,11 +427,12 @@ def finish(args: argparse.Namespace, work: Path, results: list[report.Result], c
            everything: bool) -> int:
     docs = args.docs if args.docs is not None else everything
     if docs and results:
-        notes = []
+        notes = list(args.note or [])
         capped = [r for r in results if r.procedure in LONG_PROCEDURES]
         for r in capped:
             notes.append(f"{r.procedure} (72 hours of client simulation) ran for its first {r.seconds:.0f} s only.")
-        commit = json.loads((work / "results.json").read_text()).get("commit", git_commit())
+        saved = json.loads((work / "results.json").read_text())
+        commit = saved.get("commit", git_commit()) if isinstance(saved, dict) else git_commit()
         section = report.interop_section(results, cat["versions"], commit=commit, notes=notes)
         path = ROOT / "docs" / "interop.md"
         path.write_text(report.replace_section(path.read_text(), section))
@@ -435,6 +445,8 @@ def rebuild(args: argparse.Namespace, work: Path, cat: dict[str, Any]) -> int:
     """Read an earlier run folder again (e.g. after the console parser improved)."""
     known = {p["id"]: p for p in cat["procedures"]}
     saved = json.loads((work / "results.json").read_text())
+    if isinstance(saved, list):  # written before results.json carried versions and commit
+        saved = {"results": saved, "commit": "unknown"}
     results = []
     for old in saved["results"]:
         pid = old["procedure"]
@@ -448,8 +460,7 @@ def rebuild(args: argparse.Namespace, work: Path, cat: dict[str, Any]) -> int:
             (folder / "cactus-stdout.txt").read_text(errors="replace"), known[pid]["steps"], old["seconds"],
             timed_out=old["status"] in ("TIMEOUT", "CAPPED"), capped=pid in LONG_PROCEDURES,
         )
-        if (folder / "admin.log").exists():
-            result.admin = (folder / "admin.log").read_text().splitlines()
+        with_admin_log(result, folder)
         (folder / "report.md").write_text(report.procedure_report(result))
         results.append(result)
     write_summary(work, results, cat["versions"], commit=saved.get("commit", "unknown"))

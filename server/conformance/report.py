@@ -136,7 +136,7 @@ def read_run(
     if run_dir is not None:
         result.exchange = last_exchange(run_dir)
         said = [ln.split(":", 1)[1].strip() for ln in result.exchange if ln.lower().startswith("x-error-detail:")]
-        if said and result.reason and said[-1] not in result.reason:
+        if said and result.reason and "Received status" in result.reason and said[-1] not in result.reason:
             result.reason += f" (derflex: {said[-1]})"
     return result
 
@@ -200,8 +200,7 @@ def interop_section(
         "",
         f"Last full table: {day}, derflex at `{commit}`: **{passed} of {len(results)} pass** ({counts(results)}).",
         "",
-        *notes,
-        *([""] if notes else []),
+        *[line for note in notes for line in (note, "")],
         *summary_table(results),
         "",
     ]
