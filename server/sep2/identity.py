@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import threading
+import time
 
 _LFDI_RE = re.compile(r"^[0-9A-F]{40}$")
 
@@ -56,15 +58,29 @@ POLICY_SERVICE_PROVIDER = "1.3.6.1.4.1.40732.2.3"
 
 
 def new_mrid(pen: int = 0) -> str:
-    """A fresh mRID: 96 random bits, then the creator's IANA Private Enterprise Number (32 bits)."""
-    if not 0 <= pen < 2**32:
-        raise ValueError("a PEN is a 32-bit number")
-    return secrets.token_hex(12).upper() + f"{pen:08X}"
+    """A fresh mRID: 56 bits of creation time, 40 random bits, then the creator's IANA Private
+    Enterprise Number (32 bits). See `new_mrids`."""
+    return new_mrids(1, pen)[0]
+
+
+_CLOCK = threading.Lock()
+_last_us = 0
 
 
 def new_mrids(n: int, pen: int = 0) -> list[str]:
-    """`n` fresh mRIDs at once (a publisher makes one per device): one draw of random bytes."""
+    """`n` fresh mRIDs at once (a publisher makes one per device).
+
+    They begin with the time of their making in microseconds, strictly increasing within the
+    process, so a later event's mRID is the greater one: two events created in the same second
+    (equal creationTime) are ordered by mRID when one supersedes the other, and client and server
+    must agree on which is newer — by what both can see, not by a database id."""
+    global _last_us
     if not 0 <= pen < 2**32:
         raise ValueError("a PEN is a 32-bit number")
-    raw, tail = secrets.token_bytes(12 * n).hex().upper(), f"{pen:08X}"
-    return [raw[24 * i:24 * i + 24] + tail for i in range(n)]
+    if n <= 0:
+        return []
+    with _CLOCK:
+        first = max(time.time_ns() // 1000, _last_us + 1)
+        _last_us = first + n - 1
+    raw, tail = secrets.token_bytes(5 * n).hex().upper(), f"{pen:08X}"
+    return [f"{(first + i) & (2**56 - 1):014X}" + raw[10 * i:10 * i + 10] + tail for i in range(n)]
