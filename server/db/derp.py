@@ -31,7 +31,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from server.db import bulk
 from server.db.models import Base, Device
-from server.db.repo import Reader, scope_params, visible_to
+from server.db.repo import DriverStatement, Reader, scope_params, visible_to
 from server.scope import Role, Scope
 
 SEP2_FAMILY = {"info": {"cache_family": "sep2"}}
@@ -126,10 +126,11 @@ def _der_program_of_device_stmt(role: Role) -> Select[Any]:
 
 
 @cache
-def _events_for_device_stmt() -> Any:
+def _events_for_device_stmt() -> DriverStatement:
     # Called only after the caller's right to see the device and program was checked. Two index
     # seeks (program-wide events, this device's) rather than one OR, which made SQLite read every
     # event of the program: with one event per device that was 300 µs per poll at 3,000 devices.
+    # Every DER poll runs it: driver-level (repo.DriverStatement).
     def part(device: Any) -> Select[Any]:
         return select(_EVENT).where(
             _EVENT.c.program_id == bindparam("program_id"),
@@ -138,7 +139,8 @@ def _events_for_device_stmt() -> Any:
             _EVENT.c.start + _EVENT.c.duration > bindparam("since"),
         )
 
-    return union_all(part(_EVENT.c.device_id.is_(None)), part(_EVENT.c.device_id == bindparam("device_id")))
+    return DriverStatement(
+        union_all(part(_EVENT.c.device_id.is_(None)), part(_EVENT.c.device_id == bindparam("device_id"))))
 
 
 def der_programs_of_device(db: Reader, scope: Scope, device_id: int) -> Sequence[Row[Any]]:
@@ -157,7 +159,7 @@ def der_program_of_device(db: Reader, scope: Scope, device_id: int, program_id: 
 def current_events(db: Reader, program_id: int, device_id: int, *, since: int, now: int) -> Sequence[Row[Any]]:
     """Events of a program that apply to a device, exist at `now` and had not ended at `since`."""
     params = {"program_id": program_id, "device_id": device_id, "since": since, "now": now}
-    return db.execute(_events_for_device_stmt(), params).all()
+    return _events_for_device_stmt().all(db, params)
 
 
 # ----------------------------------------------------------------------------- operator writes

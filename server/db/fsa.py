@@ -51,7 +51,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from server.db.derp import DerProgram, ProgramMember
 from server.db.models import Base, Device
-from server.db.repo import Reader, scope_params, visible_to
+from server.db.repo import DriverStatement, Reader, scope_params, visible_to
 from server.scope import Role, Scope
 
 SEP2_FAMILY = {"cache_family": "sep2"}
@@ -192,8 +192,9 @@ def _reaches() -> Any:
 
 
 @cache
-def _reached_one_stmt(role: Role) -> Select[Any]:
-    return select(_PROGRAM).where(_PROGRAM.c.id == bindparam("program_id"), _reaches(), _device_visible(role))
+def _reached_one_stmt(role: Role) -> DriverStatement:  # every DER poll: driver-level (repo.DriverStatement)
+    return DriverStatement(
+        select(_PROGRAM).where(_PROGRAM.c.id == bindparam("program_id"), _reaches(), _device_visible(role)))
 
 
 @cache
@@ -215,7 +216,7 @@ def _reached_stmt(role: Role) -> Select[Any]:
 def der_program_reached(db: Reader, scope: Scope, device_id: int, program_id: int) -> Row[Any] | None:
     """The DER program when the visible device reaches it (membership or one of its FSAs)."""
     params = scope_params(scope, device_id=device_id, program_id=program_id)
-    return None if params is None else db.execute(_reached_one_stmt(scope.role), params).first()
+    return None if params is None else _reached_one_stmt(scope.role).first(db, params)
 
 
 def der_programs_reached(db: Reader, scope: Scope, device_id: int) -> Sequence[Row[Any]]:
@@ -230,12 +231,23 @@ def reaches(db: Reader, program_id: int, device_id: int) -> bool:
     return db.execute(stmt, {"program_id": program_id, "device_id": device_id}).first() is not None
 
 
+@cache
+def _one_count_stmt() -> DriverStatement:
+    device = bindparam("device_id")
+    assigned = select(func.count()).select_from(_FD).where(_FD.c.device_id == device).scalar_subquery()
+    member = exists(select(_MEMBER.c.device_id).where(_MEMBER.c.device_id == device))
+    return DriverStatement(select(assigned.label("assigned"), member.label("member")))
+
+
 def fsa_counts(db: Reader, device_ids: Sequence[int]) -> dict[int, int]:
     """How many FunctionSetAssignments each device lists (FSA 1 included when shown). Unscoped:
     for devices the caller already sees (their EndDevice documents)."""
     if not device_ids:
         return {}
     ids = list(device_ids)
+    if len(ids) == 1:  # one EndDevice, polled: one driver-level statement (no IN list to build)
+        row = _one_count_stmt().first(db, {"device_id": ids[0]})
+        return {ids[0]: row.assigned + (1 if row.member or not row.assigned else 0)}
     assigned = dict(db.execute(
         select(_FD.c.device_id, func.count()).where(_FD.c.device_id.in_(ids)).group_by(_FD.c.device_id)
     ).all())

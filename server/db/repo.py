@@ -2,12 +2,17 @@
 
 Reads that devices trigger on every poll take a `Reader` — an ORM Session or a plain Core
 Connection (`Database.read()`) — run statements built once per shape with bound parameters, and
-return Rows (attribute access by column name). Writes take a Session and ORM objects.
+return Rows (attribute access by column name). On a plain Connection the per-poll statements go
+straight to the driver (`DriverStatement`: SQL compiled once per dialect, executed on the DB-API
+connection): SQLAlchemy's execute costs ~20 µs of Python around a 5 µs SQLite lookup. Writes take
+a Session and ORM objects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections import namedtuple
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any, TypeAlias
 
@@ -31,6 +36,85 @@ def _upsert(session: Session, model: Any, key: str, values: dict[str, Any], upda
 
 Reader: TypeAlias = Session | Connection
 _DEVICE = Device.__table__
+
+
+class DriverStatement:
+    """A read statement run on the driver's own cursor when the reader is a plain Connection.
+
+    Compiled once per dialect to its SQL text, the order of its parameters and its result
+    processors (SQLite's booleans); rows come back as named tuples with the statement's column
+    names, so `row.id` reads as with SQLAlchemy's Rows. A Session (inside a write transaction,
+    whose BEGIN the session owns) and any driver error go through SQLAlchemy's own execute, which
+    raises its usual exceptions and invalidates a broken connection. Statements whose parameters
+    expand at execution (IN lists) are refused at compile time: keep those on SQLAlchemy."""
+
+    __slots__ = ("stmt", "_compiled", "_lock")
+
+    def __init__(self, stmt: Any):
+        self.stmt = stmt
+        self._compiled: dict[str, tuple[str, Callable[[dict[str, Any]], Any], Any, tuple[Any, ...], Any]] = {}
+        self._lock = threading.Lock()
+
+    def _compile(self, dialect: Any) -> tuple[str, Callable[[dict[str, Any]], Any], Any, tuple[Any, ...], Any]:
+        compiled = self.stmt.compile(dialect=dialect)
+        sql = compiled.string
+        if "POSTCOMPILE" in sql or compiled.literal_execute_params or compiled.post_compile_params:
+            raise ValueError("a DriverStatement cannot take parameters that expand at execution")
+        if any(compiled._bind_processors.get(name) for name in compiled.binds):
+            raise ValueError("a DriverStatement takes only parameters the driver accepts as they are")
+        fixed = {name: bp.effective_value for name, bp in compiled.binds.items() if not bp.required}
+        order = compiled.positiontup
+        if order is not None:  # qmark / numeric: a tuple in order
+            def args(params: dict[str, Any]) -> Any:
+                return tuple(params[n] if n in params else fixed[n] for n in order)
+        else:  # named / pyformat: the dict itself
+            def args(params: dict[str, Any]) -> Any:
+                return {**fixed, **params} if fixed else params
+        columns = [c[0] for c in compiled._result_columns]
+        row_type = namedtuple("Row", columns, rename=True)  # type: ignore[misc]
+        procs = tuple(
+            (i, proc) for i, c in enumerate(compiled._result_columns)
+            if (proc := c[3]._cached_result_processor(dialect, None)) is not None
+        )
+        return sql, args, row_type, procs, dialect.loaded_dbapi.Error
+
+    def _run(self, db: Reader, params: dict[str, Any]) -> list[Any] | None:
+        """The rows, or None when this reader must go through SQLAlchemy."""
+        if not isinstance(db, Connection):
+            return None
+        dialect = db.dialect
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:
+            with self._lock:
+                compiled = self._compiled.setdefault(dialect.name, self._compile(dialect))
+        sql, args, row_type, procs, error = compiled
+        try:
+            raw = db.connection.driver_connection.execute(sql, args(params)).fetchall()
+        except error:
+            return None  # SQLAlchemy's execute raises it as it always has, or succeeds
+        if procs:
+            out = []
+            for r in raw:
+                r = list(r)
+                for i, proc in procs:
+                    r[i] = proc(r[i])
+                out.append(row_type._make(r))
+            return out
+        return [row_type._make(r) for r in raw]
+
+    def all(self, db: Reader, params: dict[str, Any]) -> Sequence[Any]:
+        rows = self._run(db, params)
+        return db.execute(self.stmt, params).all() if rows is None else rows
+
+    def first(self, db: Reader, params: dict[str, Any]) -> Any:
+        rows = self._run(db, params)
+        if rows is None:
+            return db.execute(self.stmt, params).first()
+        return rows[0] if rows else None
+
+    def scalar(self, db: Reader, params: dict[str, Any]) -> Any:
+        row = self.first(db, params)
+        return None if row is None else row[0]
 
 
 def visible_to(role: Role) -> ColumnElement[bool]:
@@ -67,8 +151,8 @@ def _page_stmt(role: Role) -> Select[Any]:
 
 
 @cache
-def _one_stmt(role: Role) -> Select[Any]:
-    return select(_DEVICE).where(Device.id == bindparam("id"), visible_to(role))
+def _one_stmt(role: Role) -> DriverStatement:
+    return DriverStatement(select(_DEVICE).where(Device.id == bindparam("id"), visible_to(role)))
 
 
 def count_devices(db: Reader, scope: Scope) -> int:
@@ -83,7 +167,7 @@ def list_devices(db: Reader, scope: Scope, start: int, limit: int) -> Sequence[R
 
 def device_row(db: Reader, scope: Scope, device_id: int) -> Row[Any] | None:
     params = scope_params(scope, id=device_id)
-    return None if params is None else db.execute(_one_stmt(scope.role), params).first()
+    return None if params is None else _one_stmt(scope.role).first(db, params)
 
 
 def get_device(session: Session, scope: Scope, device_id: int) -> Device | None:
