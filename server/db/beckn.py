@@ -105,6 +105,21 @@ def claim(session: Session, model: Any, row_id: int, now: float, lease_s: float,
     return (session.execute(stmt.values(claimed_until=now + lease_s)).rowcount or 0) == 1
 
 
+def claim_received(session: Session, ids: Sequence[int], now: float, lease_s: float) -> list[BecknInbox]:
+    """Claim those of `ids` still received and unclaimed (one UPDATE … RETURNING) and load them (one
+    SELECT), by id: the worker's batch, two statements whatever its size."""
+    if not ids:
+        return []
+    stmt = (update(BecknInbox)
+            .where(BecknInbox.id.in_(list(ids)), BecknInbox.state == "received", BecknInbox.claimed_until <= now)
+            .values(claimed_until=now + lease_s)
+            .returning(BecknInbox.id))
+    taken = [r[0] for r in session.execute(stmt).all()]
+    if not taken:
+        return []
+    return list(session.scalars(select(BecknInbox).where(BecknInbox.id.in_(taken)).order_by(BecknInbox.id)))
+
+
 def claim_many(session: Session, ids: Sequence[int], now: float, lease_s: float) -> Sequence[Any]:
     """Claim the outbox rows among `ids` still pending and unclaimed (one UPDATE … RETURNING);
     (id, url, body, token) of each row this worker now holds: `token` (the new claimed_until) is

@@ -37,6 +37,12 @@ def note(session: Session, tables: Any) -> None:
     _note(session, tables)
 
 
+def pending(session: Session) -> frozenset[str]:
+    """The families this session's transaction has written so far (flushed), not yet counted:
+    a cache read inside it must not trust the counters for them."""
+    return frozenset(session.info.get(_PENDING, ()))
+
+
 def _note(session: Session, tables: Any) -> None:
     families = {t.info[FAMILY] for t in tables if FAMILY in t.info}
     if families:

@@ -38,6 +38,7 @@ class FlexProgram(Base):
     """A flexibility program: its definition (JSON) and the DERProgram it publishes into."""
 
     __tablename__ = "flex_programs"
+    __table_args__ = {"info": {"cache_family": "flex"}}  # the Beckn catalog is cached per its counter
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -53,6 +54,7 @@ class GridNode(Base):
     """A substation, feeder or transformer: locational price adder and flow limits."""
 
     __tablename__ = "grid_nodes"
+    __table_args__ = {"info": {"cache_family": "flex"}}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)  # the operator's id for it
@@ -94,6 +96,7 @@ class FlexWindow(Base):
     __table_args__ = (
         UniqueConstraint("program_id", "window_key", name="uq_flex_windows_program_key"),
         Index("ix_flex_windows_state_publish_at", "state", "publish_at"),
+        {"info": {"cache_family": "flex"}},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

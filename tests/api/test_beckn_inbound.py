@@ -464,6 +464,45 @@ def test_an_unknown_order_is_acked_then_the_callback_carries_30010(settings, dat
     assert [r.state for r in outbox(database)] == ["delivered"]
 
 
+def test_a_request_that_crashes_its_batch_is_isolated_and_the_others_answered(settings, database, bpp, bpp_key, bap,
+                                                                           bap_client, make_worker, monkeypatch) -> None:  # noqa: ANN001
+    """The worker answers a pass's requests in one transaction (#17 item 4). One whose processing
+    crashes (not a business error) rolls that batch back; the requests are then taken one by one:
+    the others get their callbacks, the bad one is tried again and its third crash answers 40000."""
+    from server.services.bpp import actions, catalog
+
+    bad_text = "crash-me"
+    search = catalog.search
+
+    def crashing(s, message, provider, now):  # noqa: ANN001, ANN202
+        if message.get("intent", {}).get("descriptor", {}).get("name") == bad_text:
+            raise RuntimeError("boom")
+        return search(s, message, provider, now)
+
+    monkeypatch.setitem(actions._HANDLERS, "search", lambda s, r, p, now: crashing(s, r.message, p, now))
+    ids = []
+    for i in range(5):
+        message = {"intent": {"descriptor": {"name": bad_text if i == 2 else "saver"}}}
+        body, doc = make_body(bap_client, "search", message)
+        assert_ack(post(bpp, "search", body, sign(body, bap)))
+        ids.append(doc["context"]["message_id"])
+    clock = FakeClock(time.time())
+    send = RecordingBap(ACK)
+    worker = make_worker(send, clock)
+    run_pass(worker, database)
+    answered = [_verify_callback(settings, bpp_key, call, clock()) for call in send.calls]
+    assert sorted(c["context"]["message_id"] for c in answered) == sorted(ids[:2] + ids[3:])
+    assert all("error" not in c for c in answered)
+    for _ in range(2):  # tried again after 2 s, then 4 s: the third crash answers with an error
+        clock.advance(5)
+        run_pass(worker, database)
+    last = _verify_callback(settings, bpp_key, send.calls[-1], clock())
+    assert len(send.calls) == 5 and last["context"]["message_id"] == ids[2]
+    assert last["error"]["code"] == "40000"
+    with database.transaction() as s:
+        assert sorted(r.state for r in s.scalars(select(store.BecknInbox))) == ["failed"] + ["processed"] * 4
+
+
 # --------------------------------------------------------------------------------------- retries
 
 

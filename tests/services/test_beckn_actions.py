@@ -209,6 +209,40 @@ def live_events(database, der_program: int) -> dict[int, int]:  # noqa: ANN001
 # ------------------------------------------------------------------------------------- search
 
 
+def test_the_catalog_is_built_once_per_change_counter_and_window_horizon(world, bpp, database, monkeypatch) -> None:  # noqa: ANN001
+    """Searches reuse one catalog while nothing it shows changed (#17 item 4): a change of a program
+    through derflex, or a listed window ending, gives the next search a new one."""
+    from server.services.bpp import catalog
+
+    built: list[int] = []
+    programs = catalog.store.programs
+    monkeypatch.setattr(catalog.store, "programs", lambda s, **kw: built.append(1) or programs(s, **kw))
+    peak, hvac = f"program-{world['peak']}", f"program-{world['hvac']}"
+
+    def stops(answer: dict[str, Any]) -> list[str]:
+        return [st["id"] for f in answer["catalog"]["providers"][0]["fulfillments"] for st in f.get("stops", [])]
+
+    first = bpp("search", {"intent": {}}, now=SETUP)
+    assert items_of(first) == [peak, hvac] and KEY in stops(first) and len(built) == 1
+    assert items_of(bpp("search", {"intent": {"descriptor": {"name": "hvac"}}}, now=SETUP + 60)) == [hvac]
+    assert KEY in stops(bpp("search", {"intent": {}}, now=SETUP + 120))
+    assert len(built) == 1  # three searches, one catalog
+    assert KEY in stops(bpp("search", {"intent": {}}, now=END - 1))  # (later windows entered the week: rebuilt)
+    before = len(built)
+    assert KEY in stops(bpp("search", {"intent": {}}, now=END - 1)) and len(built) == before
+    assert KEY not in stops(bpp("search", {"intent": {}}, now=END))  # the window ended: built again
+    assert len(built) == before + 1
+    with database.transaction() as s:
+        flex.cancel_program(s, world["hvac"], END)
+    assert items_of(bpp("search", {"intent": {}}, now=END + 1)) == [peak]  # the counter moved
+    assert len(built) == before + 2
+    with database.transaction() as s:  # inside a transaction that changed programs: never the cached one
+        flex.create_program(s, {**HVAC, "name": "Brand New"}, END + 2)
+        answer = catalog.search(s, {"intent": {}}, PROVIDER, END + 2)
+        assert len(items_of(answer)) == 2
+    assert len(items_of(bpp("search", {"intent": {}}, now=END + 3))) == 2
+
+
 def test_search_lists_active_programs_and_filters(world, bpp) -> None:  # noqa: ANN001
     peak, hvac = f"program-{world['peak']}", f"program-{world['hvac']}"
     every = bpp("search", {"intent": {}})

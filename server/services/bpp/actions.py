@@ -54,6 +54,10 @@ _HANDLERS: dict[str, Handler] = {
     "aggregate": lambda s, r, p, now: catalog.aggregate(r.message, now),
 }
 
+# The catalog's actions write nothing (server.services.bpp.catalog): a business error in them has
+# nothing to roll back, so the pipeline runs them without a savepoint (two round trips fewer).
+WITHOUT_WRITES = frozenset({"search", "select", "get_rating_categories", "get_cancellation_reasons", "aggregate"})
+
 _SERVICE_CODES: dict[type[ServiceError], ErrorCode] = {
     Invalid: ErrorCode.INVALID_REQUEST,
     NotFound: ErrorCode.BUSINESS_ERROR,

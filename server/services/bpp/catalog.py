@@ -31,13 +31,22 @@ Rules:
 * Every number the schema types as DecimalValue travels as a decimal string (`dec`).
 
 Errors are `BecknError(message, path, code)` with the v1 code; nothing here writes the database.
+
+The catalog `search` filters is built once and reused (`_Catalog`): per database, for as long as
+the "flex" change counter (programs, windows, grid nodes: server.db.changes) stays where it was and
+no window ends or enters the week's horizon — a search then costs one counter read and the filters.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+
+import sqlalchemy as sa
 
 from sqlalchemy.orm import Session
 
@@ -49,7 +58,9 @@ from programs.publishing import is_open
 from server.beckn.errors import ErrorCode
 from server.beckn.timefmt import parse_timestamp, render_timestamp
 from server.beckn.values import arr, dec, fail, money, number, obj, tag, tag_group, tag_values, text, ts
+from server.db import changes
 from server.db import flex as store
+from server.db.models import ChangeCounter
 from server.services.flex import grid_nodes, stored
 from server.services.bpp.provider import Provider
 
@@ -134,12 +145,21 @@ def program_item(row: store.FlexProgram, program: Program) -> dict[str, Any]:
 
 def window_fulfillment(session: Session, row: store.FlexProgram, program: Program, now: int) -> dict[str, Any]:
     """`window-{id}`: the program's peak-window rule and its next windows (as stops)."""
+    return _window_fulfillment(session, row, program, now)[0]
+
+
+def _window_fulfillment(session: Session, row: store.FlexProgram, program: Program, now: int) -> tuple[dict[str, Any], int]:
+    """window_fulfillment, and the first second at which it would differ without any write: a
+    listed window ends, or a later one enters the horizon."""
     rule = program.window.to_dict()
+    windows = store.windows(session, row.id, since_end=now, limit=20)
     stops = [
         {"id": w.window_key, "time": {"range": {"start": ts(w.start), "end": ts(w.end)}}}
-        for w in store.windows(session, row.id, since_end=now, limit=20)
+        for w in windows
         if is_open(w.state) and w.start < now + WINDOW_HORIZON_S
     ]
+    until = min([w.end for w in windows] + [w.start - WINDOW_HORIZON_S + 1 for w in windows
+                                            if w.start >= now + WINDOW_HORIZON_S], default=now + _CATALOG_MAX_S)
     out: dict[str, Any] = {
         "id": f"{WINDOW_PREFIX}{row.id}",
         "type": "PEAK-WINDOW",
@@ -150,7 +170,52 @@ def window_fulfillment(session: Session, row: store.FlexProgram, program: Progra
     }
     if stops:
         out["stops"] = stops
-    return out
+    return out, until
+
+
+# ------------------------------------------------------------------------- the cached catalog
+
+FLEX_FAMILY = "flex"  # the change counter of flex_programs, flex_windows and grid_nodes
+_CATALOG_MAX_S = 300  # a bound for changes that bypass derflex (hand-made SQL), as response caches
+
+
+@dataclass(frozen=True)
+class _Catalog:
+    """Every active program as (Program, its item, its fulfillment), and the grid tree; true while
+    the "flex" counter is `counter` and the clock is before `until`. Shared by every search:
+    read-only."""
+
+    counter: int | None
+    until: int
+    entries: tuple[tuple[Program, dict[str, Any], dict[str, Any]], ...]
+    tree: Any
+
+
+_catalogs: "weakref.WeakKeyDictionary[Any, _Catalog]" = weakref.WeakKeyDictionary()  # per engine
+_catalogs_lock = threading.Lock()
+
+
+def _catalog(session: Session, now: int) -> _Catalog:
+    """The catalog as the programs stand (cached, see the module docstring)."""
+    counter = session.scalar(sa.select(ChangeCounter.value).where(ChangeCounter.family == FLEX_FAMILY))
+    engine = session.get_bind()
+    mine = FLEX_FAMILY in changes.pending(session)  # this transaction changed programs: build, keep nothing
+    cached = None if mine else _catalogs.get(engine)
+    if cached is not None and cached.counter == counter and now < cached.until:
+        return cached
+    until = now + _CATALOG_MAX_S
+    entries = []
+    for row in store.programs(session, active_only=True):
+        program = stored.program_of(row)
+        fulfillment, changes_at = _window_fulfillment(session, row, program, now)
+        until = min(until, changes_at)
+        entries.append((program, program_item(row, program), fulfillment))
+    tree, _ = grid_nodes.grid_tree(session)
+    built = _Catalog(counter, until, tuple(entries), tree)
+    if not mine:
+        with _catalogs_lock:
+            _catalogs[engine] = built
+    return built
 
 
 # ----------------------------------------------------------------------------------- search
@@ -182,15 +247,13 @@ def search(session: Session, message: dict[str, Any], provider: Provider, now: i
                     required=False, max_len=64)
     given_provider = obj(intent.get("provider"), "message.intent.provider", required=False).get("id")
 
-    served: set[str] | None = None  # the area node and its ancestors
-    if area is not None:
-        tree, _ = grid_nodes.grid_tree(session)
-        served = set(tree.path(area)) if area in tree.index else set()
-
     items, fulfillments = [], []
     if given_provider is None or given_provider == provider.bpp_id:
-        for row in store.programs(session, active_only=True):
-            program = stored.program_of(row)
+        catalog = _catalog(session, now)
+        served: set[str] | None = None  # the area node and its ancestors
+        if area is not None:
+            served = set(catalog.tree.path(area)) if area in catalog.tree.index else set()
+        for program, item, fulfillment in catalog.entries:
             if needle is not None and needle.casefold() not in program.name.casefold() \
                     and needle.casefold() not in program.description.casefold():
                 continue
@@ -200,8 +263,8 @@ def search(session: Session, message: dict[str, Any], provider: Provider, now: i
                 continue
             if served is not None and program.grid_node_ids and not served & set(program.grid_node_ids):
                 continue
-            items.append(program_item(row, program))
-            fulfillments.append(window_fulfillment(session, row, program, now))
+            items.append(item)
+            fulfillments.append(fulfillment)
     return {"catalog": {
         "descriptor": {"name": provider.name},
         "providers": [{

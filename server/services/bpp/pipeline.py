@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,30 +145,56 @@ def process(db: Database, inbox_id: int, now: float, provider: beckn_actions.Pro
     on and then finds processed), the answer, the outbox row and the state change commit
     together, or none of them does and the request is taken again later."""
     with db.transaction() as s:
-        if not store.claim(s, store.BecknInbox, inbox_id, now, CLAIM_S, due=store.BecknInbox.state == "received"):
-            return False
-        row = s.get(store.BecknInbox, inbox_id)
-        if row is None or row.state != "received":
-            return False
-        if v2pipeline.is_v2_row(row.action):  # Beckn v2.0.0: same transaction, v2's wire
-            v2pipeline.process_row(s, row, now, provider)
-            return True
-        doc = json.loads(row.body)
-        request = Request(context_from_json(doc["context"], action=row.action), doc.get("message") or {})
-        message: dict[str, Any] | None
-        error = None
-        try:
+        return _process_in(s, inbox_id, now, provider)
+
+
+def process_many(db: Database, inbox_ids: Sequence[int], now: float, provider: beckn_actions.Provider) -> int:
+    """`process` for several stored requests in ONE transaction: one commit (one WAL flush on
+    PostgreSQL) and two statements to claim and load the batch, instead of a transaction, a claim
+    and a load per request; how many it answered. Rows another worker has are skipped. A request
+    whose processing crashes (not a business error) rolls the whole batch back and raises: the
+    caller then processes them one by one with `process`, which isolates the bad one."""
+    with db.transaction() as s:
+        rows = store.claim_received(s, inbox_ids, now, CLAIM_S)
+        for row in rows:
+            _answer(s, row, now, provider)
+    return len(rows)
+
+
+def _process_in(s: Session, inbox_id: int, now: float, provider: beckn_actions.Provider) -> bool:
+    """The body of `process`, in the caller's transaction."""
+    if not store.claim(s, store.BecknInbox, inbox_id, now, CLAIM_S, due=store.BecknInbox.state == "received"):
+        return False
+    row = s.get(store.BecknInbox, inbox_id)
+    if row is None or row.state != "received":
+        return False
+    _answer(s, row, now, provider)
+    return True
+
+
+def _answer(s: Session, row: store.BecknInbox, now: float, provider: beckn_actions.Provider) -> None:
+    """A claimed request's callback into the outbox, the request marked processed."""
+    if v2pipeline.is_v2_row(row.action):  # Beckn v2.0.0: same transaction, v2's wire
+        v2pipeline.process_row(s, row, now, provider)
+        return
+    doc = json.loads(row.body)
+    request = Request(context_from_json(doc["context"], action=row.action), doc.get("message") or {})
+    message: dict[str, Any] | None
+    error = None
+    try:
+        if row.action in beckn_actions.WITHOUT_WRITES:  # nothing to undo on a business error: no savepoint
+            message = beckn_actions.handle(s, request, provider, int(now))
+        else:
             with s.begin_nested():
                 message = beckn_actions.handle(s, request, provider, int(now))
-        except BecknError as exc:
-            message, error = None, error_object(exc.code, exc.message, exc.path)
-        ctx = callback_context(request.context, now=clock.utc(now), bpp_id=provider.bpp_id, bpp_uri=provider.bpp_uri)
-        deadline = request.context.deadline()
-        until = min(deadline.timestamp() if deadline else now + 3600, now + MAX_DELIVERY_S)
-        _enqueue(s, ctx, callback_body(ctx, message, error), now, until, inbox_id=row.id)
-        row.state = "processed"
-        row.processed_time = now
-    return True
+    except BecknError as exc:
+        message, error = None, error_object(exc.code, exc.message, exc.path)
+    ctx = callback_context(request.context, now=clock.utc(now), bpp_id=provider.bpp_id, bpp_uri=provider.bpp_uri)
+    deadline = request.context.deadline()
+    until = min(deadline.timestamp() if deadline else now + 3600, now + MAX_DELIVERY_S)
+    _enqueue(s, ctx, callback_body(ctx, message, error), now, until, inbox_id=row.id)
+    row.state = "processed"
+    row.processed_time = now
 
 
 def _enqueue(s: Session, ctx: Any, body: dict[str, Any], now: float, deadline: float, *, inbox_id: int | None = None) -> None:
@@ -247,26 +273,48 @@ def record_attempt(db: Database, delivery: Delivery, now: float, error: str | No
     """The outcome of one attempt: delivered, or retried later with backoff, or expired, or (sent
     whole, never answered) unanswered and not retried — unless the claim was lost meanwhile
     (another worker holds the row now: its outcome counts)."""
+    return record_attempts(db, [Attempt(delivery, now, error, unanswered)])[0]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One send's outcome, to be recorded (`record_attempts`): error None means delivered."""
+
+    delivery: Delivery
+    at: float
+    error: str | None
+    unanswered: bool = False
+
+
+def record_attempts(db: Database, attempts: Sequence[Attempt]) -> list[str]:
+    """`record_attempt` for several sends in ONE transaction (the worker's senders record what
+    finished meanwhile together); each one's resulting state, in order."""
+    if not attempts:
+        return []
     with db.transaction() as s:
-        row = s.get(store.BecknOutbox, delivery.id, with_for_update=True)
-        if row is None or row.state != "pending" or row.claimed_until != delivery.token:
-            return "claim lost"
-        row.attempts += 1
-        row.claimed_until = 0.0
-        if error is None:
-            row.state, row.delivered_time, row.last_error = "delivered", now, None
-            return row.state
-        row.last_error = error[:500]
-        if unanswered:
-            row.state = "unanswered"
-            return row.state
-        retry_at = now + min(MAX_BACKOFF_S, 2.0 ** (row.attempts - 1))
-        if retry_at > row.deadline:
-            row.state = "expired"
-            _expired(s, row, now)
-        else:
-            row.next_attempt_at = retry_at
+        return [_record_in(s, a) for a in attempts]
+
+
+def _record_in(s: Session, a: Attempt) -> str:
+    row = s.get(store.BecknOutbox, a.delivery.id, with_for_update=True)
+    if row is None or row.state != "pending" or row.claimed_until != a.delivery.token:
+        return "claim lost"
+    row.attempts += 1
+    row.claimed_until = 0.0
+    if a.error is None:
+        row.state, row.delivered_time, row.last_error = "delivered", a.at, None
         return row.state
+    row.last_error = a.error[:500]
+    if a.unanswered:
+        row.state = "unanswered"
+        return row.state
+    retry_at = a.at + min(MAX_BACKOFF_S, 2.0 ** (row.attempts - 1))
+    if retry_at > row.deadline:
+        row.state = "expired"
+        _expired(s, row, a.at)
+    else:
+        row.next_attempt_at = retry_at
+    return row.state
 
 
 def judge(status: int, body: bytes) -> str | None:
@@ -289,6 +337,11 @@ Sender = Callable[[str, bytes, dict[str, str]], tuple[int, bytes]]
 
 def deliver_once(db: Database, delivery: Delivery, key: signing.SigningKey, send: Sender, now: Callable[[], float]) -> str:
     """Sign the stored bytes now, send them, record the outcome."""
+    return record_attempts(db, [send_once(delivery, key, send, now)])[0]
+
+
+def send_once(delivery: Delivery, key: signing.SigningKey, send: Sender, now: Callable[[], float]) -> Attempt:
+    """Sign the stored bytes now and send them; the outcome, not yet recorded."""
     t = now()
     headers = {"Content-Type": "application/json",
                "Authorization": signing.authorization_header(delivery.body, key, now=clock.utc(t), ttl_s=60)}
@@ -296,12 +349,12 @@ def deliver_once(db: Database, delivery: Delivery, key: signing.SigningKey, send
         status, body = send(delivery.url, delivery.body, headers)
         error = judge(status, body)
     except Unanswered as exc:
-        return record_attempt(db, delivery, now(), f"sent, no answer: {exc}", unanswered=True)
+        return Attempt(delivery, now(), f"sent, no answer: {exc}", unanswered=True)
     except OSError as exc:
         error = f"network: {exc}"
     except Exception as exc:  # a broken HTTP answer (bad status line, cut body…) is a failed attempt
         error = f"{type(exc).__name__}: {exc}"
-    return record_attempt(db, delivery, now(), error)
+    return Attempt(delivery, now(), error)
 
 
 def fail_processing(db: Database, inbox_id: int, now: float, provider: beckn_actions.Provider, why: str) -> str:
