@@ -93,8 +93,8 @@ def test_events_for_chosen_devices_and_default_control(run, devices) -> None:  #
     assert events[0]["control"] == {"opModTargetW": {"multiplier": 1, "value": -5000}}
     assert events[0]["state"] == "active"
     out = run("der-program", "default-control", "1", "--control", '{"opModMaxLimW": 8000, "rampTms": 3000}').output
-    assert "opModMaxLimW=8000 (80 %), rampTms=3000" in out and "version 0" in out
-    assert "version 1" in run("der-program", "default-control", "1", "--disconnect").output
+    assert "opModMaxLimW=8000 (80 %), rampTms=3000" in out and "version 1" in out
+    assert "version 2" in run("der-program", "default-control", "1", "--disconnect").output
     shown = json.loads(run("der-program", "show", "1", "--json").output)
     assert shown["default_control"] == {"opModConnect": False} and shown["members"] == devices
     assert "opModConnect=false" in run("der-program", "show", "1").output

@@ -11,7 +11,7 @@ import pytest
 from server.db import derp as store
 from server.db import rsps
 from server.sep2 import codec
-from server.sep2.derp import DefaultDERControl, DERControlList
+from server.sep2.derp import DefaultDERControl, DERControlBase, DERControlList
 
 API = "/admin/api/v1"
 HOUR = 3600
@@ -94,7 +94,7 @@ def test_create_list_and_show_der_programs(operator) -> None:  # noqa: ANN001
     view = resp.get_json()
     assert resp.headers["Location"] == f"{API}/der-programs/{view['id']}"
     assert (view["description"], view["primacy"], view["members"], view["member_count"]) == ("Peak Saver", 2, [], 0)
-    assert view["default_control"] == {"opModMaxLimW": 10000} and view["default_control_version"] == 0
+    assert view["default_control"] == {"opModMaxLimW": 10000} and view["default_control_version"] == 1
     assert len(view["mrid"]) == 32
     bare = operator("POST", "/der-programs", json={"primacy": 0}).get_json()
     assert bare["default_control"] is None and bare["description"] is None
@@ -158,7 +158,8 @@ def test_unknown_der_programs_and_events_are_404(operator, database, method: str
 def test_default_control_is_set_replaced_and_seen_by_devices(operator, world, cast, client_for) -> None:  # noqa: ANN001
     p, owner = world["der_program"], world["owner"]
     device = client_for(cast["owner"])
-    assert device.get(f"/edev/{owner}/derp/{p}/dderc").status_code == 404  # none yet
+    unset = codec.parse(device.get(f"/edev/{owner}/derp/{p}/dderc").data, DefaultDERControl)  # none set yet:
+    assert (unset.version, unset.der_control_base) == (0, DERControlBase())  # empty, version 0
     assert operator("PUT", f"/der-programs/{p}/default-control", json={"opModMaxLimW": 8000}).status_code == 204
     first = codec.parse(device.get(f"/edev/{owner}/derp/{p}/dderc").data, DefaultDERControl)
     assert first.der_control_base.op_mod_max_lim_w == 8000
@@ -170,7 +171,8 @@ def test_default_control_is_set_replaced_and_seen_by_devices(operator, world, ca
     assert second.der_control_base.op_mod_target_w.value == 5
     view = operator("GET", f"/der-programs/{p}").get_json()
     assert view["default_control"] == body["control"]
-    assert (view["default_control_mrid"], view["default_control_version"]) == (first.mrid, 1)
+    assert (view["default_control_mrid"], view["default_control_version"]) == (first.mrid, 2)
+    assert first.mrid == unset.mrid and first.version == 1  # the operator's replaces the empty one
 
 
 @pytest.mark.parametrize(

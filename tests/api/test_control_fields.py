@@ -86,16 +86,16 @@ def test_every_default_field_reaches_the_device(world, operator, cast, client_fo
     body = {"control": {"opModMaxLimW": 5000}, "setGradW": 100}
     assert operator("PUT", f"/der-programs/{p}/default-control", json=body).status_code == 204
     doc = codec.parse(c.get(f"/edev/{world['owner']}/derp/{p}/dderc").data, DefaultDERControl)
-    assert (doc.set_grad_w, doc.set_es_delay, doc.version) == (100, None, 1)
+    assert (doc.set_grad_w, doc.set_es_delay, doc.version) == (100, None, 2)
     # only DefaultDERControl fields: an empty DERControlBase, which the schema allows
     assert operator("PUT", f"/der-programs/{p}/default-control", json={"setGradW": 7}).status_code == 204
     resp = c.get(f"/edev/{world['owner']}/derp/{p}/dderc")
     sep2_schema(resp.data)
     doc = codec.parse(resp.data, DefaultDERControl)
-    assert (doc.set_grad_w, doc.der_control_base, doc.version) == (7, DERControlBase(), 2)
+    assert (doc.set_grad_w, doc.der_control_base, doc.version) == (7, DERControlBase(), 3)
     # the same again changes nothing
     assert operator("PUT", f"/der-programs/{p}/default-control", json={"setGradW": 7}).status_code == 204
-    assert operator("GET", f"/der-programs/{p}").get_json()["default_control_version"] == 2
+    assert operator("GET", f"/der-programs/{p}").get_json()["default_control_version"] == 3
 
 
 @pytest.mark.parametrize(

@@ -169,21 +169,19 @@ def test_condition_and_exi_and_unknown_resources_are_refused(app, cast, client_f
     assert owner.post(f"/edev/{o}/sub", data=body).status_code == 400
 
 
-def test_a_programs_first_default_reaches_its_der_program_list_subscribers(database, world) -> None:  # noqa: ANN001
-    """A DERProgram links its DefaultDERControl only once it has one: a device subscribed to its
-    DERProgramList hears of the new link (the simulator relies on it)."""
-    from server.sep2.derp import DERProgramList
-
+def test_a_default_can_be_subscribed_to_before_an_operator_sets_one(database, world, app, cast, client_for) -> None:  # noqa: ANN001
+    """Every DERProgram links its DefaultDERControl: empty (version 0) until an operator sets one,
+    then the operator's under the same mRID, version 1 — and its subscribers hear of it."""
     m, p = world["managed"], world["program"]
+    device = client_for(cast["managed"])
+    empty = codec.parse(device.get(f"/edev/{m}/derp/{p}/dderc").data, DefaultDERControl)
+    assert (empty.version, empty.der_control_base) == (0, DERControlBase())
     with database.transaction() as s:
-        subscribe(s, m, f"/edev/{m}/fsa/1/derp", limit=5)
+        subscribe(s, m, f"/edev/{m}/derp/{p}/dderc", limit=1)
         derp.set_default_control(s, p, {"opModMaxLimW": 9000})
     drain(database, T0 + 1)
-    with database.transaction() as s:
-        [row] = s.scalars(select(store.Notification)).all()
-    note, programs = parse_notification(row.body.encode(), (DERProgramList,))
-    assert programs.der_programs[0].default_der_control_link == f"/edev/{m}/derp/{p}/dderc"
-    assert note.subscription_uri.endswith(f"/edev/{m}/sub/{note.subscription_uri.rsplit('/', 1)[1]}")
+    [(_, _, (_, got))] = queued(database)
+    assert (got.mrid, got.version, got.der_control_base.op_mod_max_lim_w) == (empty.mrid, 1, 9000)
 
 
 def test_notifications_name_their_subscription_by_absolute_uri(app, cast, client_for, world, database) -> None:  # noqa: ANN001

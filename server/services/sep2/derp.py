@@ -16,6 +16,7 @@ How rows look on the wire is server.services.sep2.mappers.derp's business.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -134,8 +135,31 @@ def control(db: Reader, scope: Scope, edev_id: int, derp_id: int, derc_id: int, 
 def default_control(db: Reader, scope: Scope, edev_id: int, derp_id: int) -> DefaultDERControl:
     row = _der_program(db, scope, edev_id, derp_id)
     if not row.default_base:
-        raise NotFound("this DERProgram has no DefaultDERControl")
+        return mapper.default_der_control(edev_id, _Unset(row.id, default_mrid_of(row),
+                                                          default_base=mapper.der_control_base_xml(DERControlBase())))
     return mapper.default_der_control(edev_id, row)
+
+
+@dataclass(frozen=True, slots=True)
+class _Unset:
+    """The DefaultDERControl of a program nobody set one for: empty (the device keeps its own
+    settings), version 0, under the mRID the program's default will keep (`default_mrid_of`).
+    Served rather than 404 so a client can subscribe to it before an operator sets it."""
+
+    id: int
+    default_mrid: str
+    default_version: int = 0
+    default_base: str = ""
+    default_settings: str | None = None
+
+
+def default_mrid_of(row: Any) -> str:
+    """The DefaultDERControl's mRID: the stored one, or — before the first is set — one derived
+    from the program's mRID (the same PEN), so it does not change when an operator sets it."""
+    if row.default_mrid:
+        return str(row.default_mrid)
+    digest = hashlib.sha256(f"dderc:{row.mrid}".encode()).hexdigest().upper()
+    return digest[:24] + str(row.mrid)[-8:]
 
 
 # ------------------------------------------------------------------------------- operator side
@@ -284,10 +308,9 @@ def set_default_control(session: Session, program_id: int, spec: Any, *, setting
     xml = mapper.der_control_base_xml(base)
     if xml == row.default_base and text == row.default_settings:
         return
-    if row.default_mrid is None:
-        row.default_mrid = new_mrid(pen)
-    else:
-        row.default_version = (row.default_version + 1) % 65536
+    if row.default_mrid is None:  # the empty default (version 0) is replaced: same mRID, version 1
+        row.default_mrid = default_mrid_of(row)
+    row.default_version = (row.default_version + 1) % 65536
     row.default_base = xml
     row.default_settings = text
     outbox.record(session, outbox.DefaultControlChanged(program_id), time.time())

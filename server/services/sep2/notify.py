@@ -160,11 +160,8 @@ def concerned(session: Session, fact: Any) -> list[Any]:
         row = session.scalars(select(DerEvent).where(DerEvent.mrid == fact.mrid)).first()
         return [] if row is None else event_subscriptions(session, row.program_id, row.device_id)
     if isinstance(fact, outbox.DefaultControlChanged):
-        # the program's DERProgram changes too where it gains its DefaultDERControlLink: devices
-        # subscribed to a DERProgramList that lists it hear of that (an unchanged list is not sent)
-        followers = set(fsa_store.follower_ids(session, fact.der_program_id))
-        lists = [s for s in store.of_targets(session, ("derp_list",)) if s.target_device_id in followers]
-        return [*store.of_program(session, ("dderc",), fact.der_program_id), *lists]
+        # (a DERProgram links its DefaultDERControl from the start, set or not: nothing else changes)
+        return list(store.of_program(session, ("dderc",), fact.der_program_id))
     if isinstance(fact, outbox.AssignmentsChanged):
         if not fact.device_ids:
             return list(store.of_targets(session, ("fsa_list", "derp_list")))

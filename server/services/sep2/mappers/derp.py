@@ -101,7 +101,8 @@ def der_program(edev_id: int, row: Any) -> DERProgram:
         description=row.description,
         version=row.version,
         active_der_control_list_link=ListLinkValue(uris.href(uris.ACTDERC, **ids)),
-        default_der_control_link=uris.href(uris.DDERC, **ids) if row.default_base else None,
+        # always: a program without an operator's default has an empty one (services.sep2.derp)
+        default_der_control_link=uris.href(uris.DDERC, **ids),
         der_control_list_link=ListLinkValue(uris.href(uris.DERC_LIST, **ids)),
         der_curve_list_link=ListLinkValue(uris.href(uris.DC_LIST, **ids)),
         primacy=row.primacy,
