@@ -80,5 +80,8 @@ class AdminApi:
     def put(self, path: str, body: Any) -> Any:
         return self.request("PUT", path, body)[1]
 
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)[1]
+
     def query(self, path: str, **params: Any) -> Any:
         return self.get(path + "?" + urllib.parse.urlencode(params))

@@ -4,9 +4,11 @@ The harness describes the server state a step needs ("ensure-end-device", "creat
 …; cactus_test_definitions/server/admin_instructions.py has the list and parameters). `Operator`
 does each one with admin API calls, the way an operator would by hand:
 
-    ensure-end-device        POST /devices (PIN; an aggregator's DER under its aggregator LFDI)
-    ensure-fsa               the device's FunctionSetAssignments (its DER program memberships)
-    ensure-der-program       POST /der-programs, POST /der-programs/{p}/members
+    ensure-end-device        POST /devices (PIN; an aggregator's DER under its aggregator LFDI);
+                             registered=false: DELETE /devices/{id}
+    ensure-fsa               POST /fsas (an operator FunctionSetAssignments, by its annotation)
+                             or POST /fsas/{f}/devices
+    ensure-der-program       POST /der-programs (its primacy), POST /fsas/{f}/der-programs
     ensure-der-control-list  the same, and with subscribable=true the DERControlList's own
                              `subscribable` attribute, read over 2030.5 with the client's certificate
     create-der-control       POST /der-programs/{p}/events for the client's device
@@ -14,23 +16,30 @@ does each one with admin API calls, the way an operator would by hand:
     clear-der-controls       POST /events/{mrid}/cancel for its scheduled and active events
     set-poll-rate            PUT /poll-rates/{resource}
     set-post-rate            PUT /devices/{id}/post-rate
-    set-client-access        (granting is the default: nothing to do)
+    set-client-access        granted=false: POST /revoked-clients {lfdi} (the client certificate's
+                             LFDI); granted=true: DELETE /revoked-clients/{lfdi} if revoked here
     ensure-mup-list-empty    (true of a fresh server: the driver starts one per procedure)
 
-What derflex cannot do yet raises `Unsupported`, naming what is missing (remove a device, revoke a
-client, a second FunctionSetAssignments, subscriptions …); what derflex refuses raises
-`AdminRefused` with its answer, which names the field (e.g. the csipaus control modes
-opModExpLimW … before derflex knows them). Either way the harness fails that step at once with the
-message, instead of waiting for a state that will never come.
+The aggregator is named in setup (POST /aggregators), which also registers its certificate's own
+EndDevice: the one whose SubscriptionListLink the harness subscribes through.
+
+DER programs reach a device only through operator FSAs (never as program members), so the
+device's membership FSA (number 1) stays unlisted and the FSAs the device lists are exactly the
+procedure's, in the order it made them.
+
+What derflex cannot do raises `Unsupported`, naming what is missing; what derflex refuses raises
+`AdminRefused` with its answer, which names the field. Either way the harness fails that step at
+once with the message, instead of waiting for a state that will never come.
 
 Controls are sent as the admin API's JSON, keyed by their 2030.5 names: watts as ActivePower
 objects {"value", "multiplier"} (the csipaus limits opModExpLimW, opModImpLimW, opModGenLimW,
 opModLoadLimW), booleans for opModConnect / opModEnergize, integers for opModFixedW and rampTms;
 setGradW beside them for a DefaultDERControl.
 
-Timing choices where the harness leaves them open: an "active" control starts 1 s ago (or 1 s after
-the device's previous "active" one, so the later always starts later) and lasts `ACTIVE_SECONDS`; "scheduled" controls without an offset start `SCHEDULED_LEAD_SECONDS` from now,
-back to back per device, each `SCHEDULED_SECONDS` long.
+Timing choices where the harness leaves them open: an "active" control starts 1 s ago and lasts
+`ACTIVE_SECONDS` (two made in the same second supersede in the order they were made: derflex's
+mRIDs increase with creation time); "scheduled" controls without an offset start
+`SCHEDULED_LEAD_SECONDS` from now, back to back per device, each `SCHEDULED_SECONDS` long.
 """
 
 from __future__ import annotations
@@ -66,9 +75,6 @@ POLL_RATE_FAMILIES: Mapping[str, str] = {
     "UsagePointList": "upt",
 }
 WATT_MODES = ("opModExpLimW", "opModImpLimW", "opModGenLimW", "opModLoadLimW")
-ISSUE_OPERATORS = "issue #14, 'Operators'"
-ISSUE_SUBSCRIPTIONS = "issue #13, Subscription/Notification"
-ISSUE_FSAS = "issue #13 item 4, several FunctionSetAssignments per EndDevice"
 
 
 class Unsupported(Exception):
@@ -127,13 +133,15 @@ class Operator:
         self.fresh_server = fresh_server
         self.now = now
         self._device_ids: dict[str, int] = {}  # LFDI (upper case) → EndDevice id
-        self._fsa_annotation: dict[int, str] = {}  # device → the annotation of its one FSA
+        self._fsas: dict[str, int] = {}  # annotation → operator FSA id
+        self._fsa_devices: dict[int, set[int]] = {}  # FSA → the devices assigned it
+        self._fsa_programs: dict[int, list[int]] = {}  # FSA → its DER programs, in the order assigned
+        self._device_fsas: dict[int, list[str]] = {}  # device → annotations of its FSAs, in order
         self._program_by_annotation: dict[str, int] = {}
         self._program_by_primacy: dict[int, int] = {}
-        self._members: set[tuple[int, int]] = set()  # (program, device)
-        self._device_programs: dict[int, list[int]] = {}  # device → programs, in the order ensured
+        self._device_programs: dict[int, list[int]] = {}  # device → programs it reaches, in order
+        self._revoked: set[str] = set()  # certificate LFDIs this run revoked
         self._scheduled_until: dict[int, int] = {}  # device → end of its last stacked scheduled control
-        self._active_start: dict[int, int] = {}  # device → start of its last "active" control
 
     # ---------------------------------------------------------------------------- run lifecycle
 
@@ -216,10 +224,17 @@ class Operator:
             return f"EndDevice {device['id']} ({client.lfdi}) already registered"
         if device is None:
             return f"no EndDevice with LFDI {client.lfdi}, as asked"
-        raise Unsupported(
-            f"EndDevice {device['id']} ({client.lfdi}) must not be registered, and derflex's admin API "
-            f"cannot remove a device ({ISSUE_OPERATORS}: remove a device)"
-        )
+        self.api.delete(f"/devices/{device['id']}")
+        self._forget_device(int(device["id"]), client.lfdi)
+        return f"removed EndDevice {device['id']} ({client.lfdi}), as asked"
+
+    def _forget_device(self, device: int, lfdi: str) -> None:
+        """Drop what this run knew of a removed device (its id may be given to the next one)."""
+        self._device_ids.pop(lfdi.upper(), None)
+        for followers in self._fsa_devices.values():
+            followers.discard(device)
+        for known in (self._device_fsas, self._device_programs, self._scheduled_until):
+            known.pop(device, None)
 
     def ensure_mup_list_empty(self, params: dict[str, Any], client: Client) -> str:
         if self.fresh_server:
@@ -230,39 +245,65 @@ class Operator:
         )
 
     def set_client_access(self, params: dict[str, Any], client: Client) -> str:
+        lfdi = client.cert_lfdi.upper()
         if params["granted"]:
-            return f"{client.alias}: access granted (every certificate of the trust chain has it)"
-        raise Unsupported(
-            f"revoking {client.alias}'s access (certificate LFDI {client.cert_lfdi}): derflex's admin API "
-            f"cannot revoke a client ({ISSUE_OPERATORS}: revoke and restore a client's access)"
-        )
+            if lfdi not in self._revoked:
+                return f"{client.alias}: access granted (every certificate of the trust chain has it)"
+            self.api.delete(f"/revoked-clients/{lfdi}")
+            self._revoked.discard(lfdi)
+            return f"{client.alias}: access restored (DELETE /revoked-clients/{lfdi})"
+        self.api.post("/revoked-clients", {"lfdi": lfdi, "reason": f"cactus set-client-access ({client.alias})"})
+        self._revoked.add(lfdi)
+        return f"{client.alias}: access revoked (certificate LFDI {lfdi})"
 
     # ------------------------------------------------------------------- FSAs and DER programs
 
     def ensure_fsa(self, params: dict[str, Any], client: Client) -> str:
         device = self.device_id(client)
         annotation = params.get("annotation") or "fsa"
-        self._one_fsa(device, annotation)
-        return f"EndDevice {device}'s FunctionSetAssignments ({annotation!r}) holds its DER program memberships"
+        fsa = self._fsa(device, annotation)
+        return f"EndDevice {device} is assigned FunctionSetAssignments {fsa} ({annotation!r})"
 
-    def _one_fsa(self, device: int, annotation: str) -> None:
-        known = self._fsa_annotation.setdefault(device, annotation)
-        if known != annotation:
-            raise Unsupported(
-                f"a second FunctionSetAssignments ({annotation!r} beside {known!r}) for EndDevice {device}: "
-                f"derflex's admin API gives a device one FSA, its DER program memberships ({ISSUE_FSAS})"
-            )
+    def _fsa(self, device: int, annotation: str) -> int:
+        """The operator FSA of this annotation (made on first use), assigned to the device."""
+        fsa = self._fsas.get(annotation)
+        if fsa is None:
+            view = self.api.post("/fsas", {"description": annotation[:32], "device_ids": [device]})
+            fsa = self._fsas[annotation] = int(view["id"])
+            self._fsa_devices[fsa], self._fsa_programs[fsa] = {device}, []
+        elif device not in self._fsa_devices[fsa]:
+            self.api.post(f"/fsas/{fsa}/devices", {"device_ids": [device]})
+            self._fsa_devices[fsa].add(device)
+            for program in self._fsa_programs[fsa]:
+                self._reaches(device, program)
+        annotations = self._device_fsas.setdefault(device, [])
+        if annotation not in annotations:
+            annotations.append(annotation)
+        return fsa
+
+    def _reaches(self, device: int, program: int) -> None:
+        programs = self._device_programs.setdefault(device, [])
+        if program not in programs:
+            programs.append(program)
+
+    def _assign(self, fsa: int, program: int) -> None:
+        """The DER program in the FSA (so every device assigned the FSA reaches it)."""
+        if program not in self._fsa_programs[fsa]:
+            self.api.post(f"/fsas/{fsa}/der-programs", {"der_program_ids": [program]})
+            self._fsa_programs[fsa].append(program)
+            for device in self._fsa_devices[fsa]:
+                self._reaches(device, program)
 
     def ensure_der_program(self, params: dict[str, Any], client: Client) -> str:
         device = self.device_id(client)
-        annotation = params.get("fsa_annotation") or self._fsa_annotation.get(device) or "fsa"
-        self._one_fsa(device, annotation)
+        annotation = params.get("fsa_annotation") or (self._device_fsas.get(device) or ["fsa"])[-1]
+        fsa = self._fsa(device, annotation)
         program = self._program_by_annotation.get(annotation)
         if program is None:
             program = self._program(params.get("primacy", DEFAULT_PRIMACY), annotation)
             self._program_by_annotation[annotation] = program
-        self._member(program, device)
-        return f"EndDevice {device} is a member of DER program {program}"
+        self._assign(fsa, program)
+        return f"EndDevice {device} reaches DER program {program} through FunctionSetAssignments {fsa}"
 
     def _program(self, primacy: int, label: str) -> int:
         """The DER program of this primacy made for this run (made on first use)."""
@@ -272,22 +313,18 @@ class Operator:
             program = self._program_by_primacy[primacy] = int(view["id"])
         return program
 
-    def _member(self, program: int, device: int) -> None:
-        if (program, device) not in self._members:
-            self.api.post(f"/der-programs/{program}/members", {"device_ids": [device]})
-            self._members.add((program, device))
-            self._device_programs.setdefault(device, []).append(program)
-
     def _program_for(self, device: int, primacy: int | None) -> int:
         """The program a control goes to: the one of that primacy, else the device's latest, else a
-        new one of the default primacy; the device is made a member."""
+        new one of the default primacy; the device reaches it (through its latest FSA)."""
         if primacy is not None:
             program = self._program(primacy, f"primacy {primacy}")
         elif self._device_programs.get(device):
-            program = self._device_programs[device][-1]
+            return self._device_programs[device][-1]
         else:
             program = self._program(DEFAULT_PRIMACY, f"primacy {DEFAULT_PRIMACY}")
-        self._member(program, device)
+        if program not in self._device_programs.get(device, []):
+            annotation = (self._device_fsas.get(device) or ["fsa"])[-1]
+            self._assign(self._fsa(device, annotation), program)
         return program
 
     def ensure_der_control_list(self, params: dict[str, Any], client: Client) -> str:
@@ -300,7 +337,7 @@ class Operator:
             if value not in (1, 3):
                 raise Unsupported(
                     f"{href} has subscribable={value}: it must accept non-conditional subscriptions "
-                    f"(1 or 3), and derflex has no subscriptions yet ({ISSUE_SUBSCRIPTIONS})"
+                    "(1 or 3)"
                 )
             done += f", subscribable={value}"
         return done
@@ -334,10 +371,6 @@ class Operator:
         if status == "active":
             duration = int(params.get("duration_seconds") or ACTIVE_SECONDS)
             start = now - (int(offset) if offset is not None else 1)
-            # a later control starts later: two in one second would tie, and which supersedes
-            # which would be derflex's tie-break, not the procedure's order
-            start = max(start, self._active_start.get(device, start - 1) + 1)
-            self._active_start[device] = start
         elif status == "scheduled":
             duration = int(params.get("duration_seconds") or SCHEDULED_SECONDS)
             if offset is not None:

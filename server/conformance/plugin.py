@@ -40,15 +40,6 @@ except ImportError:  # pragma: no cover - exercised in derflex's own environment
 
 logger = logging.getLogger(__name__)
 
-MODE_HINTS = {
-    "opModExpLimW": "the csipaus DOE limits (opModExpLimW/ImpLimW/GenLimW/LoadLimW, issue #14)",
-    "opModImpLimW": "the csipaus DOE limits (issue #14)",
-    "opModGenLimW": "the csipaus DOE limits (issue #14)",
-    "opModLoadLimW": "the csipaus DOE limits (issue #14)",
-    "setGradW": "setGradW in DefaultDERControl (issue #13 item 4)",
-}
-
-
 class DerflexCannot(Exception):
     """Raised to the harness: the step needs something derflex does not do (yet) or refused."""
 
@@ -100,14 +91,11 @@ def client_from_config(alias: str, config: Any) -> Client:
 
 
 def explain(exc: Exception) -> str:
-    """The message the harness shows for a refused or impossible instruction."""
+    """The message the harness shows for a refused or impossible instruction: derflex's own answer
+    (which names the field it refused), or what derflex has no admin operation for."""
     if isinstance(exc, AdminRefused):
-        missing = sorted({hint for mode, hint in MODE_HINTS.items() if mode in exc.detail})
-        text = str(exc)
-        if missing:
-            text += f" — derflex lacks {'; '.join(missing)}"
-        return text
-    return f"derflex cannot do this yet: {exc}"
+        return str(exc)
+    return f"derflex cannot do this: {exc}"
 
 
 class DerflexAdminPlugin:

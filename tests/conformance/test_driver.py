@@ -140,7 +140,9 @@ def test_the_control_object_uses_the_2030_5_names() -> None:
     }
 
 
-def test_a_refusal_names_what_derflex_lacks() -> None:
-    refused = AdminRefused("POST", "/der-programs/1/events", 400, "unsupported control modes: opModExpLimW")
-    assert "csipaus DOE limits" in explain(refused) and "answered 400" in explain(refused)
-    assert "csipaus" not in explain(AdminRefused("GET", "/x", 404, "no device 9"))
+def test_a_refusal_carries_derflexs_answer() -> None:
+    from server.conformance.operator import Unsupported
+
+    refused = AdminRefused("POST", "/der-programs/1/events", 400, "unsupported control modes: opModWatt")
+    assert explain(refused) == "derflex admin API POST /der-programs/1/events answered 400: unsupported control modes: opModWatt"
+    assert explain(Unsupported("no poll rate for X")) == "derflex cannot do this: no poll rate for X"
