@@ -64,17 +64,20 @@ def bid_series(bid: Bid, *, start: str, duration: str, currency: str) -> dict[st
 def contract_message(program_id: int, *, meters: Sequence[str] | None, seller: str, bid: Bid | None = None,
                      contract_id: str | None = None, capacity_kw: float | None = None,
                      period: tuple[str, str] = ("2026-01-01T00:00:00Z", "PT1H"),
-                     currency: str = "USD") -> dict[str, Any]:
+                     currency: str = "USD", resource_types: Mapping[str, str] | None = None) -> dict[str, Any]:
     """`{"contract": …}` for select/init/confirm/update: one commitment on the program's Resource
     and Offer; `meters` (LFDIs or DIDs ending in one; None: not given) as the seller's
-    participatingMeters; `bid` per interval as the commitment's TimeSeries (`period`: the
-    resource's intervalPeriod (start, duration), as the catalog gives it)."""
+    participatingMeters; `resource_types` (meter -> DEG EnergyResource type: BESS, EV_CHARGER,
+    CONTROLLABLE_LOAD …) as the seller's energyResources; `bid` per interval as the commitment's
+    TimeSeries (`period`: the resource's intervalPeriod (start, duration), as the catalog gives it)."""
     resource: dict[str, Any] = {"id": f"program-{program_id}"}
     if capacity_kw is not None:
         resource["quantity"] = {"unitCode": "kW", "unitQuantity": capacity_kw}
     seller_inputs: dict[str, Any] = {}
     if meters is not None:
         seller_inputs["participatingMeters"] = list(meters)
+    if resource_types:
+        seller_inputs["energyResources"] = [{"meterId": m, "type": t} for m, t in resource_types.items()]
     commitment: dict[str, Any] = {
         "id": f"commitment-{program_id}", "status": {"descriptor": {"code": "DRAFT"}}, "resources": [resource],
         "offer": {"id": f"offer-program-{program_id}", "resourceIds": [f"program-{program_id}"],
@@ -275,17 +278,18 @@ class BapV2:
 
     def enroll(self, program_id: int, meters: Sequence[str], *, seller: str, bid: Bid | None,
                period: tuple[str, str], currency: str, capacity_kw: float | None = None,
-               timeout: float | None = None) -> dict[str, Any]:
+               timeout: float | None = None, resource_types: Mapping[str, str] | None = None) -> dict[str, Any]:
         """select → init → confirm (the bid at confirm, as uc2): `{transaction_id, contract,
         answers: {select, init, confirm}}`."""
         txn = str(uuid.uuid4())
         answers = {}
         for action in ("select", "init"):
-            msg = contract_message(program_id, meters=meters, seller=seller, capacity_kw=capacity_kw, currency=currency)
+            msg = contract_message(program_id, meters=meters, seller=seller, capacity_kw=capacity_kw, currency=currency,
+                                   resource_types=resource_types)
             answers[action] = self.call(action, msg, transaction_id=txn, timeout=timeout)
         cid = answers["init"]["message"]["contract"]["id"]
         msg = contract_message(program_id, meters=meters, seller=seller, bid=bid, contract_id=cid, period=period,
-                               currency=currency, capacity_kw=capacity_kw)
+                               currency=currency, capacity_kw=capacity_kw, resource_types=resource_types)
         answers["confirm"] = self.call("confirm", msg, transaction_id=txn, timeout=timeout)
         return {"transaction_id": txn, "contract": answers["confirm"]["message"]["contract"], "answers": answers}
 

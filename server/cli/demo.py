@@ -31,6 +31,11 @@ to their program documents and walk them only every 10 × pollRate; the controls
 notifications. The summary adds the notifications received and the requests made against what the
 same fleet polling every 10 s would have made (der_sim.fleet.polling_estimate).
 
+`--beckn 2.0` enrolls the customers over Beckn v2.0.0 LTS instead (server.cli.demo_v2: our v2 BAP
+discovers the program and confirms one contract per customer with a block bid, on_confirm answers
+what cleared, and each contract hears its settled on_status with the DEGContract revenue flows);
+the summary says what went over v2.
+
 `--envelopes` shows a feeder's export envelope (`EnvelopeDemo`, programs.envelopes): rooftop PV
 homes whose simulated local time is noon, enrolled behind feeder-7 in "Solar soak" (export at most
 1.5 kW per site, paid per kWh curtailed against the baseline); the scheduler publishes one
@@ -56,6 +61,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from server.cli.demo_v2 import BecknV2Enrollment
 
 MIX = {"battery": 0.45, "load": 0.35, "ev_charger": 0.20}
 MARKER = ".derflex-demo"  # a home the demo made (and may empty again)
@@ -100,6 +107,9 @@ def _wait(predicate: Any, seconds: float, what: str, log: Path | None = None, po
 
 class Demo:
     """The demo's state, so that everything it started can be stopped whatever happens."""
+
+    enroll_label = "the BAP enrolls {n} customers through the Beckn facade"
+    enroll_seconds = 0.25  # per customer (the window opens after them): server.cli.demo_v2 takes longer
 
     def __init__(self, home: Path, devices: int, window_minutes: int, plot: Path, seed: int,
                  lead_s: int = 45, notify: bool = False) -> None:
@@ -226,7 +236,7 @@ class Demo:
         now = datetime.now(timezone.utc)
         # enrolling takes about a quarter of a second per customer; the window opens on the first
         # whole minute after that and the lead (readings are per minute, aligned to it)
-        ready = now + timedelta(seconds=self.lead + 10 + self.n / 4)
+        ready = now + timedelta(seconds=self.lead + 10 + self.n * self.enroll_seconds)
         start = ready.replace(second=0, microsecond=0) + timedelta(minutes=1)
         end = start + timedelta(minutes=self.minutes)
         program = {
@@ -333,6 +343,18 @@ class Demo:
 
         _say("  waiting for the last readings and the settlement (25 s delay for late readings) …")
         _wait(settled, 25 + 120, "the settlement", self.log, poll=1.0)
+        self.hear_settlement()
+        with self.db.transaction() as s:
+            from server.services.flex import reports as settlement_reports
+
+            report = settlement_reports.window_report(s, self.program_id, self.key, limit=1000)
+            png = settlement_reports.window_png(s, self.program_id, self.key)
+        self.plot.parent.mkdir(parents=True, exist_ok=True)
+        self.plot.write_bytes(png)
+        return report
+
+    def hear_settlement(self) -> None:
+        """What the BAP heard of the settlement (on_status pushed through the outbox)."""
         first = self.orders[0]
         seq, deadline = 0, time.monotonic() + 30
         try:  # the first pushes tell of the publish; the settlement's carries a "settlement" tag group
@@ -350,14 +372,6 @@ class Demo:
                     break
         except Exception as exc:  # the settlement is stored either way; say what the BAP saw
             _say(f"  (the BAP did not see the settlement push in time: {exc})")
-        with self.db.transaction() as s:
-            from server.services.flex import reports as settlement_reports
-
-            report = settlement_reports.window_report(s, self.program_id, self.key, limit=1000)
-            png = settlement_reports.window_png(s, self.program_id, self.key)
-        self.plot.parent.mkdir(parents=True, exist_ok=True)
-        self.plot.write_bytes(png)
-        return report
 
     def summary(self, report: dict[str, Any]) -> None:
         from sqlalchemy import func, select
@@ -418,6 +432,10 @@ class Demo:
                 self.server.wait()
         if self.db is not None:
             self.db.dispose()
+
+
+class V2Demo(BecknV2Enrollment, Demo):
+    """`derflex demo --beckn 2.0`: the customers enrolled over Beckn v2.0.0 (server.cli.demo_v2)."""
 
 
 ENVELOPE_LIMIT_KW = 1.5  # per site, the issue's example ("export ≤ 1.5 kW per site on feeder-7")
@@ -624,8 +642,11 @@ def _envelope_demo(n: int, window_minutes: int, lead_seconds: int, home: Path, p
                                                 "the scheduler, and a picture of export held under it.")
 @click.option("--keep", is_flag=True, help="After the summary, leave the server, its dashboard and the devices "
                                            "running until Ctrl-C, to click through the window that just ran.")
+@click.option("--beckn", "beckn_version", type=click.Choice(["1.1", "2.0"]), default="1.1", show_default=True,
+              help="The Beckn version the BAP enrolls the customers in: 1.1 (v1.1.0 orders) or 2.0 (v2.0.0 LTS "
+                   "contracts with block bids, the DEG demand-flexibility devkits' flow; server.cli.demo_v2).")
 def demo(n: int, window_minutes: int, lead_seconds: int, home: Path, plot: Path, seed: int, notify: bool,
-         envelopes: bool, keep: bool) -> None:
+         envelopes: bool, keep: bool, beckn_version: str) -> None:
     """Run the whole product end to end on the embedded default (SQLite, dev PKI, one machine).
 
     Starts a fresh server, simulates --devices homes talking IEEE 2030.5 over mutual TLS, authors a
@@ -637,7 +658,8 @@ def demo(n: int, window_minutes: int, lead_seconds: int, home: Path, plot: Path,
     if envelopes:
         return _envelope_demo(n, window_minutes, lead_seconds, home, plot, seed, keep)
     started = time.monotonic()
-    d = Demo(home.resolve(), n, window_minutes, plot.resolve(), seed, lead_s=lead_seconds, notify=notify)
+    kind = V2Demo if beckn_version == "2.0" else Demo
+    d = kind(home.resolve(), n, window_minutes, plot.resolve(), seed, lead_s=lead_seconds, notify=notify)
     stopped = False
 
     def interrupted(_sig: int, _frame: Any) -> None:
@@ -654,7 +676,7 @@ def demo(n: int, window_minutes: int, lead_seconds: int, home: Path, plot: Path,
         d.start_fleet()
         _step(4, "the utility authors the \"Peak Saver\" program")
         d.author()
-        _step(5, f"the BAP enrolls {n} customers through the Beckn facade")
+        _step(5, d.enroll_label.format(n=n))
         d.enroll()
         _step(6, "the scheduler clears the market and publishes; devices act")
         d.run_window()

@@ -136,6 +136,10 @@ class Asked:
     meters_given: bool
     bid: tuple[tuple[tuple[float, ...], tuple[float, ...]], ...] | None  # per interval (prices, capacities)
     commitment_id: str | None
+    kinds: tuple[tuple[str, str], ...] = ()  # (LFDI, DeviceKind value) declared by energyResources[].type
+
+    def kind_of(self, lfdi: str) -> DeviceKind | None:
+        return next((DeviceKind(k) for m, k in self.kinds if m == lfdi), None)
 
 
 C = "message.contract"
@@ -159,12 +163,12 @@ def read_contract(session: Session, message: dict[str, Any], request: Request, n
         raise V2Error(f"offer {offer.get('id')} is not an offer of resource {res.get('id')}", f"{CM}.offer.id",
                       V2Code.OFFER_NOT_FOUND)
     capacity = _capacity(res.get("quantity"), f"{CM}.resources[0].quantity", program)
-    seller, meters, given = _seller(offer.get("offerAttributes"), f"{CM}.offer.offerAttributes", request)
+    seller, meters, given, kinds = _seller(offer.get("offerAttributes"), f"{CM}.offer.offerAttributes", request)
     bid = None
     if commitment.get("commitmentAttributes") is not None:
         bid = _bid(session, commitment["commitmentAttributes"], f"{CM}.commitmentAttributes", row, program, now)
     cid = _text(commitment.get("id"), f"{CM}.id", required=False, max_len=100)
-    return contract, Asked(row, program, capacity, seller, meters, given, bid, cid)
+    return contract, Asked(row, program, capacity, seller, meters, given, bid, cid, kinds)
 
 
 def _capacity(value: Any, path: str, program: Program) -> float | None:
@@ -189,7 +193,37 @@ def _capacity(value: Any, path: str, program: Program) -> float | None:
     return float(kw)
 
 
-def _seller(value: Any, path: str, request: Request) -> tuple[str, tuple[tuple[str, str], ...], bool]:
+#: DEG EnergyResource types (EnergyResource v2.0) -> the kind a meter's device is enrolled as.
+ENERGY_RESOURCE_KINDS: dict[str, DeviceKind] = {
+    "BESS": DeviceKind.BATTERY, "EV_CHARGER": DeviceKind.EV_CHARGER, "EV_V2G": DeviceKind.EV_CHARGER,
+    "SOLAR_PV": DeviceKind.PV, "SMART_HVAC": DeviceKind.LOAD, "SMART_WATER_HEATER": DeviceKind.LOAD,
+    "CONTROLLABLE_LOAD": DeviceKind.LOAD,
+}
+
+
+def _energy_resources(value: Any, path: str, meters: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """The seller's `energyResources[]` (DEG: EnergyResource objects, each linked to a participating
+    meter by `meterId`): the kind each declares by its `type`, for a device whose 2030.5 DERType
+    does not say (a controllable load reports 0) — as a v1 order's device `kind`."""
+    by_name = {given: lfdi for given, lfdi in meters} | {lfdi: lfdi for _, lfdi in meters}
+    out: dict[str, str] = {}
+    for k, er in enumerate(_arr(value, path, required=False, max_len=MAX_METERS)):
+        where = f"{path}[{k}]"
+        er = _obj(er, where)
+        meter = _text(er.get("meterId"), f"{where}.meterId", max_len=300)
+        lfdi = by_name.get(meter or "") or by_name.get((meter or "").rsplit(":", 1)[-1].upper())
+        if lfdi is None:
+            raise V2Error(f"meter {str(meter)[:80]!r} is not one of the participatingMeters", f"{where}.meterId")
+        kind = ENERGY_RESOURCE_KINDS.get(str(er.get("type")))
+        if kind is None:
+            raise V2Error(f"type must be one of {', '.join(ENERGY_RESOURCE_KINDS)} (the kinds flexibility is "
+                          f"asked of here), not {str(er.get('type'))[:40]!r}", f"{where}.type", V2Code.BUSINESS_ERROR)
+        out[lfdi] = kind.value
+    return tuple(out.items())
+
+
+def _seller(value: Any, path: str, request: Request) -> tuple[str, tuple[tuple[str, str], ...], bool,
+                                                              tuple[tuple[str, str], ...]]:
     attrs = _obj(value, path, required=False)
     inputs = _arr(attrs.get("inputs"), f"{path}.inputs", required=False, max_len=10)
     for i, entry in enumerate(inputs):
@@ -214,8 +248,9 @@ def _seller(value: Any, path: str, request: Request) -> tuple[str, tuple[tuple[s
                 raise V2Error(f"meter {text[:80]!r} is listed twice", where)
             seen.add(lfdi.upper())
             meters.append((text, lfdi.upper()))
-        return who or request.context.bap_id, tuple(meters), raw is not None
-    return request.context.bap_id, (), False
+        kinds = _energy_resources(body.get("energyResources"), f"{path}.inputs[{i}].inputs.energyResources", meters)
+        return who or request.context.bap_id, tuple(meters), raw is not None, kinds
+    return request.context.bap_id, (), False, ()
 
 
 def _bid(session: Session, value: Any, path: str, row: store.FlexProgram, program: Program,
@@ -268,8 +303,14 @@ def block_curve(prices: tuple[float, ...] | list[float], caps: tuple[float, ...]
 
 
 def _enroll(asked: Asked, lfdi: str, order_id: str, offer: Offer | None) -> Enroll:
-    return Enroll(program_id=asked.row.id, device=DeviceRef(lfdi=lfdi), customer=asked.seller[:100], kind=None,
-                  grid_node=None, offer=offer, state=lifecycle.State.ACTIVE, source="beckn", external_ref=order_id)
+    """The meter's Enroll. v2 has no field of ours for a meter's grid node: under a program that
+    covers exactly one grid node the meter is placed there (the only place it may be); a program
+    covering several refuses it (grid_node is required), as a v1 order without one."""
+    nodes = asked.program.grid_node_ids
+    return Enroll(program_id=asked.row.id, device=DeviceRef(lfdi=lfdi), customer=asked.seller[:100],
+                  kind=asked.kind_of(lfdi),
+                  grid_node=nodes[0] if len(nodes) == 1 else None, offer=offer, state=lifecycle.State.ACTIVE,
+                  source="beckn", external_ref=order_id)
 
 
 def _meter_path(k: int) -> str:
@@ -350,10 +391,11 @@ def meter_offers(session: Session, asked: Asked) -> dict[str, Offer | None]:
         if device is None:
             raise V2Error(f"meter {given[:80]} is not registered here (IEEE 2030.5): register it first", _meter_path(k),
                           V2Code.BUSINESS_ERROR)
-        kind = reported_kind(session, device.id)
+        kind = asked.kind_of(lfdi) or reported_kind(session, device.id)
         if kind is None:
-            raise V2Error(f"meter {given[:80]} has not reported its DER type (DERCapability): its share of the bid "
-                          "cannot be sized", _meter_path(k), V2Code.BUSINESS_ERROR)
+            raise V2Error(f"meter {given[:80]} has not reported its DER type (DERCapability) and no energyResources "
+                          "entry gives its type: its share of the bid cannot be sized", _meter_path(k),
+                          V2Code.BUSINESS_ERROR)
         kw, baseline, rating = headroom(ratings_of(session, device.id, kind))
         if kw is None:
             raise V2Error(f"meter {given[:80]} has not reported {rating}: its share of the bid cannot be sized",
@@ -670,7 +712,11 @@ def _data_of(asked: Asked) -> dict[str, Any]:
     return {"program_id": asked.row.id, "capacity_kw": asked.capacity_kw, "seller": asked.seller,
             "meters": [m[0] for m in asked.meters], "lfdis": [m[1] for m in asked.meters],
             "bid": [list(map(list, b)) for b in asked.bid] if asked.bid is not None else None,
-            "commitment_id": asked.commitment_id}
+            "commitment_id": asked.commitment_id, "kinds": [list(k) for k in asked.kinds]}
+
+
+def _kinds(data: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple((str(m), str(k)) for m, k in data.get("kinds") or ())
 
 
 def confirm(session: Session, request: Request, provider: Provider, now: int) -> dict[str, Any]:
@@ -693,13 +739,14 @@ def confirm(session: Session, request: Request, provider: Provider, now: int) ->
     previous = _data(order)
     if not asked.meters_given:  # the meters named at init
         asked = Asked(asked.row, asked.program, asked.capacity_kw, asked.seller,
-                      tuple(zip(previous.get("meters", []), previous.get("lfdis", []))), True, asked.bid, asked.commitment_id)
+                      tuple(zip(previous.get("meters", []), previous.get("lfdis", []))), True, asked.bid, asked.commitment_id,
+                      _kinds(previous))
     if not asked.meters:
         raise V2Error("name at least one participating meter (at init or confirm)",
                       f"{CM}.offer.offerAttributes.inputs", V2Code.BUSINESS_ERROR)
     if asked.bid is None and previous.get("bid"):
         asked = Asked(asked.row, asked.program, asked.capacity_kw, asked.seller, asked.meters, True,
-                      tuple((tuple(p), tuple(c)) for p, c in previous["bid"]), asked.commitment_id)
+                      tuple((tuple(p), tuple(c)) for p, c in previous["bid"]), asked.commitment_id, asked.kinds)
     if asked.bid is None and asked.program.incentive.kind != "fixed":
         raise V2Error("a pay-as-clear offer needs a bid curve (TimeSeries OFFER_PRICE/CAPACITY_OFFERED)",
                       f"{CM}.commitmentAttributes")
@@ -742,7 +789,8 @@ def update(session: Session, request: Request, provider: Provider, now: int) -> 
     meters = asked.meters if asked.meters_given else tuple(zip(previous.get("meters", []), previous.get("lfdis", [])))
     bid = asked.bid if asked.bid is not None else (
         tuple((tuple(p), tuple(c)) for p, c in previous["bid"]) if previous.get("bid") else None)
-    asked = Asked(asked.row, asked.program, asked.capacity_kw, asked.seller, meters, True, bid, asked.commitment_id)
+    kinds = asked.kinds if asked.meters_given else _kinds(previous)
+    asked = Asked(asked.row, asked.program, asked.capacity_kw, asked.seller, meters, True, bid, asked.commitment_id, kinds)
     offers = meter_offers(session, asked)
     current = _enrollments(session, order)
     keep = {lfdi for _, lfdi in asked.meters}
