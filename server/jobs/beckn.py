@@ -100,9 +100,11 @@ class BecknWorker(BackgroundLoop):
         self.db, self.provider, self.key, self.send, self.clock = db, provider, key, send, clock
         self.poll_s = poll_s
         self.senders = senders
-        # requests per processing transaction: on SQLite it holds the one write lock the ACKs'
-        # inserts wait for, so fewer there (a batch of 8 holds it ~10-25 ms)
-        self.batch = batch or (8 if db.url.startswith("sqlite") else 32)
+        # requests per processing transaction. On SQLite one: a batch holds the one write lock the
+        # ACKs' inserts and the senders' records wait for (in the busy handler's sleeps), which put
+        # the callbacks' p99 at 1.1 s with 8 against 0.23 s with 1 (docs/benchmarks.md); its
+        # transactions cost CPU but no WAL flush, so batching saved nothing measurable there
+        self.batch = batch or (1 if db.url.startswith("sqlite") else 32)
         self._outcomes: list[beckn.Attempt] = []
         self._recording = threading.Lock()
         # eager: a process of its own goes on at once while there is work; beside request threads
