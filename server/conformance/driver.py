@@ -364,6 +364,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="serve the webhook over plain http instead of https")
     parser.add_argument("--rebuild", type=Path, metavar="RUN_FOLDER",
                         help="run nothing: read an earlier run folder again and rewrite its reports")
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="RUN_FOLDER",
+                        help="rewrite the docs section from these run folders (oldest first; a procedure's "
+                             "newest row wins, each row names its commit) and run nothing")
     parser.add_argument("--note", action="append", help="a sentence to add to the docs section (repeatable)")
     parser.add_argument("--docs", action=argparse.BooleanOptionalAction, default=None,
                         help="rewrite docs/interop.md's section (default: only when every procedure ran)")
@@ -385,6 +388,8 @@ def run(args: argparse.Namespace) -> int:
     known = {p["id"]: p for p in cat["procedures"]}
     if args.rebuild:
         return rebuild(args, args.rebuild, cat)
+    if args.merge:
+        return merge(args, cat)
     wanted = [p.strip() for p in args.procedures.split(",") if p.strip()] or list(known)
     unknown = [p for p in wanted if p not in known]
     if unknown:
@@ -465,6 +470,23 @@ def rebuild(args: argparse.Namespace, work: Path, cat: dict[str, Any]) -> int:
         results.append(result)
     write_summary(work, results, cat["versions"], commit=saved.get("commit", "unknown"))
     return finish(args, work, results, cat, everything={r.procedure for r in results} == set(known))
+
+
+def merge(args: argparse.Namespace, cat: dict[str, Any]) -> int:
+    """The docs section from several run folders (--merge): each procedure's newest row, with the
+    commit it ran on; rows of the first folder that no later one re-ran are marked as not re-run."""
+    runs = []
+    for folder in args.merge:
+        saved = json.loads((folder / "results.json").read_text())
+        runs.append(saved if isinstance(saved, dict) else {"results": saved, "commit": "unknown"})
+    results = report.merge_runs(runs)
+    notes = list(args.note or [])
+    section = report.interop_section(results, cat["versions"], commit="", notes=notes)
+    path = ROOT / "docs" / "interop.md"
+    path.write_text(report.replace_section(path.read_text(), section))
+    say(f"docs/interop.md: section '{report.SECTION_START[3:]}' rewritten from {len(runs)} run(s): "
+        f"{sum(r.passed for r in results)} of {len(results)} pass ({report.counts(results)})")
+    return 0
 
 
 def write_summary(work: Path, results: list[report.Result], versions: dict[str, str], commit: str) -> None:

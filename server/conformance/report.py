@@ -30,6 +30,7 @@ class Result:
     exchange: list[str] = field(default_factory=list)  # the last request and response, a few lines each
     run_dir: str | None = None
     admin: list[str] = field(default_factory=list)  # what the plugin did (its log)
+    commit: str = ""  # the derflex commit it ran on, when a table merges several runs
 
     @property
     def passed(self) -> bool:
@@ -149,12 +150,43 @@ def _one_line(text: str | None, limit: int = 220) -> str:
 
 
 def summary_table(results: Sequence[Result]) -> list[str]:
-    lines = ["| procedure | result | s | failed step | why |", "| --- | --- | ---: | --- | --- |"]
+    """The results as a markdown table; with a "ran on" column when any row names its commit."""
+    with_commit = any(r.commit for r in results)
+    lines = (
+        ["| procedure | result | ran on | s | failed step | why |", "| --- | --- | --- | ---: | --- | --- |"]
+        if with_commit
+        else ["| procedure | result | s | failed step | why |", "| --- | --- | ---: | --- | --- |"]
+    )
     for r in results:
+        ran_on = f" {_one_line(r.commit, 80)} |" if with_commit else ""
         lines.append(
-            f"| {r.procedure} | {r.status} | {r.seconds:.0f} | {_one_line(r.failed_step, 60)} | {_one_line(r.reason)} |"
+            f"| {r.procedure} | {r.status} |{ran_on} {r.seconds:.0f} | {_one_line(r.failed_step, 60)} | "
+            f"{_one_line(r.reason)} |"
         )
     return lines
+
+
+EARLIER = "not re-run"
+
+
+def merge_runs(runs: Sequence[dict]) -> list[Result]:
+    """One table from several saved runs (results.json contents, oldest first): each procedure's
+    row from the newest run that has it, naming the commit it ran on; rows only the first run has
+    are marked as not re-run."""
+    rows: dict[str, Result] = {}
+    for i, saved in enumerate(runs):
+        commit = str(saved.get("commit") or "unknown")
+        for old in saved["results"]:
+            result = Result(**{**old, "commit": commit})
+            if i == 0 and len(runs) > 1:
+                result.commit = f"{commit} ({EARLIER})"
+            rows[result.procedure] = result
+    return [rows[pid] for pid in sorted(rows, key=_procedure_order)]
+
+
+def _procedure_order(pid: str) -> tuple[str, int]:
+    kind, _, number = pid.rpartition("-")
+    return kind, int(number) if number.isdigit() else 0
 
 
 def counts(results: Sequence[Result]) -> str:
@@ -198,7 +230,9 @@ def interop_section(
         "Per-procedure reports (failed step, why, the last request/response, what the plugin did) are "
         "in `conformance-results/<run>/`; `python -m server.conformance.driver --help` explains the options.",
         "",
-        f"Last full table: {day}, derflex at `{commit}`: **{passed} of {len(results)} pass** ({counts(results)}).",
+        (f"Table of {day}, merged from several runs (each row names the derflex commit it ran on): "
+         if any(r.commit for r in results) else f"Last full table: {day}, derflex at `{commit}`: ")
+        + f"**{passed} of {len(results)} pass** ({counts(results)}).",
         "",
         *[line for note in notes for line in (note, "")],
         *summary_table(results),

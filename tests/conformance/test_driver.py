@@ -101,6 +101,29 @@ def test_the_docs_section_is_replaced_not_duplicated() -> None:
     assert "def456" in middle and "abc123" not in middle and middle.endswith("## Later\n\nkept\n")
 
 
+def test_a_merged_table_takes_each_procedures_newest_row_and_names_its_commit() -> None:
+    earlier = {"commit": "6746c2d + uncommitted changes", "results": [
+        {"procedure": "S-ALL-02", "description": "b", "status": "PASS", "seconds": 1},
+        {"procedure": "S-ALL-10", "description": "t", "status": "PASS", "seconds": 2},
+        {"procedure": "S-ALL-05", "description": "a", "status": "FAIL", "seconds": 2, "failed_step": "5",
+         "reason": "cannot revoke"}]}
+    first = {"commit": "b7b6004", "results": [
+        {"procedure": "S-ALL-05", "description": "a", "status": "PASS", "seconds": 3, "commit": "ignored"}]}
+    second = {"commit": "c0ffee1", "results": [
+        {"procedure": "S-ALL-10", "description": "t", "status": "FAIL", "seconds": 4, "failed_step": "X",
+         "reason": "why"}]}
+    rows = report.merge_runs([earlier, first, second])
+    assert [(r.procedure, r.status, r.commit) for r in rows] == [
+        ("S-ALL-02", "PASS", "6746c2d + uncommitted changes (not re-run)"),
+        ("S-ALL-05", "PASS", "b7b6004"),
+        ("S-ALL-10", "FAIL", "c0ffee1"),  # numeric order, the newest run's row
+    ]
+    section = report.interop_section(rows, {}, commit="")
+    assert "merged from several runs" in section and "**2 of 3 pass**" in section
+    assert "| S-ALL-10 | FAIL | c0ffee1 | 4 | X | why |" in section
+    assert "| S-ALL-02 | PASS | 6746c2d + uncommitted changes (not re-run) | 1 |  |  |" in section
+
+
 def test_clients_are_assigned_by_type() -> None:
     clients = [{"id": "device-a", "type": "device"}, {"id": "device-b", "type": "device"},
                {"id": "aggregator", "type": "aggregator"}]
