@@ -238,9 +238,12 @@ def find_bpp_worker(server_pid: int) -> int | None:
 # ---------------------------------------------------------------------------- the receiver
 
 
-def _receiver_main(conn: Any, bpp_id: str, bpp_entry: dict[str, Any], port: int, lifetime_s: float) -> None:
+def _receiver_main(conn: Any, bpp_id: str, bpp_entry: dict[str, Any], port: int, lifetime_s: float,
+                   v2_key: tuple[str, str, str] | None = None) -> None:
     """The receiver process: a CallbackReceiver that also records each callback's arrival time and
-    a summary, answering commands from the bench over a pipe until told to stop (or orphaned)."""
+    a summary, answering commands from the bench over a pipe until told to stop (or orphaned).
+    `v2_key` (the BAP's subscriber id, key id, private key base64): Beckn v2.0.0 callbacks, answered
+    with counter-signed Acks (--version 2.0, bench/bench_beckn_v2.py)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the bench stops it; Ctrl-C goes to the bench
     from der_sim.bap import registry_lookup
     from der_sim.bap_receiver import CallbackReceiver, CallbackTimeout
@@ -255,8 +258,12 @@ def _receiver_main(conn: Any, bpp_id: str, bpp_entry: dict[str, Any], port: int,
         if action == "on_search":
             providers = (message.get("catalog") or {}).get("providers") or [{}]
             return len(providers[0].get("items") or ())
+        if action == "on_status" and "contract" in message:  # v2: the contract's status code
+            return ((message.get("contract") or {}).get("status") or {}).get("code")
         if action == "on_status":
             return (message.get("order") or {}).get("status")
+        if action == "on_discover":  # v2: the program's resource in the catalog
+            return sum(len(c.get("resources") or ()) for c in message.get("catalogs") or ())
         return None
 
     class TimedReceiver(CallbackReceiver):
@@ -266,12 +273,14 @@ def _receiver_main(conn: Any, bpp_id: str, bpp_entry: dict[str, Any], port: int,
             err = cb.error or {}
             with lock:
                 light.append((cb.seq, cb.message_id, cb.action, t, cb.accepted, cb.failure, cb.status,
-                              err.get("code"), summary(cb.action, cb.message)))
+                              err.get("code", err.get("errorCode")), summary(cb.action, cb.message)))
             return cb
 
     lookup = registry_lookup(parse_subscribers([bpp_entry]))
+    from server.beckn.signing import SigningKey
+
     receiver = TimedReceiver(bpp_id, lookup, host=HOST, port=port, path="/bap", max_records=100_000,
-                             lifetime_s=lifetime_s).start()
+                             lifetime_s=lifetime_s, v2_key=SigningKey.from_b64(*v2_key) if v2_key else None).start()
     parent = os.getppid()
     conn.send(("ready", receiver.port))
     try:
@@ -313,11 +322,12 @@ def _receiver_main(conn: Any, bpp_id: str, bpp_entry: dict[str, Any], port: int,
 class RemoteReceiver:
     """The bench's handle on the receiver process; `wait_for` is what `der_sim.bap.Bap` uses."""
 
-    def __init__(self, bpp_id: str, bpp_entry: dict[str, Any], port: int, lifetime_s: float):
+    def __init__(self, bpp_id: str, bpp_entry: dict[str, Any], port: int, lifetime_s: float,
+                 v2_key: tuple[str, str, str] | None = None):
         ctx = mp.get_context("spawn")
         self._conn, child_conn = ctx.Pipe()
         self._lock = threading.Lock()
-        self.proc = ctx.Process(target=_receiver_main, args=(child_conn, bpp_id, bpp_entry, port, lifetime_s),
+        self.proc = ctx.Process(target=_receiver_main, args=(child_conn, bpp_id, bpp_entry, port, lifetime_s, v2_key),
                                 name="bench-beckn-receiver", daemon=True)
         self.proc.start()
         child_conn.close()
@@ -506,7 +516,7 @@ def load_timeout(load: Load) -> float:
 # ------------------------------------------------------------------------------ analysis
 
 
-def analyse(phase: Phase, *, trim_share: float = 0.1) -> dict[str, Any]:
+def analyse(phase: Phase, *, trim_share: float = 0.1, callback_of: dict[str, str] = CALLBACK_OF) -> dict[str, Any]:
     """ACK latency, errors, callback accounting and rates of one phase."""
     sent = phase.sent
     acked = [r for r in sent if r.ok]
@@ -547,7 +557,7 @@ def analyse(phase: Phase, *, trim_share: float = 0.1) -> dict[str, Any]:
         if len(good) > 1:
             duplicate.append(r.message_id)
         cb = good[0]
-        if cb[2] != CALLBACK_OF[r.action]:
+        if cb[2] != callback_of[r.action]:
             wrong_action.append(r.message_id)
         if cb[7] is not None:
             with_error.append((r.message_id, cb[7]))
@@ -618,6 +628,9 @@ def analyse(phase: Phase, *, trim_share: float = 0.1) -> dict[str, Any]:
 
 
 class Bench:
+    callback_of = CALLBACK_OF  # bench/bench_beckn_v2.py: discover/status in v2.0.0
+    load_class: Any = None  # the Load of the requests (None: Load)
+
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.home = Path(tempfile.mkdtemp(prefix="derflex-bench-beckn-"))
@@ -772,7 +785,7 @@ class Bench:
             if not r.ok:
                 raise RuntimeError(f"warm-up {r.action} was not ACKed: {r.error}")
         for r in rs:
-            self.receiver.wait_for(message_id=r.message_id, action=CALLBACK_OF[r.action], timeout=30)
+            self.receiver.wait_for(message_id=r.message_id, action=self.callback_of[r.action], timeout=30)
 
     def cpu(self) -> dict[str, Any]:
         assert self.server is not None and self.receiver is not None
@@ -829,7 +842,7 @@ class Bench:
         self.start_server()
         self.enroll()
         assert self.receiver is not None
-        load = Load(lambda: self.make_client(timeout=a.request_timeout), self.order_id, self.order_tx)
+        load = (self.load_class or Load)(lambda: self.make_client(timeout=a.request_timeout), self.order_id, self.order_tx)
         self.warm_up(load)
         if a.ack_only:
             self.stop_server()
@@ -846,7 +859,7 @@ class Bench:
              f"{a.search_share:.0%} search), pool {a.pool}")
         run_open_loop(load, sustained, a.rate, a.seconds, a.pool, a.search_share, a.seed, self.stop)
         seq = self.collect(sustained, seq)
-        self.result["sustained"] = analyse(sustained)
+        self.result["sustained"] = analyse(sustained, callback_of=self.callback_of)
         self._line("sustained", self.result["sustained"])
 
         if a.burst > 0 and not self.stop.is_set():
@@ -856,7 +869,7 @@ class Bench:
             _say(f"burst: {a.burst} requests queued at once on {a.burst_pool} threads")
             run_burst(load, burst, a.burst, a.burst_pool, a.search_share, a.seed + 1)
             seq = self.collect(burst, seq)
-            self.result["burst"] = analyse(burst)
+            self.result["burst"] = analyse(burst, callback_of=self.callback_of)
             self._line("burst", self.result["burst"])
         self.result["store"] = self.outbox()
 
@@ -979,6 +992,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--drain-timeout", type=float, default=120.0, help="most seconds to wait for a phase's callbacks")
     p.add_argument("--settle", type=float, default=2.0, help="seconds to wait after the last callback for duplicates")
     p.add_argument("--seed", type=int, default=2030)
+    p.add_argument("--version", choices=("1.1", "2.0"), default="1.1",
+                   help="the Beckn version measured: 1.1 (v1.1.0 search/status) or 2.0 (v2.0.0 LTS discover/status "
+                        "of a contract, counter-signed Acks; bench/bench_beckn_v2.py)")
     p.add_argument("--postgres", metavar="URL", help="a PostgreSQL server on this machine to create a private "
                    "database on (dropped at the end)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="folder for the JSON results")
@@ -1024,7 +1040,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None and len(sys.argv) == 3 and sys.argv[1] == "--_serve-ack-only":
         return serve_ack_only(Path(sys.argv[2]))
     args = parse_args(argv)
-    bench = Bench(args)
+    if args.version == "2.0":
+        from bench_beckn_v2 import V2Bench
+        bench: Bench = V2Bench(args)
+    else:
+        bench = Bench(args)
     t0 = time.monotonic()
     interrupted = False
     try:
