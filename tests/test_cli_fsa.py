@@ -58,9 +58,9 @@ def test_default_control_takes_every_default_field(run) -> None:  # noqa: ANN001
         '{"opModFixedVar": {"refType": 1, "value": 2000}, "setSoftGradW": 20}')
     view = json.loads(run("der-program", "show", str(program), "--json").output)
     assert view["default_control"] == {"opModFixedVar": {"refType": 1, "value": 2000}}
-    assert view["default_settings"] == {"setSoftGradW": 20} and view["default_control_version"] == 1
+    assert view["default_settings"] == {"setSoftGradW": 20} and view["default_control_version"] == 2
     assert "setGradW" in run("der-program", "default-control", str(program), "--set-grad-w", "70000", ok=False).output
     # settings alone: an empty DERControlBase
     run("der-program", "default-control", str(program), "--set-grad-w", "7")
     view = json.loads(run("der-program", "show", str(program), "--json").output)
-    assert view["default_settings"] == {"setGradW": 7} and view["default_control_version"] == 2
+    assert view["default_settings"] == {"setGradW": 7} and view["default_control_version"] == 3
