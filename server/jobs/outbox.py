@@ -17,7 +17,9 @@ Read from the environment when a drainer is made (not at import):
   DERFLEX_TEST_ONLY_OUTBOX_CRASH TEST-ONLY fault injection, off unless set:
                                  "before-delivery": the process kills itself (SIGKILL) when it finds
                                  a delivery due, before claiming it; "after-act": after a consumer
-                                 acted, before its transaction commits. Never set it in production.
+                                 acted, before its transaction commits. "POINT:CONSUMER" (e.g.
+                                 "before-delivery:beckn") only for that consumer's deliveries.
+                                 Never set it in production.
 Facts older than server.services.outbox.RETENTION_S that every consumer has are pruned hourly.
 """
 
@@ -64,10 +66,11 @@ def schedule_from(environ: Mapping[str, str]) -> tuple[float, ...]:
 
 
 def crash_point_from(environ: Mapping[str, str]) -> str | None:
+    """The crash point (with its consumer, "POINT:CONSUMER", if one is named), or None."""
     raw = environ.get(CRASH_ENV, "").strip()
     if not raw:
         return None
-    if raw not in CRASH_POINTS:
+    if raw.partition(":")[0] not in CRASH_POINTS:
         raise ConfigError(f"{CRASH_ENV} must be one of {', '.join(CRASH_POINTS)}")
     return raw
 
@@ -121,7 +124,7 @@ class OutboxDrainer(BackgroundLoop):
         unknown = sorted(set(names) - set(outbox.CONSUMERS))
         if unknown or len(set(names)) != len(names):
             raise ValueError(f"consumers must be distinct and routed in server.services.outbox.ROUTES: {names}")
-        if crash is not None and crash not in CRASH_POINTS:
+        if crash is not None and crash.partition(":")[0] not in CRASH_POINTS:
             raise ValueError(f"crash must be one of {CRASH_POINTS}")
         self.db, self.clock, self.poll_s, self.batch = db, clock, poll_s, batch
         self.consumers = {c.name: c for c in consumers}
@@ -150,15 +153,17 @@ class OutboxDrainer(BackgroundLoop):
         """Claim what is due (at most `batch`) and hand it over, each consumer's claims together in
         one transaction (server.services.outbox.hand_over_many); how many it took."""
         now = self.clock()
-        if self.crash == "before-delivery" and outbox.due(self.db, self.consumers, now):
+        point, _, only = (self.crash or "").partition(":")
+        if point == "before-delivery" and outbox.due(self.db, [only] if only else self.consumers, now):
             self._die("a delivery is due")
         claims = outbox.claim(self.db, self.consumers, now, self.batch, lease_s=self.lease_s, schedule=self.schedule)
         by_consumer: dict[str, list[outbox.Claim]] = {}
         for held in claims:
             by_consumer.setdefault(held.consumer, []).append(held)
         delivered = 0
-        after_act = (lambda: self._die("the consumer acted")) if self.crash == "after-act" else None
         for name, held_ones in by_consumer.items():
+            after_act = ((lambda: self._die("the consumer acted"))
+                         if point == "after-act" and only in ("", name) else None)
             if self._stop.is_set():
                 break  # the claims lapse after their lease and another pass takes them
             try:

@@ -49,10 +49,11 @@ def test_a_callback_whose_claim_runs_out_while_it_is_being_sent_is_not_sent_twic
             break
         time.sleep(0.05)
         worker.run_once()
-    assert len(calls) == len(set(calls)) == 2, calls  # the two in flight, each once
-    # the two sent are delivered (their claims were not taken over); the third waited past its
-    # request's TTL while every sender was busy, and expired unsent
-    assert sorted(r.state for r in outbox(database)) == ["delivered", "delivered", "expired"]
+    assert len(calls) == len(set(calls)) >= 2, calls  # those in flight, each once
+    # those sent are delivered (their claims were not taken over); one that waited past its
+    # request's TTL while every sender was busy (as many as the worker has) expired unsent
+    states = sorted(r.state for r in outbox(database))
+    assert states == ["delivered"] * len(calls) + ["expired"] * (3 - len(calls)), (calls, states)
 
 
 def test_a_broken_http_answer_is_a_failed_attempt_and_the_callback_expires(bpp, bap_client, bap, make_worker,

@@ -180,7 +180,7 @@ def _crash_and_restart(world: World) -> None:
     """The drainer found the push due and SIGKILLed its process before sending anything; then the
     whole server is killed -9 and a fresh one (no fault) starts."""
     assert world.server is not None
-    _wait(lambda: f"{CRASH_ENV}=before-delivery" in world.server.log.read_text(errors="replace"), 30,
+    _wait(lambda: f"{CRASH_ENV}=before-delivery:beckn" in world.server.log.read_text(errors="replace"), 30,
           "the drainer never found the push due")
     time.sleep(1.0)  # on SQLite gunicorn brings the BPP's worker back; its drainer dies again, sending nothing
     world.kill_server()
@@ -188,7 +188,7 @@ def _crash_and_restart(world: World) -> None:
 
 
 def test_killed_between_a_publish_and_its_push_the_bap_hears_of_it_exactly_once(world: World) -> None:
-    world.start_server(**{CRASH_ENV: "before-delivery"})
+    world.start_server(**{CRASH_ENV: "before-delivery:beckn"})
     order = world.enroll(world.coming)
     out = publishing.run_window(world.db, world.coming, world.key, int(time.time()))  # committed: the fact with it
     assert out is not None and out["action"] == "publish" and out["devices"] == 2, out
@@ -199,7 +199,7 @@ def test_killed_between_a_publish_and_its_push_the_bap_hears_of_it_exactly_once(
     assert {f["state"]["descriptor"]["code"] for f in push.message["order"]["fulfillments"]} == {"EVENT-SCHEDULED"}
     time.sleep(3)  # the drainer and the Beckn worker poll several times more: nothing comes again
     assert len(world.pushes(order["transaction_id"])) == 1
-    delivered = json.loads(world.cli("outbox", "list", "--json"))["deliveries"]
+    delivered = json.loads(world.cli("outbox", "list", "--consumer", "beckn", "--json"))["deliveries"]
     assert [(d["consumer"], d["state"], d["fact"]["kind"]) for d in delivered] == [("beckn", "delivered", "window.published")]
 
 
@@ -212,7 +212,7 @@ def test_killed_between_a_settlement_and_its_push_the_bap_hears_of_it_exactly_on
     assert out is not None and out["devices"] == 2, out
     world.receiver.wait_for(transaction_id=tx, action="on_status", timeout=30)
     world.kill_server()
-    world.start_server(**{CRASH_ENV: "before-delivery"})
+    world.start_server(**{CRASH_ENV: "before-delivery:beckn"})
     settled = settlement.settle_window(world.db, world.past, world.key, int(time.time()))
     assert settled is not None and settled["version"] == 1
     _crash_and_restart(world)
@@ -255,5 +255,5 @@ def test_a_bap_that_answers_500_all_along_leaves_a_dead_letter_that_a_replay_del
     assert push.message_id not in {c.message_id for c in refused}  # a fresh on_status, not the expired one
     time.sleep(3)
     assert len(world.pushes(tx)) == 1
-    [after] = json.loads(world.cli("outbox", "list", "--json"))["deliveries"]
+    [after] = json.loads(world.cli("outbox", "list", "--consumer", "beckn", "--json"))["deliveries"]
     assert (after["id"], after["state"], after["replays"]) == (letter["id"], "delivered", 1)
