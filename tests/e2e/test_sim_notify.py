@@ -156,7 +156,8 @@ def test_the_devices_answered_received_started_completed(run: Run) -> None:
         got = run.responses[agent.lfdi]
         assert [s for s, _ in got] == [1, 2, 3], (agent.name, got, agent.last_error)
         (_, received), (_, started), (_, completed) = got
-        assert received <= run.created_at + 3 < run.start  # told within moments, well before the start
+        # told within moments (a loaded CI machine may take a few seconds), well before the start
+        assert received <= run.created_at + 10 and received < run.start
         assert run.start <= started <= run.start + 1 and run.end <= completed <= run.end + 1
 
 
