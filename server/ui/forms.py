@@ -55,7 +55,13 @@ SECTIONS: tuple[Section, ...] = (
     )),
     Section("What is asked", (
         Field("requested_kw", "Requested reduction (kW)", "numbers",
-              "One number for the whole window, or one per interval separated by commas (a profile).", True),
+              "One number for the whole window, or one per interval separated by commas (a profile); "
+              "empty (or 0) for an envelope program."),
+        Field("envelope.export_limit_kw", "Envelope: export limit (kW)", "number",
+              "An envelope program asks each site to export at most this in every window instead of a reduction "
+              "(0: no export); give this, the import limit or both, and a fixed incentive."),
+        Field("envelope.import_limit_kw", "Envelope: import limit (kW)", "number",
+              "Each site may import at most this in every window; empty: no limit that way."),
         Field("interval_s", "Interval (s)", "int", "Clear per interval of this length (60 s … the window); empty: one clearing per window."),
         Field("eligible_kinds", "Eligible device kinds", "checks", "Which devices may take part.", True,
               tuple(k.value for k in DeviceKind)),
@@ -65,10 +71,11 @@ SECTIONS: tuple[Section, ...] = (
     Section("Price and pay", (
         Field("price_cap", "Price cap (per kWh)", "number", "The most the utility pays per kWh.", True),
         Field("price_floor", "Price floor (per kWh)", "number", "At least 0 and below the cap (default 0)."),
-        Field("incentive.kind", "Clearing rule", "choice", "pay_as_clear pays the clearing price; fixed pays the rate below.", True,
+        Field("incentive.kind", "Clearing rule", "choice",
+              "pay_as_clear pays the clearing price; fixed pays the rate below (an envelope program is fixed).", True,
               INCENTIVE_KINDS),
         Field("incentive.rate_per_kwh", "Fixed rate (per kWh)", "number", "Only for a fixed incentive."),
-        Field("incentive.under_delivery_per_kwh", "Under-delivery charge (per kWh)", "number", "Charged per kWh short of the setpoint (default 0)."),
+        Field("incentive.under_delivery_per_kwh", "Under-delivery charge (per kWh)", "number", "Charged per kWh short of the setpoint (an envelope program: per kWh outside the envelope; default 0)."),
     )),
     Section("Measurement & verification", (
         Field("measurement.interval_s", "M&V interval (s)", "int", "Must divide an hour; empty: chosen from the window."),
@@ -102,7 +109,7 @@ SECTIONS: tuple[Section, ...] = (
     ), open=False),
 )
 FIELDS: dict[str, Field] = {f.name: f for s in SECTIONS for f in s.fields}
-_OBJECTS = ("window", "incentive", "measurement", "measurement.baseline", "measurement.split")
+_OBJECTS = ("window", "incentive", "envelope", "measurement", "measurement.baseline", "measurement.split")
 
 
 def _set(out: dict[str, Any], path: str, value: Any) -> None:

@@ -1,15 +1,16 @@
-"""Beckn and the outbox: orders with their BAPs, callbacks sent to BAPs, and dead letters (outbox
-deliveries that ran out of retries, 2030.5 notifications) with replay."""
+"""Beckn and the outbox: the BAPs' orders (v1.1.0) and contracts (v2.0.0, with their cleared bid) as
+`derflex beckn orders` lists them (server.services.bpp.v2contracts.agreements), callbacks sent to
+BAPs, and dead letters (outbox deliveries that ran out of retries, 2030.5 notifications) with replay."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Blueprint, g, redirect, render_template, request, url_for
 
 from server.db import dashboard
 from server.services import accounts, outbox
+from server.services.bpp import v2contracts
 from server.services.sep2 import notifications
 from server.ui.context import now, require, ui
 from server.ui.paging import page
@@ -23,19 +24,16 @@ def beckn() -> str:
     state = request.args.get("state") or ""
     state = state if state in ("pending", "delivered", "expired", "unanswered") else ""
     with ui().db.transaction() as s:
-        ototal, orders = dashboard.orders_page(s, op.start, op.size)
+        ototal, _ = dashboard.orders_page(s, 0, 0)
+        # newest first, as the CLI lists them; a page is the tail of the first start + size
+        agreements = v2contracts.agreements(s, limit=op.start + op.size)[op.start:]
+        names = dict(dashboard.program_names(s)) if agreements else {}
         ctotal, callbacks = dashboard.callbacks_page(s, state or None, cp.start, cp.size)
         dead = outbox.list_deliveries(s, state="dead", start=dp.start, limit=dp.size)
         stats = outbox.stats(s)
         notes = notifications.list_notifications(s, state="dead", start=0, limit=25)
-    order_rows = []
-    for o, program in orders:
-        try:
-            devices = len(json.loads(o.order).get("fulfillments") or [])
-        except (ValueError, AttributeError):
-            devices = 0
-        order_rows.append({"id": o.id, "bap": o.bap_id, "program": program, "program_id": o.program_id,
-                           "state": o.state, "devices": devices, "updated": o.updated_time})
+    order_rows = [{**a, "program_id": a["program"], "program": names.get(a["program"], f"program {a['program']}")}
+                  for a in agreements]
     return render_template("beckn.html", orders=order_rows, opage=op.of(ototal), callbacks=callbacks,
                            cpage=cp.of(ctotal), state=state, dead=dead["deliveries"], dpage=dp.of(dead["all"]),
                            stats=stats["consumers"], notes=notes)

@@ -1,5 +1,7 @@
-"""Grid nodes (the tree with adders, flow limits and the last clearing's node prices) and devices
-(search and filter, one device's ratings, DER status, enrollments, events and responses)."""
+"""Grid nodes (the tree with adders, flow limits and the last clearing's node prices; operators
+create, change and delete them through the PutGridNode / DeleteGridNode commands, each recorded in
+the audit log) and devices (search and filter, one device's ratings, DER status, enrollments,
+events and responses)."""
 
 from __future__ import annotations
 
@@ -7,13 +9,15 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, g, redirect, render_template, request, url_for
 
 from programs.kinds import DeviceKind
 from server.db import dashboard
+from server.services import accounts
 from server.services.sep2 import devices as device_service
-from server.services.flex import grid_nodes, reports
-from server.ui.context import now, ui
+from server.services.flex import commands, grid_nodes, handlers, reports
+from server.services.flex.command_errors import CommandConflict, CommandError, CommandNotFound
+from server.ui.context import now, require, ui
 from server.ui.pages_programs import RESPONSES
 from server.ui.paging import page
 
@@ -46,6 +50,115 @@ def grid() -> str:
         data = json.loads(last["clearing"].nodes)
         prices = {k: v for k, v in (data.items() if isinstance(data, dict) else [])}
     return render_template("grid.html", tree=_tree(nodes), last=last, prices=prices)
+
+
+NODE_FIELDS = (  # (name, label, help, required for a new node: else its default applies)
+    ("load_percent", "Load %", "How loaded the node is now (0 or more); its price adder grows with it.", "0"),
+    ("adder_per_percent", "Adder per % load", "Price adder per kWh for each % of load (0 or more).", "0"),
+    ("congestion_multiplier", "Congestion ×", "Multiplies the node's adder (0 or more; default 1).", "1"),
+    ("max_forward_kw", "Forward limit (kW)", "The most its devices may deliver together; empty: no limit.", ""),
+    ("max_reverse_kw", "Reverse limit (kW)", "The most flow the other way; empty: no limit.", ""),
+    ("current_load_kw", "Load now (kW)", "Needed with a flow limit; empty: unknown.", ""),
+)
+_OPTIONAL = {"max_forward_kw", "max_reverse_kw", "current_load_kw"}
+
+
+def _node_form(values: dict[str, Any], errors: dict[str, list[str]], existing: bool, status: int = 200
+               ) -> tuple[str, int]:
+    with ui().db.transaction() as s:
+        parents = sorted(n["name"] for n in grid_nodes.list_grid_nodes(s) if n["name"] != values.get("name"))
+    return render_template("grid_node_form.html", values=values, errors=errors, existing=existing,
+                           fields=NODE_FIELDS, parents=parents), status
+
+
+def _node_of(s: Any, name: str) -> dict[str, Any] | None:
+    return next((n for n in grid_nodes.list_grid_nodes(s) if n["name"] == name), None)
+
+
+@bp.get("/grid-nodes/edit")
+@require("operator")
+def edit_node() -> tuple[str, int]:
+    """The form for a new node, or (?name=) for changing one."""
+    name = (request.args.get("name") or "")[:64]
+    if not name:
+        return _node_form({"name": "", "parent": "", **{f: d for f, _l, _h, d in NODE_FIELDS}}, {}, False)
+    with ui().db.transaction() as s:
+        node = _node_of(s, name)
+    if node is None:
+        return _node_form({"name": name, "parent": ""}, {"name": [f"no grid node {name!r}"]}, False, 404)
+    values = {k: "" if node.get(k) is None else str(node[k]) for k in ("name", "parent", *(f[0] for f in NODE_FIELDS))}
+    return _node_form(values, {}, True)
+
+
+def _node_body(form: Any) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The posted node as PutGridNode's JSON form (commands.parse_put_grid_node): empty numbers keep
+    their value (a new node: the default), an empty limit or load is none, an empty parent makes a
+    top-level node; and what is not even a number."""
+    body: dict[str, Any] = {"name": (form.get("name") or "").strip(), "parent": (form.get("parent") or "").strip() or None}
+    errors: dict[str, list[str]] = {}
+    for name, _label, _help, _default in NODE_FIELDS:
+        raw = (form.get(name) or "").strip()
+        if not raw:
+            if name in _OPTIONAL:
+                body[name] = None
+            continue
+        try:
+            body[name] = float(raw)
+        except ValueError:
+            errors[name] = [f"must be a number, got {raw[:40]!r}"]
+    return body, errors
+
+
+def _field(exc: CommandError) -> str:
+    return exc.field if exc.field in ("name", "parent", *(f[0] for f in NODE_FIELDS)) else ""  # type: ignore[return-value]
+
+
+@bp.post("/grid-nodes/edit")
+@require("operator")
+def put_node() -> Any:
+    existing = request.form.get("existing") == "1"
+    values = {k: request.form.get(k, "") for k in ("name", "parent", *(f[0] for f in NODE_FIELDS))}
+    body, errors = _node_body(request.form)
+    if errors:
+        return _node_form(values, errors, existing, 400)
+    try:
+        command = commands.parse_put_grid_node(body)
+        with ui().db.transaction() as s:
+            before = _node_of(s, command.name)
+            if existing and before is None:
+                raise CommandNotFound("name", f"no grid node {command.name!r} (deleted meanwhile?)")
+            if not existing and before is not None:
+                raise CommandConflict("name", f"a grid node named {command.name!r} exists already: "
+                                              "change it from its row in the list")
+            after = handlers.execute(s, command, now()).view()
+            accounts.record(s, g.user, "grid_node.update" if before else "grid_node.create", f"grid node {command.name}",
+                            before, after, now())
+    except CommandError as exc:
+        # beside its field, the message need not name the node again
+        message = exc.message.removeprefix("invalid grid node: ").removeprefix(f"grid node {body['name']!r}: ")
+        message = message.split(": ", 1)[-1] if message.startswith(f"{exc.field}:") else message
+        return _node_form(values, {_field(exc): [message]}, existing, 404 if exc.kind == "not_found" else 409
+                          if exc.kind == "conflict" else 400)
+    return redirect(url_for("fleet.grid"))
+
+
+@bp.post("/grid-nodes/delete")
+@require("operator")
+def delete_node() -> Any:
+    name = (request.form.get("name") or "")[:64]
+    try:
+        with ui().db.transaction() as s:
+            before = _node_of(s, name)
+            handlers.execute(s, commands.parse_delete_grid_node(name), now())
+            accounts.record(s, g.user, "grid_node.delete", f"grid node {name}", before, None, now())
+    except CommandError as exc:
+        with ui().db.transaction() as s:
+            node = _node_of(s, name)
+        values = {"name": name, "parent": ""} if node is None else {
+            k: "" if node.get(k) is None else str(node[k]) for k in ("name", "parent", *(f[0] for f in NODE_FIELDS))}
+        return _node_form(values, {"name": [exc.message]}, node is not None,
+                          404 if exc.kind == "not_found" else 409 if exc.kind == "conflict" else 400)
+    return redirect(url_for("fleet.grid"))
 
 
 @bp.get("/devices")

@@ -123,6 +123,8 @@ def update_program(program_id: int) -> Any:
             before = json.loads(program_row(s, program_id).spec)
             after = program.to_dict()
             changes = {k: v for k, v in after.items() if before.get(k) != v}
+            if before.get("envelope") is not None and "envelope" not in after:
+                changes["envelope"] = None  # the envelope emptied: a reduction program again
             if changes:
                 view = handlers.execute(s, commands.UpdateProgram(program_id, changes), now()).view()
                 accounts.record(s, g.user, "program.update", f"program {program_id} {view['name']}",

@@ -281,3 +281,76 @@ def test_every_page_renders(browser: Any, dashboard: Any) -> None:
     browser.get(base + "/devices?status=seen")
     assert not _all(browser, "#devices tbody tr a")
 
+
+
+def test_grid_nodes_edited_in_the_browser_and_v2_contracts_on_the_beckn_page(browser: Any, dashboard: Any) -> None:
+    """Last in the module: it adds grid nodes and a Beckn v2 contract (two more batteries) to the world."""
+    from selenium.webdriver.support.ui import Select
+
+    from server.config import Settings
+    from server.db.session import Database
+    from tests.services.test_beckn_v2_settlement import BID_A, confirm
+
+    server, base = dashboard
+    sign_in(browser, base, "otto")
+    for node in ({"name": "feeder-1", "load_percent": "40", "adder_per_percent": "0.001"},
+                 {"name": "tx-7", "parent": "feeder-1", "load_percent": "70", "adder_per_percent": "0.002",
+                  "max_forward_kw": "250"}):  # a flow limit without the load now: the mistake
+        browser.get(base + "/grid-nodes")
+        _by(browser, "#new-node").click()
+        for name, value in node.items():
+            if name == "parent":
+                Select(_by(browser, "[name='parent']")).select_by_visible_text(value)
+                continue
+            field = _by(browser, f"[name='{name}']")
+            field.clear()
+            field.send_keys(value)
+        _by(browser, "#save-node").click()
+    error = _wait(lambda: _all(browser, "#error-current_load_kw"))[0]
+    assert "current" in error.text and "has-error" in _by(browser, ".field[data-field='current_load_kw']").get_attribute("class")
+    assert _by(browser, "[name='max_forward_kw']").get_attribute("value") == "250"
+    shoot(browser, "grid-node-form-error")
+    _by(browser, "[name='current_load_kw']").send_keys("180")
+    _by(browser, "#save-node").click()
+    _wait(lambda: browser.current_url.endswith("/grid-nodes"))
+    rows = [r.text for r in _all(browser, "#grid-nodes tbody tr")]
+    assert rows[0].startswith("feeder-1") and rows[1].startswith("└ tx-7") and "250" in rows[1]
+    shoot(browser, "grid-nodes")
+
+    db = Database(Settings(home=server.home).db_url)
+    try:
+        with db.transaction() as s:
+            lfdis = [builders.lfdi(f"ui-v2-{i}") for i in range(2)]
+            for x in lfdis:
+                builders.rated_battery(s, x, builders.PUBLISH_AT - 10 * builders.DAY)
+        cid, _, _ = confirm(db, {"program": 1, "lfdis": lfdis}, lfdis, BID_A)
+    finally:
+        db.dispose()
+    browser.get(base + "/beckn")
+    row = next(r.text for r in _all(browser, "#orders tbody tr") if cid in r.text)
+    assert "v2.0.0" in row and "active" in row and " kW at " in row
+    shoot(browser, "beckn")
+
+
+def test_an_envelope_program_authored_with_a_mistake_and_fixed(browser: Any, dashboard: Any) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    _server, base = dashboard
+    sign_in(browser, base, "otto")
+    browser.get(base + "/programs/new")
+    values = {**GOOD, "name": "Export envelope", "requested_kw": "", "envelope.export_limit_kw": "1.5",
+              "incentive.rate_per_kwh": "0.12"}
+    for name, value in values.items():
+        field = _by(browser, f"[name='{name}']")
+        field.clear()
+        field.send_keys(value)
+    Select(_by(browser, "[name='incentive.kind']")).select_by_visible_text("pay_as_clear")  # the mistake
+    _by(browser, "#save-program").click()
+    error = _wait(lambda: _all(browser, "[id='error-incentive.kind']"))[0]
+    assert "fixed" in error.text and _by(browser, "[name='envelope.export_limit_kw']").get_attribute("value") == "1.5"
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", error)
+    shoot(browser, "program-form-envelope-error")
+    Select(_by(browser, "[name='incentive.kind']")).select_by_visible_text("fixed")
+    _by(browser, "#save-program").click()
+    _wait(lambda: "/programs/" in browser.current_url and not browser.current_url.endswith("/new"))
+    assert "export at most 1.5 kW" in _by(browser, "#envelope").text
