@@ -74,7 +74,7 @@ from server.services.bpp import settlement as beckn_settlement
 from server.services.bpp.orders import is_v2
 from server.services.bpp import v2catalog
 from server.services.bpp.provider import Provider
-from server.services.flex import enrollments, handlers, stored
+from server.services.flex import enrollments, handlers
 from server.services.flex.command_errors import CommandError
 from server.services.flex.commands import ChangeEnrollmentState, ChangeOffer, DeviceRef, Enroll
 from server.services.flex.gathering import clear_fleet, gather, ratings_of, reported_kind
@@ -481,20 +481,18 @@ def contract_view(session: Session, order: BecknOrder | None, asked_or_data: Ask
                 "commitment_id": a.commitment_id}
     else:
         data = asked_or_data
-    row = session.get(store.FlexProgram, data["program_id"])
-    assert row is not None
-    program = stored.program_of(row)
-    resource = v2catalog.resource(session, row, program, now)
+    listed = v2catalog.entry(session, data["program_id"], provider, now)  # cached with the catalog
+    program, program_id = listed.program, listed.program_id
+    resource = dict(listed.resource)  # the cached one is shared: a copy to add the quantity to
     resource["quantity"] = {"unitCode": "kW", "unitQuantity": data.get("capacity_kw") or _largest(program),
                             "@type": "Quantity"}
     seller_inputs: dict[str, Any] = {}
     if data.get("meters"):
         seller_inputs["participatingMeters"] = list(data["meters"])
     seller = {"role": "seller", "participantId": data["seller"], "inputs": seller_inputs}
-    offer = v2catalog.offer(session, row, program, provider, now, seller=seller, with_template=False)
-    offer.pop("validity", None)
+    offer = v2catalog.contract_offer(listed, provider, seller)
     commitment: dict[str, Any] = {
-        "id": data.get("commitment_id") or f"commitment-{order.id if order else row.id}",
+        "id": data.get("commitment_id") or f"commitment-{order.id if order else program_id}",
         "status": commitment_status(commitment_code(state)), "resources": [resource], "offer": offer}
     if data.get("bid"):
         commitment["commitmentAttributes"] = _bid_series(resource, data["bid"], data.get("clearing"), program)
@@ -504,7 +502,7 @@ def contract_view(session: Session, order: BecknOrder | None, asked_or_data: Ask
     out["status"] = contract_status(contract_code(state))
     out["commitments"] = [commitment]
     currency = program.currency
-    out["consideration"] = [{"id": f"consideration-{row.id}", "status": {"code": "DRAFT" if state != "active" else "ACTIVE"},
+    out["consideration"] = [{"id": f"consideration-{program_id}", "status": {"code": "DRAFT" if state != "active" else "ACTIVE"},
                              "considerationAttributes": packs.attrs("SettlementTerm", {
                                  "amount": {"currency": currency, "value": _expected(program, data)},
                                  "paymentTrigger": "ON_FULFILLMENT",
@@ -649,8 +647,8 @@ def used_packs(message: dict[str, Any]) -> tuple[str, ...]:
 
 def _find(session: Session, bap_id: str, contract_id: Any, path: str) -> BecknOrder:
     cid = _text(contract_id, path, max_len=64)
-    row = session.scalars(select(BecknOrder).where(BecknOrder.id == cid, BecknOrder.bap_id == bap_id)).first()
-    if row is None or not is_v2(row):
+    row = session.get(BecknOrder, cid)  # a batch asking after one contract loads it once
+    if row is None or row.bap_id != bap_id or not is_v2(row):
         raise V2Error(f"no contract {cid!r}", path, V2Code.CONTRACT_NOT_FOUND)
     return row
 
@@ -898,10 +896,24 @@ HANDLERS = {"discover": discover, "select": select_, "init": init, "confirm": co
             "update": update, "cancel": cancel, "track": track, "support": support, "rate": rate}
 
 
+#: actions that write nothing: run without a savepoint (two statements and a flush each), as v1's
+#: catalog actions, and without autoflush: in the worker's batch their first query flushed the
+#: previous requests' outbox rows and states one at a time, where the commit writes them together
+#: (they read none of what is left pending: orders, programs, windows, settlements, which a writing
+#: action flushes before it returns)
+WITHOUT_WRITES = frozenset({"discover", "status", "track", "support"})
+
+
 def handle(session: Session, request: Request, provider: Provider, now: int) -> dict[str, Any]:
     """The callback's `message`, in the caller's transaction (a savepoint: a V2Error writes nothing,
-    and a `try: true` preview is rolled back after its answer is made)."""
+    and a `try: true` preview is rolled back after its answer is made; none for WITHOUT_WRITES)."""
     handler = HANDLERS[request.context.action]
+    if request.context.action in WITHOUT_WRITES:
+        try:
+            with session.no_autoflush:
+                return handler(session, request, provider, now)
+        except (CommandError, ServiceError) as exc:
+            raise V2Error(exc.message, None, V2Code.BUSINESS_ERROR) from None
     savepoint = session.begin_nested()
     try:
         out = handler(session, request, provider, now)
