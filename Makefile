@@ -38,8 +38,8 @@ haproxy:  ## Debian's haproxy for the multi-host failover test (tests/e2e/test_m
 test: $(STAMP)  ## the test suite on SQLite (e2e included), plus the layer contracts; the sweeps' long tails: make test-slow
 	$(PYTEST) --dist loadscope --no-loadscope-reorder -m "not slow"
 
-test-slow: $(STAMP)  ## the long tails of the random sweeps (marked slow; CI runs them)
-	$(PYTEST) --dist load -m slow
+test-slow: $(STAMP)  ## the long tests (random sweeps' tails, the live browser window, the v2 demo, multi-host failover; CI runs them)
+	$(PYTEST) --dist loadscope --no-loadscope-reorder -m slow  # a module per worker, longest first: the long ones never queue behind each other
 
 test-postgres: $(STAMP)  ## the tests that use a database, against PostgreSQL (PG_URL)
 	DERFLEX_TEST_DATABASE_URL=$(PG_URL) $(PYTEST) --dist loadscope --no-loadscope-reorder -m "not e2e"

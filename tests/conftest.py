@@ -37,7 +37,9 @@ PG_ENV = "DERFLEX_TEST_DATABASE_URL"
 # Longest first: on pytest-xdist workers (make test) the e2e modules, which mostly wait on real
 # clocks and sockets, start first (the demo, about two and a half minutes, before all), so that the
 # other workers fill their waits and no long module is left for the end.
-LONGEST_FIRST = ("tests/e2e/test_demo.py", "tests/e2e/")
+LONGEST_FIRST = ("tests/e2e/test_demo.py", "tests/ui/test_browser_live.py", "tests/e2e/test_demo_v2.py",
+                 "tests/e2e/test_multihost.py", "tests/e2e/test_beckn_v2_flow.py", "tests/e2e/test_envelope_flow.py",
+                 "tests/e2e/test_notifications.py", "tests/conformance/test_harness_run.py", "tests/e2e/")
 
 
 def _longest_first(item: pytest.Item) -> int:
