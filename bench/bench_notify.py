@@ -571,7 +571,7 @@ class Bench:
             rows.append({"device_id": ids[i], "subscriber_lfdi": subscriber[i], "resource": resource(i),
                          "target": "derc_list", "target_device_id": ids[i], "program_id": program, "fsa_id": None,
                          "der_doc": None, "notification_uri": uri, "receiver": receiver, "limit": 1, "level": "+S1",
-                         "encoding": 0, "created_time": now, "updated_time": now})
+                         "encoding": 0, "created_time": now, "updated_time": now, "base_uri": ""})
         cols = [c.name for c in sub_store.Subscription.__table__.columns if c.name != "id"]
         with self.db.transaction() as s:
             made = s.execute(select(sub_store.Subscription.__table__).where(
