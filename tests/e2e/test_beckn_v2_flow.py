@@ -147,6 +147,7 @@ def test_v2_bap_from_discover_to_settled_revenue_flows(tmp_path: Path) -> None:
         infos = sorted((performance(c.message["contract"])[0]["pageInfo"] for c in pages), key=lambda i: i["sequence"])
         # the pages are pushed as separate callbacks: they may arrive in either order
         assert [(i["sequence"], i["isLast"], i["total"]) for i in infos] == [(0, False, 3), (1, True, 3)]
+        pages = sorted(pages, key=lambda c: performance(c.message["contract"])[0]["pageInfo"]["sequence"])
         pushed_meters = [m["meterId"] for c in pages for m in performance(c.message["contract"])[0]["meters"]]
         assert sorted(pushed_meters) == sorted(lfdis)
         flows = revenue_flows(pages[0].message["contract"])
