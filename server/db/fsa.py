@@ -50,7 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from server.db.derp import DerProgram, ProgramMember
-from server.db.models import Base, Device
+from server.db.models import Aggregator, Base, Device
 from server.db.repo import DriverStatement, Reader, scope_params, visible_to
 from server.scope import Role, Scope
 
@@ -116,6 +116,10 @@ def _device_visible(role: Role) -> Any:
 
 _IS_MEMBER = exists(select(_MEMBER.c.program_id).where(_MEMBER.c.device_id == bindparam("device_id")))
 _HAS_FSA = exists(select(_FD.c.number).where(_FD.c.device_id == bindparam("device_id")))
+# An aggregator's own EndDevice (its certificate's LFDI: CSIP-AUS) has no DER and follows no
+# program: an empty FSA 1 there would only mislead a client walking every EndDevice's FSAs.
+_IS_AGGREGATOR = exists(select(Aggregator.lfdi).join(Device, Device.lfdi == Aggregator.lfdi)
+                        .where(Device.id == bindparam("device_id")))
 _PROGRAM_COUNT = (
     select(func.count()).select_from(_FP).where(_FP.c.fsa_id == _FSA.c.id).correlate(_FSA).scalar_subquery()
 )
@@ -123,7 +127,7 @@ _PROGRAM_COUNT = (
 
 @cache
 def _shows_membership_stmt(role: Role) -> Select[Any]:
-    return select(or_(_IS_MEMBER, ~_HAS_FSA).label("shown")).where(_device_visible(role))
+    return select(or_(_IS_MEMBER, and_(~_HAS_FSA, ~_IS_AGGREGATOR)).label("shown")).where(_device_visible(role))
 
 
 @cache
@@ -236,7 +240,8 @@ def _one_count_stmt() -> DriverStatement:
     device = bindparam("device_id")
     assigned = select(func.count()).select_from(_FD).where(_FD.c.device_id == device).scalar_subquery()
     member = exists(select(_MEMBER.c.device_id).where(_MEMBER.c.device_id == device))
-    return DriverStatement(select(assigned.label("assigned"), member.label("member")))
+    return DriverStatement(select(assigned.label("assigned"), member.label("member"),
+                                  _IS_AGGREGATOR.label("aggregator")))
 
 
 def fsa_counts(db: Reader, device_ids: Sequence[int]) -> dict[int, int]:
@@ -247,12 +252,13 @@ def fsa_counts(db: Reader, device_ids: Sequence[int]) -> dict[int, int]:
     ids = list(device_ids)
     if len(ids) == 1:  # one EndDevice, polled: one driver-level statement (no IN list to build)
         row = _one_count_stmt().first(db, {"device_id": ids[0]})
-        return {ids[0]: row.assigned + (1 if row.member or not row.assigned else 0)}
+        return {ids[0]: row.assigned + (1 if row.member or not (row.assigned or row.aggregator) else 0)}
     assigned = dict(db.execute(
         select(_FD.c.device_id, func.count()).where(_FD.c.device_id.in_(ids)).group_by(_FD.c.device_id)
     ).all())
     members = set(db.scalars(select(_MEMBER.c.device_id).where(_MEMBER.c.device_id.in_(ids)).distinct()))
-    return {d: assigned.get(d, 0) + (1 if d in members or not assigned.get(d) else 0) for d in ids}
+    own = set(db.scalars(select(Device.id).join(Aggregator, Aggregator.lfdi == Device.lfdi).where(Device.id.in_(ids))))
+    return {d: assigned.get(d, 0) + (1 if d in members or not (assigned.get(d) or d in own) else 0) for d in ids}
 
 
 # ---------------------------------------------------------------------------- operator side

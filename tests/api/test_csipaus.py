@@ -13,6 +13,7 @@ from lxml import etree
 
 from server.scope import Scope
 from server.sep2 import codec
+from server.sep2.fsa import FunctionSetAssignmentsList
 from server.sep2.csipaus import CSIPAUS_NS, ConnectionPoint, nmi_checksum, nmi_problem
 from server.sep2.der import ActivePower, DERCapability, DERSettings
 from server.sep2.derp import DefaultDERControl, DERControlBase, DERControlList
@@ -261,6 +262,15 @@ def test_naming_an_aggregator_registers_its_own_end_device(operator, pki, client
     # exactly one SubscriptionList: under its own EndDevice (CSIP-AUS)
     assert [d.lfdi for d in devices if d.subscription_list_link is not None] == [agg.lfdi]
     assert all(d.connection_point_link for d in devices)
+    # it has no DER and follows no program: no (empty) FunctionSetAssignments to mislead a client
+    # that walks every EndDevice's FSAs (cactus S-ALL-25 took such an empty FSA 1 as the latest)
+    own = next(d for d in devices if d.lfdi == agg.lfdi)
+    assert own.function_set_assignments_list_link.all == 0
+    fsas = client_for(agg).get(f"/edev/{own_id}/fsa?l=10")
+    sep2_schema(fsas.data)
+    assert codec.parse(fsas.data, FunctionSetAssignmentsList).all == 0
+    der = next(d for d in devices if d.lfdi == der_lfdi)  # its DER's device keeps its FSA 1
+    assert der.function_set_assignments_list_link.all == 1
 
 
 # ------------------------------------------------------------------------------ removing a device
